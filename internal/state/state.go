@@ -1,0 +1,183 @@
+package state
+
+import (
+	"fmt"
+	"sort"
+)
+
+// State is the whole desired state of a cluster.
+type State struct {
+	TokenHash string               `json:"token_hash"`
+	Nodes     map[string]*Node     `json:"nodes"`
+	DBs       map[string]*Database `json:"dbs"`
+}
+
+// New returns an empty state.
+func New() *State {
+	return &State{Nodes: map[string]*Node{}, DBs: map[string]*Database{}}
+}
+
+// Clone returns a deep copy, so readers never share memory with the FSM.
+func (s *State) Clone() *State {
+	c := &State{TokenHash: s.TokenHash, Nodes: make(map[string]*Node, len(s.Nodes)), DBs: make(map[string]*Database, len(s.DBs))}
+	for k, n := range s.Nodes {
+		nn := *n
+		c.Nodes[k] = &nn
+	}
+	for k, d := range s.DBs {
+		c.DBs[k] = d.Clone()
+	}
+	return c
+}
+
+// Clone deep-copies a database.
+func (d *Database) Clone() *Database {
+	c := *d
+	if d.Labels != nil {
+		c.Labels = make(map[string]string, len(d.Labels))
+		for k, v := range d.Labels {
+			c.Labels[k] = v
+		}
+	}
+	c.Shards = make([]Shard, len(d.Shards))
+	for i, sh := range d.Shards {
+		c.Shards[i] = sh
+		c.Shards[i].Instances = append([]Instance(nil), sh.Instances...)
+	}
+	return &c
+}
+
+// NodeIDs returns node ids sorted.
+func (s *State) NodeIDs() []string {
+	ids := make([]string, 0, len(s.Nodes))
+	for id := range s.Nodes {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// DBNames returns database names sorted.
+func (s *State) DBNames() []string {
+	names := make([]string, 0, len(s.DBs))
+	for n := range s.DBs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// PlacedInstance is an instance together with its database and shard.
+type PlacedInstance struct {
+	DB    *Database
+	Shard int
+	Instance
+}
+
+// InstancesOn lists every instance placed on a node, in a stable order.
+func (s *State) InstancesOn(node string) []PlacedInstance {
+	var out []PlacedInstance
+	for _, name := range s.DBNames() {
+		db := s.DBs[name]
+		for _, sh := range db.Shards {
+			for _, in := range sh.Instances {
+				if in.Node == node {
+					out = append(out, PlacedInstance{DB: db, Shard: sh.Index, Instance: in})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Allocated returns the memory reserved on each node by placed instances.
+func (s *State) Allocated() map[string]int64 {
+	out := map[string]int64{}
+	for _, db := range s.DBs {
+		for _, sh := range db.Shards {
+			for _, in := range sh.Instances {
+				out[in.Node] += db.Memory
+			}
+		}
+	}
+	return out
+}
+
+// UsedPorts returns the ports taken on each node.
+func (s *State) UsedPorts() map[string]map[int]bool {
+	out := map[string]map[int]bool{}
+	for _, db := range s.DBs {
+		for _, sh := range db.Shards {
+			for _, in := range sh.Instances {
+				if out[in.Node] == nil {
+					out[in.Node] = map[int]bool{}
+				}
+				out[in.Node][in.Port] = true
+			}
+		}
+	}
+	return out
+}
+
+// checkPlacement verifies a database's placement against the rest of the
+// state: nodes exist, ports are in range and free, ids unique, one master per
+// shard, and master and replicas of a shard on distinct nodes.
+func (s *State) checkPlacement(db *Database) error {
+	ports := map[string]map[int]bool{}
+	ids := map[string]bool{}
+	for name, other := range s.DBs {
+		if name == db.Name {
+			continue
+		}
+		for _, sh := range other.Shards {
+			for _, in := range sh.Instances {
+				if ports[in.Node] == nil {
+					ports[in.Node] = map[int]bool{}
+				}
+				ports[in.Node][in.Port] = true
+				ids[in.ID] = true
+			}
+		}
+	}
+	if len(db.Shards) != db.Spec.Shards {
+		return fmt.Errorf("database %s: %d shards placed, spec says %d", db.Name, len(db.Shards), db.Spec.Shards)
+	}
+	for i, sh := range db.Shards {
+		if sh.Index != i {
+			return fmt.Errorf("database %s: shard %d has index %d", db.Name, i, sh.Index)
+		}
+		masters := 0
+		nodes := map[string]bool{}
+		for _, in := range sh.Instances {
+			n, ok := s.Nodes[in.Node]
+			if !ok {
+				return fmt.Errorf("database %s: instance %s on unknown node %s", db.Name, in.ID, in.Node)
+			}
+			if in.Port < n.PortMin || in.Port > n.PortMax {
+				return fmt.Errorf("database %s: port %d outside node %s range", db.Name, in.Port, in.Node)
+			}
+			if ports[in.Node][in.Port] {
+				return fmt.Errorf("database %s: port %d already used on node %s", db.Name, in.Port, in.Node)
+			}
+			if ports[in.Node] == nil {
+				ports[in.Node] = map[int]bool{}
+			}
+			ports[in.Node][in.Port] = true
+			if ids[in.ID] {
+				return fmt.Errorf("database %s: duplicate instance id %s", db.Name, in.ID)
+			}
+			ids[in.ID] = true
+			if nodes[in.Node] {
+				return fmt.Errorf("database %s: shard %d has two instances on node %s", db.Name, i, in.Node)
+			}
+			nodes[in.Node] = true
+			if in.Role == RoleMaster {
+				masters++
+			}
+		}
+		if masters != 1 {
+			return fmt.Errorf("database %s: shard %d has %d masters", db.Name, i, masters)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,211 @@
+// Package state holds Marina's desired state: the types replicated through
+// Raft and the finite state machine that applies commands to them.
+package state
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+)
+
+// Node statuses. Admin status (draining) is set by operators; up/down is set
+// by the leader from heartbeats.
+const (
+	NodeUp       = "up"
+	NodeDown     = "down"
+	NodeDraining = "draining"
+)
+
+// Instance roles.
+const (
+	RoleMaster  = "master"
+	RoleReplica = "replica"
+)
+
+// Persistence modes.
+const (
+	PersistNone = "none"
+	PersistRDB  = "rdb"
+	PersistAOF  = "aof"
+)
+
+// Limits of a database spec.
+const (
+	MaxShards   = 256
+	MaxReplicas = 5
+	MinMemory   = 1 << 20 // 1 MiB: below this redis-server is not useful
+	NumSlots    = 16384
+)
+
+// EvictionPolicies lists every maxmemory-policy Redis accepts.
+var EvictionPolicies = []string{
+	"noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random",
+	"volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+}
+
+// Node is one host running `marina server`.
+type Node struct {
+	ID       string `json:"id"`
+	Addr     string `json:"addr"` // host the node's redis-servers bind to
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+	Memory   int64  `json:"memory"` // bytes available for redis maxmemory
+	Zone     string `json:"zone,omitempty"`
+	Status   string `json:"status"`
+	PortMin  int    `json:"port_min"`
+	PortMax  int    `json:"port_max"`
+	JoinedAt time.Time `json:"joined_at"`
+}
+
+// Spec is what a user asks for.
+type Spec struct {
+	Name        string            `json:"name"`
+	Memory      int64             `json:"memory"` // maxmemory per shard, bytes
+	Shards      int               `json:"shards"`
+	Replicas    int               `json:"replicas"`
+	Persistence string            `json:"persistence"`
+	Eviction    string            `json:"eviction"`
+	Password    string            `json:"password,omitempty"`
+	Owner       string            `json:"owner,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// Instance is one redis-server process.
+type Instance struct {
+	ID   string `json:"id"`
+	Node string `json:"node"`
+	Port int    `json:"port"`
+	Role string `json:"role"`
+}
+
+// Shard owns a contiguous slot range and one master plus replicas.
+type Shard struct {
+	Index     int        `json:"index"`
+	SlotStart int        `json:"slot_start"`
+	SlotEnd   int        `json:"slot_end"` // inclusive
+	Instances []Instance `json:"instances"`
+}
+
+// Database is a spec plus the placement the leader chose for it.
+type Database struct {
+	Spec
+	// Secret is the password of the internal "marina" ACL user that agents,
+	// replication and proxies use, so a client password change never breaks them.
+	Secret    string    `json:"secret"`
+	Shards    []Shard   `json:"shard_list"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Master returns the shard's master instance, if any.
+func (s Shard) Master() (Instance, bool) {
+	for _, in := range s.Instances {
+		if in.Role == RoleMaster {
+			return in, true
+		}
+	}
+	return Instance{}, false
+}
+
+// Replicas returns the shard's replicas.
+func (s Shard) Replicas() []Instance {
+	var out []Instance
+	for _, in := range s.Instances {
+		if in.Role == RoleReplica {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+// ValidateName checks a database name.
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("invalid name %q: use 1-63 lowercase letters, digits and '-', starting with a letter", name)
+	}
+	return nil
+}
+
+// Defaults fills unset optional fields.
+func (s *Spec) Defaults() {
+	if s.Shards == 0 {
+		s.Shards = 1
+	}
+	if s.Persistence == "" {
+		s.Persistence = PersistNone
+	}
+	if s.Eviction == "" {
+		s.Eviction = "noeviction"
+	}
+}
+
+// Validate reports the first problem with a spec, in words a user can act on.
+func (s Spec) Validate() error {
+	if err := ValidateName(s.Name); err != nil {
+		return err
+	}
+	if s.Memory < MinMemory {
+		return fmt.Errorf("invalid memory %s: must be at least 1MiB", humanize.IBytes(uint64(max(s.Memory, 0))))
+	}
+	if s.Shards < 1 || s.Shards > MaxShards {
+		return fmt.Errorf("invalid shards %d: must be 1..%d", s.Shards, MaxShards)
+	}
+	if s.Replicas < 0 || s.Replicas > MaxReplicas {
+		return fmt.Errorf("invalid replicas %d: must be 0..%d", s.Replicas, MaxReplicas)
+	}
+	switch s.Persistence {
+	case PersistNone, PersistRDB, PersistAOF:
+	default:
+		return fmt.Errorf("invalid persistence %q: must be none, rdb or aof", s.Persistence)
+	}
+	if !validEviction(s.Eviction) {
+		return fmt.Errorf("invalid eviction %q: must be one of %s", s.Eviction, strings.Join(EvictionPolicies, ", "))
+	}
+	if err := ValidatePassword(s.Password); err != nil {
+		return err
+	}
+	if len(s.Owner) > 128 {
+		return fmt.Errorf("invalid owner: at most 128 characters")
+	}
+	keys := make([]string, 0, len(s.Labels))
+	for k := range s.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if k == "" || len(k) > 63 || len(s.Labels[k]) > 256 {
+			return fmt.Errorf("invalid label %q: keys 1-63 characters, values at most 256", k)
+		}
+	}
+	return nil
+}
+
+// ValidatePassword checks a client password. Empty means "generate one".
+func ValidatePassword(pw string) error {
+	if pw == "" {
+		return nil
+	}
+	if len(pw) < 8 || len(pw) > 256 {
+		return fmt.Errorf("invalid password: must be 8-256 characters")
+	}
+	// redis.conf and ACL rules are whitespace separated; '>' and '<' begin ACL rules.
+	if strings.ContainsAny(pw, " \t\r\n\"'\\") {
+		return fmt.Errorf("invalid password: must not contain whitespace, quotes or backslashes")
+	}
+	return nil
+}
+
+func validEviction(p string) bool {
+	for _, e := range EvictionPolicies {
+		if e == p {
+			return true
+		}
+	}
+	return false
+}
