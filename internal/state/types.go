@@ -209,3 +209,13 @@ func validEviction(p string) bool {
 	}
 	return false
 }
+
+var nodeIDRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
+
+// ValidateNodeID checks a node id.
+func ValidateNodeID(id string) error {
+	if !nodeIDRE.MatchString(id) {
+		return fmt.Errorf("invalid node id %q: use 1-63 letters, digits, '.', '_' or '-'", id)
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+// Package agent runs on every node and makes the local redis-servers match
+// the desired state in the local copy of the FSM. It is level-triggered: each
+// instance has a worker that compares what should be with what is, on every
+// state change and on a timer, so a missed event can never leave it wrong.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// Source is the local desired state.
+type Source interface {
+	State() *state.State
+	Changed() <-chan struct{}
+}
+
+// Config configures an agent.
+type Config struct {
+	NodeID      string
+	Dir         string // instances live in Dir/<instance id>
+	RedisServer string // path of the redis-server binary
+	// StopOnExit stops the instances when the agent stops; by default they keep
+	// serving (control plane down is not data plane down) and are adopted later.
+	StopOnExit bool
+	Interval   time.Duration // resync period, default 1s
+	Logger     *slog.Logger
+}
+
+// Agent supervises the instances of one node.
+type Agent struct {
+	cfg     Config
+	src     Source
+	log     *slog.Logger
+	mu      sync.Mutex
+	workers map[string]*worker
+	wg      sync.WaitGroup
+	stopAll atomic.Bool
+}
+
+// SetStopOnExit changes whether Run's end stops the instances too.
+func (a *Agent) SetStopOnExit(b bool) { a.stopAll.Store(b) }
+
+// New returns an agent; Run starts it.
+func New(cfg Config, src Source) *Agent {
+	if cfg.Interval == 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	a := &Agent{cfg: cfg, src: src, log: cfg.Logger.With("component", "agent"), workers: map[string]*worker{}}
+	a.stopAll.Store(cfg.StopOnExit)
+	return a
+}
+
+// Run reconciles until ctx is done, then stops every worker (and with
+// StopOnExit, every instance).
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.Dir, 0o700); err != nil {
+		return err
+	}
+	t := time.NewTicker(a.cfg.Interval)
+	defer t.Stop()
+	for {
+		changed := a.src.Changed()
+		a.reconcile(ctx)
+		select {
+		case <-ctx.Done():
+			a.shutdown()
+			return nil
+		case <-changed:
+		case <-t.C:
+		}
+	}
+}
+
+// want is the desired configuration of one instance.
+type want struct {
+	id      string
+	db      string
+	shard   int
+	role    string
+	conf    redisconf.Config
+	confTxt string
+}
+
+func (a *Agent) desired(st *state.State) map[string]want {
+	out := map[string]want{}
+	self, ok := st.Nodes[a.cfg.NodeID]
+	if !ok {
+		return out
+	}
+	for _, pi := range st.InstancesOn(a.cfg.NodeID) {
+		c := redisconf.Config{
+			Port: pi.Port, Bind: self.Addr, Dir: filepath.Join(a.cfg.Dir, pi.ID),
+			MaxMemory: pi.DB.Memory, Policy: pi.DB.Eviction, Persistence: pi.DB.Persistence,
+			Password: pi.DB.Password, Secret: pi.DB.Secret,
+		}
+		if pi.Role == state.RoleReplica {
+			m, ok := pi.DB.Shards[pi.Shard].Master()
+			if mn, nok := st.Nodes[m.Node]; ok && nok {
+				c.ReplicaOf = net.JoinHostPort(mn.Addr, strconv.Itoa(m.Port))
+			}
+		}
+		out[pi.ID] = want{id: pi.ID, db: pi.DB.Name, shard: pi.Shard, role: pi.Role, conf: c, confTxt: c.Render()}
+	}
+	return out
+}
+
+func (a *Agent) reconcile(ctx context.Context) {
+	st := a.src.State()
+	if _, ok := st.Nodes[a.cfg.NodeID]; !ok {
+		// Not (yet) in the state: nothing here can be judged unwanted.
+		return
+	}
+	want := a.desired(st)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, w := range want {
+		if wk, ok := a.workers[id]; ok {
+			wk.update(w)
+			continue
+		}
+		wk := newWorker(a, w)
+		a.workers[id] = wk
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			wk.run(ctx)
+		}()
+	}
+	for id, wk := range a.workers {
+		if _, ok := want[id]; !ok {
+			wk.remove()
+			delete(a.workers, id)
+		}
+	}
+	// Instance directories nobody wants: deleted while this agent was down.
+	entries, err := os.ReadDir(a.cfg.Dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if _, ok := want[e.Name()]; ok || !e.IsDir() {
+			continue
+		}
+		if _, busy := a.workers[e.Name()]; busy {
+			continue
+		}
+		a.removeOrphan(ctx, e.Name())
+	}
+}
+
+// removeOrphan stops a leftover instance (if still running) and deletes its data.
+func (a *Agent) removeOrphan(ctx context.Context, id string) {
+	dir := filepath.Join(a.cfg.Dir, id)
+	if port, err := confPort(filepath.Join(dir, "redis.conf")); err == nil {
+		sctx, cancel := context.WithCancel(ctx)
+		if p, err := adoptProcess(sctx, filepath.Join(dir, "redis.pid"), port); err == nil {
+			p.stop(ctx, killSig, 5*time.Second)
+		}
+		cancel()
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		a.log.Error("remove instance dir", "instance", id, "err", err)
+		return
+	}
+	a.log.Info("removed instance", "instance", id)
+}
+
+func (a *Agent) shutdown() {
+	a.mu.Lock()
+	for _, wk := range a.workers {
+		wk.cancel()
+	}
+	a.mu.Unlock()
+	a.wg.Wait()
+}
+
+// Statuses reports what the agent observes of its instances.
+func (a *Agent) Statuses() []Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]Status, 0, len(a.workers))
+	for _, wk := range a.workers {
+		out = append(out, wk.status())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func confPort(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var port int
+	for _, line := range strings.Split(string(b), "\n") {
+		if _, err := fmt.Sscanf(line, "port %d", &port); err == nil {
+			return port, nil
+		}
+	}
+	return 0, errors.New("no port in " + path)
+}

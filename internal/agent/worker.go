@@ -1,0 +1,356 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// killSig ends an instance that is being deleted: its data goes too, so a
+// final save would be wasted work.
+const killSig = syscall.SIGKILL
+
+// Instance states reported in Status.
+const (
+	StateStarting = "starting"
+	StateLoading  = "loading"
+	StateRunning  = "running"
+	StateDown     = "down"
+)
+
+// Status is what the agent observes of one instance.
+type Status struct {
+	ID             string    `json:"id"`
+	DB             string    `json:"db"`
+	Shard          int       `json:"shard"`
+	Port           int       `json:"port"`
+	PID            int       `json:"pid,omitempty"`
+	State          string    `json:"state"`
+	Role           string    `json:"role,omitempty"` // as reported by redis-server
+	WantRole       string    `json:"want_role"`
+	LinkUp         bool      `json:"link_up"`
+	SyncInProgress bool      `json:"sync_in_progress,omitempty"`
+	Offset         int64     `json:"offset"`
+	UsedMemory     int64     `json:"used_memory"`
+	Clients        int       `json:"clients"`
+	Restarts       int       `json:"restarts"`
+	Error          string    `json:"error,omitempty"`
+	Updated        time.Time `json:"updated"`
+}
+
+type worker struct {
+	a        *Agent
+	id       string
+	nudge    chan struct{}
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{}
+	mu       sync.Mutex
+	w        want
+	st       Status
+	removing bool
+}
+
+func newWorker(a *Agent, w want) *worker {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &worker{a: a, id: w.id, w: w, nudge: make(chan struct{}, 1), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		st: Status{ID: w.id, DB: w.db, Shard: w.shard, Port: w.conf.Port, State: StateStarting, WantRole: w.role}}
+}
+
+func (wk *worker) update(w want) {
+	wk.mu.Lock()
+	changed := wk.w.confTxt != w.confTxt || wk.w.role != w.role
+	wk.w = w
+	wk.mu.Unlock()
+	if changed {
+		select {
+		case wk.nudge <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (wk *worker) get() want {
+	wk.mu.Lock()
+	defer wk.mu.Unlock()
+	return wk.w
+}
+
+func (wk *worker) status() Status {
+	wk.mu.Lock()
+	defer wk.mu.Unlock()
+	return wk.st
+}
+
+func (wk *worker) setStatus(f func(*Status)) {
+	wk.mu.Lock()
+	defer wk.mu.Unlock()
+	f(&wk.st)
+	wk.st.Updated = time.Now()
+}
+
+// remove stops the worker, the instance and deletes its data; it returns
+// when all of that is done.
+func (wk *worker) remove() {
+	wk.mu.Lock()
+	wk.removing = true
+	wk.mu.Unlock()
+	wk.cancel()
+	<-wk.done
+}
+
+func backoff(failures int) time.Duration {
+	d := 100 * time.Millisecond
+	for i := 1; i < failures && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Second)
+}
+
+func (wk *worker) run(parent context.Context) {
+	defer close(wk.done)
+	stop := context.AfterFunc(parent, wk.cancel)
+	defer stop()
+	ctx := wk.ctx
+	log := wk.a.log.With("instance", wk.id)
+	w := wk.get()
+	dir := w.conf.Dir
+	confPath := filepath.Join(dir, "redis.conf")
+	client := redis.NewClient(&redis.Options{
+		Addr:     net.JoinHostPort(w.conf.Bind, strconv.Itoa(w.conf.Port)),
+		Username: redisconf.InternalUser, Password: w.conf.Secret,
+		Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 2,
+		DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second,
+	})
+	defer client.Close()
+
+	var p *process
+	var failures int
+	var nextStart time.Time
+	defer func() {
+		wk.mu.Lock()
+		removing := wk.removing
+		wk.mu.Unlock()
+		switch {
+		case removing:
+			if p == nil {
+				// Not ours yet: it may still run from an earlier agent.
+				p, _ = adoptProcess(context.Background(), filepath.Join(dir, "redis.pid"), w.conf.Port)
+			}
+			if p != nil {
+				p.stop(context.Background(), killSig, 5*time.Second)
+			}
+			if err := os.RemoveAll(dir); err != nil {
+				log.Error("remove instance dir", "err", err)
+			}
+			log.Info("instance removed")
+		case wk.a.stopAll.Load() && p != nil:
+			// SIGTERM makes redis-server save (rdb) or fsync (aof) before exiting.
+			p.stop(context.Background(), syscall.SIGTERM, 10*time.Second)
+		}
+	}()
+
+	t := time.NewTicker(wk.a.cfg.Interval)
+	defer t.Stop()
+	for {
+		w = wk.get()
+		if err := writeConf(dir, confPath, w.confTxt); err != nil {
+			wk.setStatus(func(s *Status) { s.Error = err.Error() })
+			log.Error("write config", "err", err)
+		}
+		if p != nil && !p.running() {
+			if time.Since(p.started) > 30*time.Second {
+				failures = 0
+			}
+			failures++
+			nextStart = time.Now().Add(backoff(failures))
+			log.Warn("redis-server exited", "pid", p.pid, "err", p.err, "restart_in", backoff(failures))
+			wk.setStatus(func(s *Status) {
+				s.State, s.PID, s.Restarts, s.LinkUp = StateDown, 0, s.Restarts+1, false
+				s.Error = fmt.Sprintf("exited: %v", p.err)
+			})
+			p = nil
+		}
+		if p == nil {
+			if ap, err := adoptProcess(ctx, filepath.Join(dir, "redis.pid"), w.conf.Port); err == nil {
+				p = ap
+				log.Info("adopted running redis-server", "pid", p.pid)
+			} else if !time.Now().Before(nextStart) {
+				np, err := startProcess(wk.a.cfg.RedisServer, confPath)
+				if err != nil {
+					log.Error("start redis-server", "err", err)
+					failures++
+					nextStart = time.Now().Add(backoff(failures))
+					wk.setStatus(func(s *Status) { s.Error = err.Error() })
+				} else {
+					p = np
+					log.Info("started redis-server", "pid", p.pid, "port", w.conf.Port)
+					waitReady(ctx, client, p)
+				}
+			}
+			if p != nil {
+				pid := p.pid
+				wk.setStatus(func(s *Status) { s.PID, s.State, s.Error = pid, StateStarting, "" })
+			}
+		}
+		if p != nil && p.running() {
+			if err := wk.converge(ctx, client, w); err != nil && ctx.Err() == nil {
+				if errors.Is(err, errRestart) {
+					log.Info("restarting redis-server to apply config", "reason", err)
+					p.stop(ctx, syscall.SIGTERM, 10*time.Second)
+					failures = 0
+					continue
+				}
+				wk.setStatus(func(s *Status) { s.Error = err.Error() })
+			}
+		}
+		var exited <-chan struct{}
+		if p != nil {
+			exited = p.exited
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wk.nudge:
+		case <-t.C:
+		case <-exited:
+		}
+	}
+}
+
+// waitReady polls PING until the server answers (or is loading its data).
+func waitReady(ctx context.Context, c *redis.Client, p *process) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) && p.running() && ctx.Err() == nil {
+		err := c.Ping(ctx).Err()
+		if err == nil || strings.HasPrefix(err.Error(), "LOADING") {
+			return
+		}
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+var errRestart = errors.New("config change needs a restart")
+
+// converge makes the running server's live settings and role match w.
+func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	live := w.conf.Live()
+	keys := make([]any, 0, len(live)+2)
+	keys = append(keys, "CONFIG", "GET")
+	for k := range live {
+		keys = append(keys, k)
+	}
+	res, err := c.Do(cctx, keys...).Result()
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "LOADING") {
+			wk.setStatus(func(s *Status) { s.State = StateLoading })
+			return nil
+		}
+		wk.setStatus(func(s *Status) { s.State = StateStarting })
+		return fmt.Errorf("config get: %w", err)
+	}
+	got := map[string]string{}
+	if m, ok := res.(map[any]any); ok {
+		for k, v := range m {
+			got[fmt.Sprint(k)] = fmt.Sprint(v)
+		}
+	} else if l, ok := res.([]any); ok {
+		for i := 0; i+1 < len(l); i += 2 {
+			got[fmt.Sprint(l[i])] = fmt.Sprint(l[i+1])
+		}
+	}
+	for k, v := range live {
+		if got[k] == v {
+			continue
+		}
+		if err := c.ConfigSet(cctx, k, v).Err(); err != nil {
+			// Redis refuses this change on a live server: the rendered
+			// config already has it, so a restart applies it.
+			return fmt.Errorf("%w: CONFIG SET %s: %v", errRestart, k, err)
+		}
+		wk.a.log.Info("applied config", "instance", w.id, "key", k)
+	}
+	info, err := c.Info(cctx, "replication", "memory", "clients").Result()
+	if err != nil {
+		return fmt.Errorf("info: %w", err)
+	}
+	f := parseInfo(info)
+	switch {
+	case w.role == state.RoleMaster && f["role"] == "slave":
+		if err := c.Do(cctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+			return fmt.Errorf("replicaof no one: %w", err)
+		}
+		wk.a.log.Info("promoted to master", "instance", w.id)
+	case w.role == state.RoleReplica && w.conf.ReplicaOf != "":
+		host, port, _ := net.SplitHostPort(w.conf.ReplicaOf)
+		if f["role"] != "slave" || f["master_host"] != host || f["master_port"] != port {
+			if err := c.Do(cctx, "REPLICAOF", host, port).Err(); err != nil {
+				return fmt.Errorf("replicaof %s: %w", w.conf.ReplicaOf, err)
+			}
+			wk.a.log.Info("replicating", "instance", w.id, "master", w.conf.ReplicaOf)
+		}
+	}
+	wk.setStatus(func(s *Status) {
+		s.State, s.Error = StateRunning, ""
+		s.WantRole = w.role
+		s.Role = f["role"]
+		if s.Role == "slave" {
+			s.Role = state.RoleReplica
+			s.LinkUp = f["master_link_status"] == "up"
+			s.SyncInProgress = f["master_sync_in_progress"] == "1"
+			s.Offset, _ = strconv.ParseInt(f["slave_repl_offset"], 10, 64)
+		} else {
+			s.LinkUp = true
+			s.SyncInProgress = false
+			s.Offset, _ = strconv.ParseInt(f["master_repl_offset"], 10, 64)
+		}
+		s.UsedMemory, _ = strconv.ParseInt(f["used_memory"], 10, 64)
+		s.Clients, _ = strconv.Atoi(f["connected_clients"])
+	})
+	return nil
+}
+
+func parseInfo(s string) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// writeConf writes redis.conf atomically when its content changed.
+func writeConf(dir, path, txt string) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, []byte(txt)) {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(txt), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,321 @@
+// Package api serves Marina's JSON HTTP API under /v1 on every node. Writes
+// and reads are forwarded to the Raft leader, which holds the placement lock
+// and the agents' reports; if no leader is reachable, reads are answered from
+// the local copy of the state.
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/marina-redis/marina/internal/cluster"
+	"github.com/marina-redis/marina/internal/controller"
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// Headers used between nodes.
+const (
+	headerForwarded = "X-Marina-Forwarded"
+	headerIndex     = "X-Marina-Index"
+)
+
+// maxBody bounds request bodies.
+const maxBody = 1 << 20
+
+// HashToken returns the hash stored in the state for a token.
+func HashToken(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// Server is the HTTP API of one node.
+type Server struct {
+	NodeID string
+	FSM    *state.FSM
+	Raft   *cluster.Cluster
+	Ctl    *controller.Controller
+	Log    *slog.Logger
+}
+
+// Handler returns the API's routes behind authentication and leader routing.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	v1 := http.NewServeMux()
+	v1.HandleFunc("GET /v1/status", s.status)
+	v1.HandleFunc("GET /v1/nodes", s.nodes)
+	v1.HandleFunc("GET /v1/dbs", s.listDBs)
+	v1.HandleFunc("POST /v1/dbs", s.createDB)
+	v1.HandleFunc("GET /v1/dbs/{name}", s.getDB)
+	v1.HandleFunc("PATCH /v1/dbs/{name}", s.updateDB)
+	v1.HandleFunc("DELETE /v1/dbs/{name}", s.deleteDB)
+	v1.HandleFunc("POST /v1/internal/join", s.join)
+	v1.HandleFunc("POST /v1/internal/heartbeat", s.heartbeat)
+	v1.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
+	})
+	mux.Handle("/v1/", s.auth(s.toLeader(v1)))
+	return mux
+}
+
+func (s *Server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		want := s.FSM.State().TokenHash
+		if want == "" {
+			writeErr(w, http.StatusServiceUnavailable, "node %s has not joined a cluster yet", s.NodeID)
+			return
+		}
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(HashToken(tok)), []byte(want)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="marina"`)
+			writeErr(w, http.StatusUnauthorized, "missing or wrong API token (use --token or MARINA_TOKEN)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// leaderHTTP returns the leader's HTTP address, or "" when unknown.
+func (s *Server) leaderHTTP() string {
+	id := s.Raft.LeaderID()
+	if id == "" {
+		return ""
+	}
+	if n, ok := s.FSM.State().Nodes[id]; ok {
+		return n.HTTPAddr
+	}
+	return ""
+}
+
+// toLeader proxies requests to the leader; the response's log index is
+// waited for locally so a client sees its own write on the node it asked.
+func (s *Server) toLeader(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.Raft.IsLeader() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		leader := s.leaderHTTP()
+		if r.Header.Get(headerForwarded) != "" || leader == "" {
+			if r.Method == http.MethodGet {
+				next.ServeHTTP(w, r) // degraded: local state, no observations
+				return
+			}
+			writeErr(w, http.StatusServiceUnavailable, "no leader: the cluster has no quorum right now; retry")
+			return
+		}
+		target := &url.URL{Scheme: "http", Host: leader}
+		rp := &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(target)
+				pr.Out.Header.Set(headerForwarded, s.NodeID)
+			},
+			ModifyResponse: func(resp *http.Response) error {
+				if idx, err := strconv.ParseUint(resp.Header.Get(headerIndex), 10, 64); err == nil && idx > 0 {
+					ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+					defer cancel()
+					_ = s.FSM.WaitIndex(ctx, idx)
+				}
+				return nil
+			},
+			ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
+				if r.Method == http.MethodGet {
+					next.ServeHTTP(w, r)
+					return
+				}
+				writeErr(w, http.StatusServiceUnavailable, "leader %s unreachable: %v", leader, err)
+			},
+		}
+		rp.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, ErrorBody{Error: fmt.Sprintf(format, args...)})
+}
+
+func writeCtlErr(w http.ResponseWriter, err error) {
+	var ce *controller.Error
+	if errors.As(err, &ce) {
+		code := map[controller.Kind]int{
+			controller.Invalid: http.StatusBadRequest, controller.NotFound: http.StatusNotFound,
+			controller.Conflict: http.StatusConflict, controller.Unavailable: http.StatusServiceUnavailable,
+		}[ce.Kind]
+		writeErr(w, code, "%s", ce.Msg)
+		return
+	}
+	writeErr(w, http.StatusInternalServerError, "%v", err)
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			writeErr(w, http.StatusBadRequest, "request body: empty, expected JSON")
+		} else {
+			writeErr(w, http.StatusBadRequest, "request body: %v", err)
+		}
+		return false
+	}
+	return true
+}
+
+func setIndex(w http.ResponseWriter, idx uint64) {
+	w.Header().Set(headerIndex, strconv.FormatUint(idx, 10))
+}
+
+// observations returns the agents' reports when this node leads (nil else).
+func (s *Server) observations() map[string]controller.Report {
+	if !s.Raft.IsLeader() {
+		return nil
+	}
+	return s.Ctl.Reports()
+}
+
+func (s *Server) createDB(w http.ResponseWriter, r *http.Request) {
+	var req CreateDBRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	spec := state.Spec{Name: req.Name, Memory: int64(req.Memory), Shards: req.Shards, Replicas: req.Replicas,
+		Persistence: req.Persistence, Eviction: req.Eviction, Password: req.Password, Owner: req.Owner, Labels: req.Labels}
+	db, idx, err := s.Ctl.CreateDB(r.Context(), spec)
+	if err != nil {
+		writeCtlErr(w, err)
+		return
+	}
+	setIndex(w, idx)
+	writeJSON(w, http.StatusCreated, dbView(s.FSM.State(), db, s.observations()))
+}
+
+func (s *Server) updateDB(w http.ResponseWriter, r *http.Request) {
+	var req UpdateDBRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	u := controller.Update{Shards: req.Shards, Replicas: req.Replicas, Persistence: req.Persistence,
+		Eviction: req.Eviction, Password: req.Password, Owner: req.Owner, Labels: req.Labels}
+	if req.Memory != nil {
+		m := int64(*req.Memory)
+		u.Memory = &m
+	}
+	db, idx, err := s.Ctl.UpdateDB(r.Context(), r.PathValue("name"), u)
+	if err != nil {
+		writeCtlErr(w, err)
+		return
+	}
+	setIndex(w, idx)
+	writeJSON(w, http.StatusOK, dbView(s.FSM.State(), db, s.observations()))
+}
+
+func (s *Server) deleteDB(w http.ResponseWriter, r *http.Request) {
+	idx, err := s.Ctl.DeleteDB(r.Context(), r.PathValue("name"))
+	if err != nil {
+		writeCtlErr(w, err)
+		return
+	}
+	setIndex(w, idx)
+	writeJSON(w, http.StatusOK, map[string]string{"deleted": r.PathValue("name")})
+}
+
+func (s *Server) getDB(w http.ResponseWriter, r *http.Request) {
+	st := s.FSM.State()
+	db, ok := st.DBs[r.PathValue("name")]
+	if !ok {
+		writeErr(w, http.StatusNotFound, "database %s not found", r.PathValue("name"))
+		return
+	}
+	writeJSON(w, http.StatusOK, dbView(st, db, s.observations()))
+}
+
+func (s *Server) listDBs(w http.ResponseWriter, r *http.Request) {
+	st := s.FSM.State()
+	obs := s.observations()
+	out := []DB{}
+	for _, name := range st.DBNames() {
+		out = append(out, dbView(st, st.DBs[name], obs))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) nodes(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.nodeViews(s.FSM.State()))
+}
+
+func (s *Server) nodeViews(st *state.State) []Node {
+	members, _ := s.Raft.Members()
+	return nodeViews(st, s.observations(), members, s.Raft.LeaderID())
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st := s.FSM.State()
+	obs := s.observations()
+	out := Status{Leader: s.Raft.LeaderID(), LeaderAddr: s.leaderHTTP(), ServedBy: s.NodeID, AppliedIndex: s.FSM.Index(),
+		Nodes: s.nodeViews(st), DBs: len(st.DBs)}
+	for _, n := range out.Nodes {
+		if n.Status == state.NodeUp {
+			out.NodesUp++
+		}
+		out.Memory += n.Memory
+		out.Allocated += n.Allocated
+		out.Instances += n.Instances
+		out.InstancesRunning += n.Running
+	}
+	for _, name := range st.DBNames() {
+		if dbView(st, st.DBs[name], obs).Status == DBReady {
+			out.DBsReady++
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) join(w http.ResponseWriter, r *http.Request) {
+	var n state.Node
+	if !decode(w, r, &n) {
+		return
+	}
+	if err := s.Ctl.Join(r.Context(), n); err != nil {
+		writeCtlErr(w, err)
+		return
+	}
+	setIndex(w, s.FSM.Index())
+	writeJSON(w, http.StatusOK, map[string]string{"joined": n.ID})
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
+	var rep controller.Report
+	if !decode(w, r, &rep) {
+		return
+	}
+	if err := s.Ctl.Heartbeat(r.Context(), rep); err != nil {
+		writeCtlErr(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// HostPort joins a node address and port.
+func HostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }

@@ -1,0 +1,109 @@
+package api
+
+import (
+	"time"
+
+	"github.com/marina-redis/marina/internal/agent"
+	"github.com/marina-redis/marina/internal/cluster"
+	"github.com/marina-redis/marina/internal/controller"
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// provisionGrace is how long a new or changed database counts as
+// provisioning rather than degraded while its instances come up.
+const provisionGrace = 30 * time.Second
+
+func statusIndex(obs map[string]controller.Report) map[string]agent.Status {
+	out := map[string]agent.Status{}
+	for _, r := range obs {
+		for _, in := range r.Instances {
+			out[in.ID] = in
+		}
+	}
+	return out
+}
+
+func instanceView(st *state.State, in state.Instance, seen map[string]agent.Status, haveObs bool) Instance {
+	v := Instance{ID: in.ID, Node: in.Node, Role: in.Role, State: DBUnknown}
+	if n, ok := st.Nodes[in.Node]; ok {
+		v.Addr = HostPort(n.Addr, in.Port)
+	}
+	if !haveObs {
+		return v
+	}
+	v.State = agent.StateDown
+	if s, ok := seen[in.ID]; ok {
+		v.State, v.ObservedRole, v.LinkUp, v.Offset, v.UsedMemory = s.State, s.Role, s.LinkUp, s.Offset, s.UsedMemory
+	}
+	return v
+}
+
+// healthy says whether an instance serves in its desired role (replicas in sync).
+func healthy(v Instance) bool {
+	return v.State == agent.StateRunning && v.ObservedRole == v.Role && v.LinkUp
+}
+
+func dbView(st *state.State, db *state.Database, obs map[string]controller.Report) DB {
+	seen := statusIndex(obs)
+	haveObs := obs != nil
+	v := DB{Name: db.Name, Memory: db.Memory, ShardCount: db.Spec.Shards, Replicas: db.Spec.Replicas,
+		Persistence: db.Persistence, Eviction: db.Eviction, Password: db.Password, Owner: db.Owner, Labels: db.Labels,
+		CreatedAt: db.CreatedAt, UpdatedAt: db.UpdatedAt, Shards: []Shard{}}
+	ok := true
+	for _, sh := range db.Shards {
+		sv := Shard{Index: sh.Index, SlotStart: sh.SlotStart, SlotEnd: sh.SlotEnd, Replicas: []Instance{}}
+		for _, in := range sh.Instances {
+			iv := instanceView(st, in, seen, haveObs)
+			ok = ok && healthy(iv)
+			if in.Role == state.RoleMaster {
+				sv.Master = iv
+			} else {
+				sv.Replicas = append(sv.Replicas, iv)
+			}
+		}
+		v.Shards = append(v.Shards, sv)
+	}
+	switch {
+	case !haveObs:
+		v.Status = DBUnknown
+	case ok:
+		v.Status = DBReady
+	case time.Since(db.UpdatedAt) < provisionGrace:
+		v.Status = DBProvisioning
+	default:
+		v.Status = DBDegraded
+	}
+	return v
+}
+
+func nodeViews(st *state.State, obs map[string]controller.Report, members []cluster.Member, leader string) []Node {
+	voter := map[string]bool{}
+	for _, m := range members {
+		voter[m.ID] = m.Voter
+	}
+	alloc := st.Allocated()
+	out := []Node{}
+	for _, id := range st.NodeIDs() {
+		n := st.Nodes[id]
+		v := Node{ID: id, Addr: n.Addr, HTTPAddr: n.HTTPAddr, RaftAddr: n.RaftAddr, Zone: n.Zone, Status: n.Status,
+			Memory: n.Memory, Allocated: alloc[id], Voter: voter[id], Leader: id == leader}
+		for _, pi := range st.InstancesOn(id) {
+			v.Instances++
+			if pi.Role == state.RoleMaster {
+				v.Masters++
+			}
+		}
+		if r, ok := obs[id]; ok {
+			t := r.Received.UTC()
+			v.LastSeen = &t
+			for _, s := range r.Instances {
+				v.Used += s.UsedMemory
+				if s.State == agent.StateRunning {
+					v.Running++
+				}
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}

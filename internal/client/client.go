@@ -1,0 +1,148 @@
+// Package client is the Go client of Marina's HTTP API, used by the CLI and
+// by nodes talking to each other.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/marina-redis/marina/internal/api"
+	"github.com/marina-redis/marina/internal/controller"
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// Client talks to one node's API.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a client for addr ("host:port" or a URL).
+func New(addr, token string) *Client {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	return &Client{base: strings.TrimRight(addr, "/"), token: token, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// Error is an error answer of the API.
+type Error struct {
+	Code int
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if ok := asURLError(err, &ue); ok {
+			return fmt.Errorf("cannot reach %s: %v", c.base, ue.Err)
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var eb api.ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
+			return &Error{Code: resp.StatusCode, Msg: eb.Error}
+		}
+		return &Error{Code: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+func asURLError(err error, target **url.Error) bool {
+	ue, ok := err.(*url.Error)
+	if ok {
+		*target = ue
+	}
+	return ok
+}
+
+// CreateDB creates a database.
+func (c *Client) CreateDB(ctx context.Context, req api.CreateDBRequest) (*api.DB, error) {
+	var db api.DB
+	return &db, c.do(ctx, http.MethodPost, "/v1/dbs", req, &db)
+}
+
+// UpdateDB changes a database.
+func (c *Client) UpdateDB(ctx context.Context, name string, req api.UpdateDBRequest) (*api.DB, error) {
+	var db api.DB
+	return &db, c.do(ctx, http.MethodPatch, "/v1/dbs/"+url.PathEscape(name), req, &db)
+}
+
+// DeleteDB deletes a database.
+func (c *Client) DeleteDB(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/dbs/"+url.PathEscape(name), nil, nil)
+}
+
+// GetDB returns one database.
+func (c *Client) GetDB(ctx context.Context, name string) (*api.DB, error) {
+	var db api.DB
+	return &db, c.do(ctx, http.MethodGet, "/v1/dbs/"+url.PathEscape(name), nil, &db)
+}
+
+// ListDBs returns every database.
+func (c *Client) ListDBs(ctx context.Context) ([]api.DB, error) {
+	var dbs []api.DB
+	return dbs, c.do(ctx, http.MethodGet, "/v1/dbs", nil, &dbs)
+}
+
+// Nodes returns every node.
+func (c *Client) Nodes(ctx context.Context) ([]api.Node, error) {
+	var ns []api.Node
+	return ns, c.do(ctx, http.MethodGet, "/v1/nodes", nil, &ns)
+}
+
+// Status returns the cluster overview.
+func (c *Client) Status(ctx context.Context) (*api.Status, error) {
+	var s api.Status
+	return &s, c.do(ctx, http.MethodGet, "/v1/status", nil, &s)
+}
+
+// Join asks the cluster to admit a node.
+func (c *Client) Join(ctx context.Context, n state.Node) error {
+	return c.do(ctx, http.MethodPost, "/v1/internal/join", n, nil)
+}
+
+// Heartbeat sends a node's report to the leader.
+func (c *Client) Heartbeat(ctx context.Context, r controller.Report) error {
+	return c.do(ctx, http.MethodPost, "/v1/internal/heartbeat", r, nil)
+}

@@ -1,0 +1,231 @@
+// Package cluster wraps hashicorp/raft: it opens the log (raft-boltdb) and
+// snapshots in the data dir, bootstraps or joins, and adds members as voters
+// (up to MaxVoters) or non-voters.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// MaxVoters is how many nodes vote; the rest receive the log as non-voters.
+const MaxVoters = 5
+
+// ErrNotLeader is returned for leader-only operations on a follower.
+var ErrNotLeader = errors.New("not the leader")
+
+// Config configures the Raft member of a node.
+type Config struct {
+	ID       string
+	DataDir  string
+	RaftAddr string // host:port, bound and advertised
+	// ElectionTimeout bounds how long a lost leader goes unnoticed.
+	ElectionTimeout time.Duration
+	LogOutput       io.Writer
+	Logger          *slog.Logger
+}
+
+// Cluster is one node's Raft member.
+type Cluster struct {
+	cfg   Config
+	Raft  *raft.Raft
+	fsm   *state.FSM
+	trans *raft.NetworkTransport
+	store *raftboltdb.BoltStore
+	log   *slog.Logger
+}
+
+// Open starts Raft with the stores in cfg.DataDir/raft.
+func Open(cfg Config, fsm *state.FSM) (*Cluster, error) {
+	if cfg.ElectionTimeout == 0 {
+		cfg.ElectionTimeout = time.Second
+	}
+	if cfg.LogOutput == nil {
+		cfg.LogOutput = os.Stderr
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	dir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.HeartbeatTimeout = cfg.ElectionTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.ElectionTimeout / 2
+	rc.CommitTimeout = 20 * time.Millisecond
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.LogOutput})
+
+	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+	if err != nil {
+		return nil, fmt.Errorf("raft address %q: %w", cfg.RaftAddr, err)
+	}
+	trans, err := raft.NewTCPTransport(cfg.RaftAddr, addr, 4, 5*time.Second, cfg.LogOutput)
+	if err != nil {
+		return nil, fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		trans.Close()
+		return nil, fmt.Errorf("raft store: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStore(dir, 2, cfg.LogOutput)
+	if err != nil {
+		trans.Close()
+		store.Close()
+		return nil, fmt.Errorf("snapshot store: %w", err)
+	}
+	r, err := raft.NewRaft(rc, fsm, store, store, snaps, trans)
+	if err != nil {
+		trans.Close()
+		store.Close()
+		return nil, fmt.Errorf("raft: %w", err)
+	}
+	return &Cluster{cfg: cfg, Raft: r, fsm: fsm, trans: trans, store: store, log: cfg.Logger.With("component", "cluster")}, nil
+}
+
+// HasState reports whether this node was part of a cluster before.
+func (c *Cluster) HasState() bool {
+	last, err := c.store.LastIndex()
+	return err == nil && last > 0
+}
+
+// Bootstrap makes this node a one-member cluster.
+func (c *Cluster) Bootstrap() error {
+	f := c.Raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+		ID: raft.ServerID(c.cfg.ID), Address: raft.ServerAddress(c.cfg.RaftAddr), Suffrage: raft.Voter,
+	}}})
+	if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return err
+	}
+	return nil
+}
+
+// IsLeader reports whether this node leads.
+func (c *Cluster) IsLeader() bool { return c.Raft.State() == raft.Leader }
+
+// LeaderID returns the current leader's id, or "".
+func (c *Cluster) LeaderID() string {
+	_, id := c.Raft.LeaderWithID()
+	return string(id)
+}
+
+// WaitLeader blocks until some node leads.
+func (c *Cluster) WaitLeader(ctx context.Context) error {
+	for c.LeaderID() == "" {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Apply commits a command through the log. Leader only; the returned index
+// lets a follower wait until it has applied the change too.
+func (c *Cluster) Apply(ctx context.Context, cmd state.Command) (uint64, error) {
+	if !c.IsLeader() {
+		return 0, ErrNotLeader
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := c.Raft.Apply(cmd.Encode(), timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return 0, err
+	}
+	if resp, ok := f.Response().(error); ok && resp != nil {
+		return f.Index(), resp
+	}
+	return f.Index(), nil
+}
+
+// Member is one server of the Raft configuration.
+type Member struct {
+	ID     string `json:"id"`
+	Addr   string `json:"addr"`
+	Voter  bool   `json:"voter"`
+	Leader bool   `json:"leader"`
+}
+
+// Members lists the Raft configuration.
+func (c *Cluster) Members() ([]Member, error) {
+	f := c.Raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	leader := c.LeaderID()
+	var out []Member
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter, Leader: string(s.ID) == leader})
+	}
+	return out, nil
+}
+
+// AddMember adds a node: as a voter while there are fewer than MaxVoters,
+// else as a non-voter. Re-adding a known member is a no-op, so joins retry
+// safely; a known id at a new address is replaced.
+func (c *Cluster) AddMember(ctx context.Context, id, addr string) (voter bool, err error) {
+	if !c.IsLeader() {
+		return false, ErrNotLeader
+	}
+	members, err := c.Members()
+	if err != nil {
+		return false, err
+	}
+	voters := 0
+	for _, m := range members {
+		if m.ID == id {
+			if m.Addr == addr {
+				return m.Voter, nil
+			}
+			if err := c.Raft.RemoveServer(raft.ServerID(id), 0, 0).Error(); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if m.Voter {
+			voters++
+		}
+	}
+	timeout := 10 * time.Second
+	if voters < MaxVoters {
+		err = c.Raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout).Error()
+		voter = true
+	} else {
+		err = c.Raft.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout).Error()
+	}
+	if err != nil {
+		return false, err
+	}
+	c.log.Info("member added", "id", id, "addr", addr, "voter", voter)
+	return voter, nil
+}
+
+// Close shuts Raft down and closes its stores.
+func (c *Cluster) Close() error {
+	err := c.Raft.Shutdown().Error()
+	c.trans.Close()
+	c.store.Close()
+	return err
+}

@@ -1,0 +1,351 @@
+// Package controller holds the leader's side of the control plane: it turns
+// API requests into placement decisions written to the Raft log, admits new
+// members, collects agent reports and marks silent nodes down.
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/marina-redis/marina/internal/agent"
+	"github.com/marina-redis/marina/internal/cluster"
+	"github.com/marina-redis/marina/internal/scheduler"
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// Kind classifies errors for the API.
+type Kind int
+
+// Error kinds.
+const (
+	Invalid Kind = iota + 1
+	NotFound
+	Conflict
+	Unavailable
+)
+
+// Error is a user-facing error with a kind.
+type Error struct {
+	Kind Kind
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func errf(k Kind, format string, args ...any) error {
+	return &Error{Kind: k, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Report is what a node's agent sends the leader at every heartbeat.
+type Report struct {
+	Node      state.Node     `json:"node"`
+	Instances []agent.Status `json:"instances"`
+	Received  time.Time      `json:"received"`
+}
+
+// Controller runs on every node and acts when its node leads.
+type Controller struct {
+	cl        *cluster.Cluster
+	fsm       *state.FSM
+	log       *slog.Logger
+	downAfter time.Duration
+
+	opMu sync.Mutex // one placement decision at a time: read, decide, commit
+
+	mu       sync.Mutex
+	reports  map[string]Report
+	leaderAt time.Time
+}
+
+// New returns a controller. downAfter is how long a node may miss
+// heartbeats before it is marked down.
+func New(cl *cluster.Cluster, fsm *state.FSM, downAfter time.Duration, log *slog.Logger) *Controller {
+	if downAfter == 0 {
+		downAfter = 5 * time.Second
+	}
+	return &Controller{cl: cl, fsm: fsm, downAfter: downAfter, log: log.With("component", "controller"), reports: map[string]Report{}}
+}
+
+func (c *Controller) apply(ctx context.Context, cmd state.Command) (uint64, error) {
+	idx, err := c.cl.Apply(ctx, cmd)
+	var ae *state.ApplyError
+	switch {
+	case err == nil:
+		return idx, nil
+	case errors.As(err, &ae):
+		return idx, errf(Conflict, "%s", ae.Msg)
+	case errors.Is(err, cluster.ErrNotLeader):
+		return 0, errf(Unavailable, "leadership changed during the request; retry")
+	default:
+		return 0, errf(Unavailable, "raft: %v", err)
+	}
+}
+
+// RandomSecret returns n random bytes, URL-safe encoded.
+func RandomSecret(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func instanceID(db string, shard int) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", db, shard, hex.EncodeToString(b))
+}
+
+// CreateDB validates, places and commits a new database atomically: either
+// the whole placement is in the log or nothing is.
+func (c *Controller) CreateDB(ctx context.Context, spec state.Spec) (*state.Database, uint64, error) {
+	spec.Defaults()
+	if err := spec.Validate(); err != nil {
+		return nil, 0, errf(Invalid, "%v", err)
+	}
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	st := c.fsm.State()
+	if _, ok := st.DBs[spec.Name]; ok {
+		return nil, 0, errf(Conflict, "database %s already exists", spec.Name)
+	}
+	shards, err := scheduler.Place(scheduler.View(st), spec, func(i int) string { return instanceID(spec.Name, i) })
+	if err != nil {
+		return nil, 0, errf(Conflict, "%v", err)
+	}
+	if spec.Password == "" {
+		spec.Password = RandomSecret(18)
+	}
+	now := time.Now().UTC()
+	db := &state.Database{Spec: spec, Secret: RandomSecret(24), Shards: shards, CreatedAt: now, UpdatedAt: now}
+	idx, err := c.apply(ctx, state.Command{Op: state.OpCreateDB, DB: db})
+	if err != nil {
+		return nil, 0, err
+	}
+	c.log.Info("database created", "db", spec.Name, "shards", spec.Shards, "replicas", spec.Replicas)
+	return db, idx, nil
+}
+
+// Update is a partial change of a database spec; nil fields stay.
+type Update struct {
+	Memory      *int64
+	Shards      *int
+	Replicas    *int
+	Persistence *string
+	Eviction    *string
+	Password    *string
+	Owner       *string
+	Labels      map[string]string
+}
+
+// UpdateDB applies a spec change: the agents then apply it live where Redis
+// allows and by restart otherwise.
+func (c *Controller) UpdateDB(ctx context.Context, name string, u Update) (*state.Database, uint64, error) {
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	st := c.fsm.State()
+	old, ok := st.DBs[name]
+	if !ok {
+		return nil, 0, errf(NotFound, "database %s not found", name)
+	}
+	spec := old.Spec
+	if u.Memory != nil {
+		spec.Memory = *u.Memory
+	}
+	if u.Shards != nil {
+		spec.Shards = *u.Shards
+	}
+	if u.Replicas != nil {
+		spec.Replicas = *u.Replicas
+	}
+	if u.Persistence != nil {
+		spec.Persistence = *u.Persistence
+	}
+	if u.Eviction != nil {
+		spec.Eviction = *u.Eviction
+	}
+	if u.Password != nil {
+		if *u.Password == "" {
+			return nil, 0, errf(Invalid, "invalid password: must not be empty")
+		}
+		spec.Password = *u.Password
+	}
+	if u.Owner != nil {
+		spec.Owner = *u.Owner
+	}
+	if u.Labels != nil {
+		spec.Labels = u.Labels
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, 0, errf(Invalid, "%v", err)
+	}
+	if spec.Shards != old.Spec.Shards {
+		return nil, 0, errf(Invalid, "changing the number of shards (%d to %d) is not supported: create a new database and migrate", old.Spec.Shards, spec.Shards)
+	}
+	shards, err := scheduler.Update(scheduler.View(st), old, spec, func(i int) string { return instanceID(name, i) })
+	if err != nil {
+		return nil, 0, errf(Conflict, "%v", err)
+	}
+	db := old.Clone()
+	db.Spec = spec
+	db.Shards = shards
+	db.UpdatedAt = time.Now().UTC()
+	idx, err := c.apply(ctx, state.Command{Op: state.OpUpdateDB, DB: db})
+	if err != nil {
+		return nil, 0, err
+	}
+	c.log.Info("database updated", "db", name)
+	return db, idx, nil
+}
+
+// DeleteDB removes a database; agents stop its instances and delete their data.
+func (c *Controller) DeleteDB(ctx context.Context, name string) (uint64, error) {
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	if _, ok := c.fsm.State().DBs[name]; !ok {
+		return 0, errf(NotFound, "database %s not found", name)
+	}
+	idx, err := c.apply(ctx, state.Command{Op: state.OpDeleteDB, Name: name})
+	if err == nil {
+		c.log.Info("database deleted", "db", name)
+	}
+	return idx, err
+}
+
+// SetToken stores the API token hash at bootstrap.
+func (c *Controller) SetToken(ctx context.Context, hash string) error {
+	_, err := c.apply(ctx, state.Command{Op: state.OpSetToken, TokenHash: hash})
+	return err
+}
+
+// Join admits a node into the Raft configuration.
+func (c *Controller) Join(ctx context.Context, n state.Node) error {
+	if n.ID == "" || n.RaftAddr == "" || n.HTTPAddr == "" {
+		return errf(Invalid, "join needs id, raft_addr and http_addr")
+	}
+	if err := state.ValidateNodeID(n.ID); err != nil {
+		return errf(Invalid, "%v", err)
+	}
+	st := c.fsm.State()
+	for _, other := range st.Nodes {
+		if other.ID != n.ID && (other.RaftAddr == n.RaftAddr || other.HTTPAddr == n.HTTPAddr) {
+			return errf(Conflict, "node %s already uses address %s / %s", other.ID, other.RaftAddr, other.HTTPAddr)
+		}
+	}
+	if _, err := c.cl.AddMember(ctx, n.ID, n.RaftAddr); err != nil {
+		if errors.Is(err, cluster.ErrNotLeader) {
+			return errf(Unavailable, "leadership changed during join; retry")
+		}
+		return errf(Unavailable, "add member: %v", err)
+	}
+	return c.upsertNode(ctx, n)
+}
+
+func (c *Controller) upsertNode(ctx context.Context, n state.Node) error {
+	st := c.fsm.State()
+	if old, ok := st.Nodes[n.ID]; ok {
+		same := *old
+		same.Addr, same.RaftAddr, same.HTTPAddr, same.Memory, same.Zone, same.PortMin, same.PortMax =
+			n.Addr, n.RaftAddr, n.HTTPAddr, n.Memory, n.Zone, n.PortMin, n.PortMax
+		if same == *old {
+			return nil
+		}
+	} else {
+		n.JoinedAt = time.Now().UTC()
+	}
+	_, err := c.apply(ctx, state.Command{Op: state.OpUpsertNode, Node: &n})
+	return err
+}
+
+// Heartbeat records a node's report; it registers the node, refreshes its
+// advertised facts and brings a down node back up.
+func (c *Controller) Heartbeat(ctx context.Context, r Report) error {
+	if !c.cl.IsLeader() {
+		return errf(Unavailable, "not the leader")
+	}
+	r.Received = time.Now()
+	c.mu.Lock()
+	c.reports[r.Node.ID] = r
+	c.mu.Unlock()
+	if err := c.upsertNode(ctx, r.Node); err != nil {
+		return err
+	}
+	if n, ok := c.fsm.State().Nodes[r.Node.ID]; ok && n.Status == state.NodeDown {
+		if _, err := c.apply(ctx, state.Command{Op: state.OpSetNodeStatus, NodeID: n.ID, Status: state.NodeUp}); err != nil {
+			return err
+		}
+		c.log.Info("node up", "node", n.ID)
+	}
+	return nil
+}
+
+// Reports returns the latest report of every node, as seen by this leader.
+func (c *Controller) Reports() map[string]Report {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]Report, len(c.reports))
+	for k, v := range c.reports {
+		out[k] = v
+	}
+	return out
+}
+
+// Run marks nodes down when they miss heartbeats, while this node leads.
+func (c *Controller) Run(ctx context.Context) {
+	t := time.NewTicker(c.downAfter / 5)
+	defer t.Stop()
+	wasLeader := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		leader := c.cl.IsLeader()
+		if leader && !wasLeader {
+			// A new leader has no reports yet: give every node a full period.
+			c.mu.Lock()
+			c.leaderAt = time.Now()
+			c.reports = map[string]Report{}
+			c.mu.Unlock()
+		}
+		wasLeader = leader
+		if !leader {
+			continue
+		}
+		for _, id := range DownNodes(c.fsm.State(), c.Reports(), c.leaderAt, time.Now(), c.downAfter) {
+			if _, err := c.apply(ctx, state.Command{Op: state.OpSetNodeStatus, NodeID: id, Status: state.NodeDown}); err != nil {
+				c.log.Warn("mark node down", "node", id, "err", err)
+				continue
+			}
+			c.log.Warn("node down: missed heartbeats", "node", id, "down_after", c.downAfter)
+		}
+	}
+}
+
+// DownNodes returns the up nodes whose last report is older than downAfter
+// (counting from leaderSince when there is none).
+func DownNodes(st *state.State, reports map[string]Report, leaderSince, now time.Time, downAfter time.Duration) []string {
+	var out []string
+	for _, id := range st.NodeIDs() {
+		n := st.Nodes[id]
+		if n.Status == state.NodeDown {
+			continue
+		}
+		last := leaderSince
+		if r, ok := reports[id]; ok && r.Received.After(last) {
+			last = r.Received
+		}
+		if now.Sub(last) > downAfter {
+			out = append(out, id)
+		}
+	}
+	return out
+}

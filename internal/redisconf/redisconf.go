@@ -1,0 +1,87 @@
+// Package redisconf renders the redis.conf of one Marina-managed instance and
+// says which settings can be changed on a running server with CONFIG SET.
+package redisconf
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// InternalUser is the ACL user agents, replication and proxies log in as.
+const InternalUser = "marina"
+
+// Config is everything that goes into one instance's redis.conf.
+type Config struct {
+	Port        int
+	Bind        string
+	Dir         string
+	MaxMemory   int64
+	Policy      string
+	Persistence string
+	Password    string // the database's client password (default user)
+	Secret      string // the internal user's password
+	ReplicaOf   string // host:port of the master, empty for a master
+}
+
+// rdbSave is Redis's default snapshot schedule.
+const rdbSave = "3600 1 300 100 60 10000"
+
+// Live returns the settings that CONFIG SET can change on a running server,
+// with the values CONFIG GET reports for them.
+func (c Config) Live() map[string]string {
+	appendonly, save := "no", ""
+	switch c.Persistence {
+	case state.PersistAOF:
+		appendonly = "yes"
+	case state.PersistRDB:
+		save = rdbSave
+	}
+	return map[string]string{
+		"maxmemory":        strconv.FormatInt(c.MaxMemory, 10),
+		"maxmemory-policy": c.Policy,
+		"appendonly":       appendonly,
+		"save":             save,
+		"requirepass":      c.Password,
+	}
+}
+
+// Render returns the redis.conf text.
+func (c Config) Render() string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("# Written by marina on every change; edits here are overwritten.")
+	w("port %d", c.Port)
+	w("bind %s", c.Bind)
+	w("protected-mode yes")
+	w("daemonize no")
+	w("dir %s", c.Dir)
+	w("pidfile %s/redis.pid", c.Dir)
+	w("logfile %s/redis.log", c.Dir)
+	w("dbfilename dump.rdb")
+	w("appenddirname appendonlydir")
+	live := c.Live()
+	w("maxmemory %s", live["maxmemory"])
+	w("maxmemory-policy %s", live["maxmemory-policy"])
+	w("appendonly %s", live["appendonly"])
+	w("appendfsync everysec")
+	w("save %q", live["save"])
+	w("requirepass %s", c.Password)
+	// The internal user survives client password changes, so replication and
+	// the agent never lock themselves out.
+	w("user %s on >%s ~* &* +@all", InternalUser, c.Secret)
+	w("masteruser %s", InternalUser)
+	w("masterauth %s", c.Secret)
+	// An empty master is synced at once instead of after the 5 s default delay.
+	w("repl-diskless-sync yes")
+	w("repl-diskless-sync-delay 0")
+	w("replica-read-only yes")
+	if c.ReplicaOf != "" {
+		host, port, _ := net.SplitHostPort(c.ReplicaOf)
+		w("replicaof %s %s", host, port)
+	}
+	return b.String()
+}

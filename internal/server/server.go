@@ -1,0 +1,343 @@
+// Package server assembles one Marina node: Raft member, FSM, controller,
+// agent, heartbeats and the HTTP API.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/marina-redis/marina/internal/agent"
+	"github.com/marina-redis/marina/internal/api"
+	"github.com/marina-redis/marina/internal/client"
+	"github.com/marina-redis/marina/internal/cluster"
+	"github.com/marina-redis/marina/internal/controller"
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// Config is a node's configuration.
+type Config struct {
+	ID          string
+	DataDir     string
+	Bind        string // address for HTTP, Raft and this node's redis-servers
+	HTTPPort    int
+	RaftPort    int
+	Join        string // HTTP address of any member; empty bootstraps a new cluster
+	Memory      int64
+	Zone        string
+	RedisServer string
+	Token       string
+	PortMin     int
+	PortMax     int
+	// StopInstancesOnExit stops this node's redis-servers when it stops
+	// (marina up); by default they keep serving and are adopted on restart.
+	StopInstancesOnExit bool
+	NodeDownAfter       time.Duration
+	ElectionTimeout     time.Duration
+	Heartbeat           time.Duration
+	Logger              *slog.Logger
+	RaftLog             io.Writer // hashicorp/raft's own log lines; default stderr
+	// Out receives the generated API token, printed once at bootstrap.
+	Out io.Writer
+}
+
+// DefaultMemory is a safe share of the host's RAM for redis maxmemory:
+// the rest covers fork copy-on-write, replication buffers and the OS.
+func DefaultMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil && kb > 0 {
+			return kb * 1024 * 6 / 10
+		}
+	}
+	return 1 << 30
+}
+
+// Validate checks a configuration and fills defaults; errors say what to fix.
+func (c *Config) Validate() error {
+	if err := state.ValidateNodeID(c.ID); err != nil {
+		return fmt.Errorf("--id: %v", err)
+	}
+	if c.DataDir == "" {
+		return errors.New("--data is required")
+	}
+	if ip := net.ParseIP(c.Bind); ip == nil || ip.IsUnspecified() {
+		return fmt.Errorf("--bind %q: must be this node's IP address (not 0.0.0.0): redis-servers bind to it", c.Bind)
+	}
+	for name, p := range map[string]int{"--http-port": c.HTTPPort, "--raft-port": c.RaftPort} {
+		if p < 1 || p > 65535 {
+			return fmt.Errorf("%s %d: must be 1..65535", name, p)
+		}
+	}
+	if c.HTTPPort == c.RaftPort {
+		return fmt.Errorf("--http-port and --raft-port must differ")
+	}
+	if c.PortMin < 1024 || c.PortMax > 65535 || c.PortMin > c.PortMax {
+		return fmt.Errorf("--redis-ports %d-%d: must be a range within 1024-65535", c.PortMin, c.PortMax)
+	}
+	for _, p := range []int{c.HTTPPort, c.RaftPort} {
+		if p >= c.PortMin && p <= c.PortMax {
+			return fmt.Errorf("--redis-ports %d-%d overlaps the HTTP or Raft port %d", c.PortMin, c.PortMax, p)
+		}
+	}
+	if c.Memory == 0 {
+		c.Memory = DefaultMemory()
+	}
+	if c.Memory < state.MinMemory {
+		return fmt.Errorf("--memory %d: must be at least 1MiB", c.Memory)
+	}
+	if c.RedisServer == "" {
+		c.RedisServer = "redis-server"
+	}
+	path, err := exec.LookPath(c.RedisServer)
+	if err != nil {
+		return fmt.Errorf("--redis-server %q not found: install redis-server (apt-get install redis-server) or pass its path", c.RedisServer)
+	}
+	c.RedisServer = path
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Out == nil {
+		c.Out = os.Stdout
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = time.Second
+	}
+	return nil
+}
+
+// Node is a running `marina server`.
+type Node struct {
+	cfg    Config
+	FSM    *state.FSM
+	Raft   *cluster.Cluster
+	Ctl    *controller.Controller
+	Agent  *agent.Agent
+	http   *http.Server
+	ln     net.Listener
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	log    *slog.Logger
+}
+
+// Start starts a node and returns once it is a member of a cluster.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("--data %s: %w", cfg.DataDir, err)
+	}
+	log := cfg.Logger.With("node", cfg.ID)
+	n := &Node{cfg: cfg, FSM: state.NewFSM(), log: log}
+	ln, err := net.Listen("tcp", api.HostPort(cfg.Bind, cfg.HTTPPort))
+	if err != nil {
+		return nil, fmt.Errorf("HTTP listener: %w", err)
+	}
+	n.ln = ln
+	n.Raft, err = cluster.Open(cluster.Config{ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: api.HostPort(cfg.Bind, cfg.RaftPort),
+		ElectionTimeout: cfg.ElectionTimeout, LogOutput: cfg.RaftLog, Logger: log}, n.FSM)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	n.Ctl = controller.New(n.Raft, n.FSM, cfg.NodeDownAfter, log)
+	n.Agent = agent.New(agent.Config{NodeID: cfg.ID, Dir: filepath.Join(cfg.DataDir, "instances"), RedisServer: cfg.RedisServer,
+		StopOnExit: cfg.StopInstancesOnExit, Logger: log}, n.FSM)
+	srv := &api.Server{NodeID: cfg.ID, FSM: n.FSM, Raft: n.Raft, Ctl: n.Ctl, Log: log}
+	n.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}()
+	if err := n.enter(ctx); err != nil {
+		n.closeBase()
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	caughtUp := n.Raft.Raft.LastIndex()
+	n.goRun(func() {
+		// Acting on a state older than what the agent acted on before its
+		// restart would remove instances that still exist: wait for the
+		// replay of the local log first.
+		if n.waitApplied(runCtx, caughtUp) {
+			_ = n.Agent.Run(runCtx)
+		}
+	})
+	n.goRun(func() { n.Ctl.Run(runCtx) })
+	n.goRun(func() { n.heartbeats(runCtx) })
+	log.Info("node started", "http", ln.Addr().String(), "raft", api.HostPort(cfg.Bind, cfg.RaftPort))
+	return n, nil
+}
+
+func (n *Node) goRun(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// self is this node as it registers itself.
+func (n *Node) self() state.Node {
+	c := n.cfg
+	return state.Node{ID: c.ID, Addr: c.Bind, RaftAddr: api.HostPort(c.Bind, c.RaftPort), HTTPAddr: api.HostPort(c.Bind, c.HTTPPort),
+		Memory: c.Memory, Zone: c.Zone, PortMin: c.PortMin, PortMax: c.PortMax}
+}
+
+// enter bootstraps a new cluster, joins an existing one, or (with Raft
+// state on disk) simply rejoins with the state it has.
+func (n *Node) enter(ctx context.Context) error {
+	if n.Raft.HasState() {
+		n.log.Info("restarting with existing state")
+		return nil
+	}
+	if n.cfg.Join == "" {
+		if err := n.Raft.Bootstrap(); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		for !n.Raft.IsLeader() {
+			select {
+			case <-wctx.Done():
+				return fmt.Errorf("bootstrap: not leader after 30s")
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		// Registering the node before returning lets the caller use the API at once.
+		if err := n.Ctl.Heartbeat(wctx, controller.Report{Node: n.self()}); err != nil {
+			return fmt.Errorf("register node: %w", err)
+		}
+		token := n.cfg.Token
+		if token == "" {
+			token = controller.RandomSecret(24)
+			fmt.Fprintf(n.cfg.Out, "MARINA_TOKEN=%s\n", token)
+		}
+		return n.Ctl.SetToken(wctx, api.HashToken(token))
+	}
+	if n.cfg.Token == "" {
+		return errors.New("--join needs the cluster's API token: pass --token or set MARINA_TOKEN")
+	}
+	cl := client.New(n.cfg.Join, n.cfg.Token)
+	delay := 100 * time.Millisecond
+	for {
+		err := cl.Join(ctx, n.self())
+		if err == nil {
+			break
+		}
+		var ae *client.Error
+		if errors.As(err, &ae) && (ae.Code == http.StatusUnauthorized || ae.Code == http.StatusBadRequest || ae.Code == http.StatusConflict) {
+			return fmt.Errorf("join %s: %v", n.cfg.Join, err)
+		}
+		n.log.Warn("join failed, retrying", "via", n.cfg.Join, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("join %s: %w (last error: %v)", n.cfg.Join, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+	n.log.Info("joined cluster", "via", n.cfg.Join)
+	return nil
+}
+
+func (n *Node) waitApplied(ctx context.Context, idx uint64) bool {
+	logged := false
+	for n.Raft.Raft.AppliedIndex() < idx {
+		if !logged {
+			n.log.Info("agent waiting for the state to be replayed", "index", idx)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return true
+}
+
+// heartbeats reports this node and its instances to the leader.
+func (n *Node) heartbeats(ctx context.Context) {
+	t := time.NewTicker(n.cfg.Heartbeat)
+	defer t.Stop()
+	var peer *client.Client
+	var peerAddr string
+	for {
+		rep := controller.Report{Node: n.self(), Instances: n.Agent.Statuses()}
+		hctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat*2)
+		var err error
+		switch id := n.Raft.LeaderID(); {
+		case id == "":
+		case id == n.cfg.ID:
+			err = n.Ctl.Heartbeat(hctx, rep)
+		default:
+			if ln, ok := n.FSM.State().Nodes[id]; ok {
+				if ln.HTTPAddr != peerAddr {
+					peer, peerAddr = client.New(ln.HTTPAddr, n.cfg.Token), ln.HTTPAddr
+				}
+				err = peer.Heartbeat(hctx, rep)
+			}
+		}
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			n.log.Debug("heartbeat", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// HTTPAddr is the node's API address.
+func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }
+
+// ID is the node id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Stop stops the node. Its redis-servers keep running unless
+// StopInstancesOnExit is set.
+func (n *Node) Stop() {
+	if n.Raft.IsLeader() {
+		// Hand leadership over instead of making the others wait out a timeout.
+		_ = n.Raft.Raft.LeadershipTransfer().Error()
+	}
+	n.cancel()
+	n.wg.Wait()
+	n.closeBase()
+	n.log.Info("node stopped")
+}
+
+func (n *Node) closeBase() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = n.http.Shutdown(ctx)
+	if err := n.Raft.Close(); err != nil {
+		n.log.Warn("raft shutdown", "err", err)
+	}
+}
+
+// ParsePortRange reads "7000-7999".
+func ParsePortRange(s string) (int, int, error) {
+	var lo, hi int
+	if _, err := fmt.Sscanf(s, "%d-%d", &lo, &hi); err != nil || strconv.Itoa(lo)+"-"+strconv.Itoa(hi) != s {
+		return 0, 0, fmt.Errorf("invalid port range %q: use FROM-TO, e.g. 7000-7999", s)
+	}
+	return lo, hi, nil
+}
