@@ -190,6 +190,11 @@ func (wk *worker) run(parent context.Context) {
 				p = ap
 				log.Info("adopted running redis-server", "pid", p.pid)
 			} else if !time.Now().Before(nextStart) {
+				if w.conf.ReplicaOf != "" {
+					// Redis retries a refused master connection only once a
+					// second: starting after the master listens saves that second.
+					waitListening(ctx, w.conf.ReplicaOf, 2*time.Second)
+				}
 				np, err := startProcess(wk.a.cfg.RedisServer, confPath)
 				if err != nil {
 					log.Error("start redis-server", "err", err)
@@ -242,6 +247,25 @@ func waitReady(ctx context.Context, c *redis.Client, p *process) {
 		}
 		select {
 		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// waitListening returns once addr accepts TCP connections or after max.
+func waitListening(ctx context.Context, addr string, max time.Duration) {
+	deadline := time.Now().Add(max)
+	var d net.Dialer
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		c, err := d.DialContext(dctx, "tcp", addr)
+		cancel()
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-time.After(10 * time.Millisecond):
 		case <-ctx.Done():
 		}
 	}

@@ -49,7 +49,7 @@ func TestOf(t *testing.T) {
 		{"123456789", 12739},
 		{"{user1000}.following", 3443},
 		{"{user1000}.followers", 3443},
-		{"foo{}{bar}", 8363},  // empty tag: whole key hashed
+		{"foo{}{bar}", 8363},    // empty tag: whole key hashed
 		{"foo{{bar}}zap", 4015}, // tag is "{bar"
 		{"", 0},
 	}

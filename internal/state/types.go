@@ -49,15 +49,15 @@ var EvictionPolicies = []string{
 
 // Node is one host running `marina server`.
 type Node struct {
-	ID       string `json:"id"`
-	Addr     string `json:"addr"` // host the node's redis-servers bind to
-	RaftAddr string `json:"raft_addr"`
-	HTTPAddr string `json:"http_addr"`
-	Memory   int64  `json:"memory"` // bytes available for redis maxmemory
-	Zone     string `json:"zone,omitempty"`
-	Status   string `json:"status"`
-	PortMin  int    `json:"port_min"`
-	PortMax  int    `json:"port_max"`
+	ID       string    `json:"id"`
+	Addr     string    `json:"addr"` // host the node's redis-servers bind to
+	RaftAddr string    `json:"raft_addr"`
+	HTTPAddr string    `json:"http_addr"`
+	Memory   int64     `json:"memory"` // bytes available for redis maxmemory
+	Zone     string    `json:"zone,omitempty"`
+	Status   string    `json:"status"`
+	PortMin  int       `json:"port_min"`
+	PortMax  int       `json:"port_max"`
 	JoinedAt time.Time `json:"joined_at"`
 }
 

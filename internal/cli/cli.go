@@ -1,0 +1,91 @@
+// Package cli is the marina command line: the server, the local cluster
+// launcher and the API client commands.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/marina-redis/marina/internal/client"
+	"github.com/marina-redis/marina/internal/config"
+)
+
+// app carries the streams and global flags of one invocation.
+type app struct {
+	out, errOut io.Writer
+	addr        string
+	token       string
+	output      string
+}
+
+// Main runs the CLI and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	a := &app{out: stdout, errOut: stderr}
+	root := a.root()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(stderr, "marina: %s\n", oneLine(err.Error()))
+		return 1
+	}
+	return 0
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func (a *app) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "marina",
+		Short:         "Redis as a Service on your own machines",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			file := ""
+			if f := cmd.Flags().Lookup("config"); f != nil {
+				file = f.Value.String()
+			}
+			if err := config.Apply(cmd.Flags(), file, os.Getenv); err != nil {
+				return err
+			}
+			if a.output != "table" && a.output != "json" {
+				return fmt.Errorf("-o %q: use table or json", a.output)
+			}
+			return nil
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.addr, "addr", "http://127.0.0.1:7070", "API address of any node (MARINA_ADDR)")
+	pf.StringVar(&a.token, "token", "", "API token (MARINA_TOKEN)")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	root.AddCommand(a.serverCmd(), a.upCmd(), a.dbCmd(), a.nodeCmd(), a.statusCmd())
+	root.CompletionOptions.DisableDefaultCmd = true
+	return root
+}
+
+func (a *app) client() (*client.Client, error) {
+	if a.token == "" {
+		return nil, errors.New("no API token: pass --token or set MARINA_TOKEN (marina up prints it and writes it to DIR/env)")
+	}
+	return client.New(a.addr, a.token), nil
+}
+
+func ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cmd.Context(), 60*time.Second)
+}
+
+func (a *app) json(v any) error {
+	enc := json.NewEncoder(a.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

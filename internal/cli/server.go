@@ -1,0 +1,71 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/marina-redis/marina/internal/api"
+	"github.com/marina-redis/marina/internal/server"
+)
+
+func (a *app) serverCmd() *cobra.Command {
+	var cfg server.Config
+	var memory, ports, join, logLevel string
+	host, _ := os.Hostname()
+	cmd := &cobra.Command{
+		Use:   "server --id ID --data DIR --bind HOST [--join ADDR]",
+		Short: "Run a Marina node (one per host)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(a.errOut, &slog.HandlerOptions{Level: lvl}))
+			if memory != "" {
+				m, err := api.ParseSize(memory)
+				if err != nil {
+					return fmt.Errorf("--memory: %v", err)
+				}
+				cfg.Memory = m
+			}
+			var err error
+			if cfg.PortMin, cfg.PortMax, err = server.ParsePortRange(ports); err != nil {
+				return fmt.Errorf("--redis-ports: %v", err)
+			}
+			cfg.Join, cfg.Token, cfg.Out = join, a.token, a.out
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			node, err := server.Start(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			<-ctx.Done()
+			cfg.Logger.Info("signal received, stopping")
+			node.Stop()
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.String("config", "", "YAML file with any of these flags as keys")
+	f.StringVar(&cfg.ID, "id", host, "node id (unique in the cluster)")
+	f.StringVar(&cfg.DataDir, "data", "", "data directory (Raft log, snapshots, instances)")
+	f.StringVar(&cfg.Bind, "bind", "127.0.0.1", "this node's IP: API, Raft and redis-servers bind to it")
+	f.IntVar(&cfg.HTTPPort, "http-port", 7070, "HTTP API port")
+	f.IntVar(&cfg.RaftPort, "raft-port", 7071, "Raft port")
+	f.StringVar(&join, "join", "", "HTTP address of any member to join; empty bootstraps a new cluster")
+	f.StringVar(&memory, "memory", "", "memory for redis-servers on this node (default 60% of RAM)")
+	f.StringVar(&cfg.Zone, "zone", "", "zone label, replicas are spread over zones")
+	f.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "redis-server binary")
+	f.StringVar(&ports, "redis-ports", "7100-7999", "port range for this node's redis-servers")
+	f.BoolVar(&cfg.StopInstancesOnExit, "stop-instances-on-exit", false, "stop this node's redis-servers when the server stops (default: they keep serving)")
+	f.DurationVar(&cfg.NodeDownAfter, "node-down-after", 0, "mark a node down after missing heartbeats this long (default 5s)")
+	f.DurationVar(&cfg.ElectionTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 1s)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}

@@ -1,0 +1,266 @@
+// Package up runs a whole local Marina cluster on loopback: one `marina
+// server` process per node on 127.0.0.1, 127.0.0.2, ... in one command.
+package up
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/marina-redis/marina/internal/client"
+	"github.com/marina-redis/marina/internal/controller"
+	"github.com/marina-redis/marina/internal/server"
+)
+
+// Options configure a local cluster.
+type Options struct {
+	Nodes       int
+	Dir         string
+	BasePort    int   // HTTP port; Raft is BasePort+1, redis-servers BasePort+100..+999
+	Memory      int64 // per node; default: the host's safe share split across nodes
+	RedisServer string
+	Binary      string // the marina binary; default: this executable
+	Out         io.Writer
+	Log         io.Writer
+}
+
+// layout is saved in DIR/up.json so a second `marina up` brings the same
+// cluster back with its state.
+type layout struct {
+	Nodes    int    `json:"nodes"`
+	BasePort int    `json:"base_port"`
+	Token    string `json:"token"`
+}
+
+func host(i int) string { return fmt.Sprintf("127.0.0.%d", i+1) }
+
+// Run starts the cluster, prints MARINA_ADDR and MARINA_TOKEN once it is
+// ready, and on ctx's end stops every node and every redis-server.
+func Run(ctx context.Context, o Options) error {
+	if o.Nodes < 1 || o.Nodes > 9 {
+		return fmt.Errorf("--nodes %d: must be 1..9", o.Nodes)
+	}
+	if o.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		o.Binary = exe
+	}
+	if _, err := exec.LookPath(o.RedisServer); err != nil {
+		return fmt.Errorf("redis-server not found (%s): install it with apt-get install redis-server", o.RedisServer)
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	lay := layout{Nodes: o.Nodes, BasePort: o.BasePort, Token: controller.RandomSecret(24)}
+	layPath := filepath.Join(dir, "up.json")
+	if b, err := os.ReadFile(layPath); err == nil {
+		var old layout
+		if err := json.Unmarshal(b, &old); err != nil {
+			return fmt.Errorf("%s: %v (remove the directory to start afresh)", layPath, err)
+		}
+		if old.Nodes != o.Nodes || old.BasePort != o.BasePort {
+			return fmt.Errorf("%s holds a %d-node cluster on port %d: use the same --nodes and --base-port, or another --dir", dir, old.Nodes, old.BasePort)
+		}
+		lay = old
+	}
+	for i := 0; i < o.Nodes; i++ {
+		for _, p := range []int{o.BasePort, o.BasePort + 1} {
+			ln, err := net.Listen("tcp", net.JoinHostPort(host(i), strconv.Itoa(p)))
+			if err != nil {
+				return fmt.Errorf("port %s:%d is busy (another marina up?): pick another --base-port", host(i), p)
+			}
+			ln.Close()
+		}
+	}
+	b, _ := json.MarshalIndent(lay, "", "  ")
+	if err := os.WriteFile(layPath, b, 0o600); err != nil {
+		return err
+	}
+	if o.Memory == 0 {
+		o.Memory = server.DefaultMemory() / int64(o.Nodes)
+	}
+
+	procs := make([]*exec.Cmd, o.Nodes)
+	exited := make(chan int, o.Nodes)
+	defer func() { stopAll(procs, dir) }()
+	for i := 0; i < o.Nodes; i++ {
+		ndir := filepath.Join(dir, fmt.Sprintf("n%d", i+1))
+		if err := os.MkdirAll(ndir, 0o700); err != nil {
+			return err
+		}
+		logf, err := os.OpenFile(filepath.Join(ndir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		args := []string{"server", "--id", fmt.Sprintf("n%d", i+1), "--data", ndir, "--bind", host(i),
+			"--http-port", strconv.Itoa(o.BasePort), "--raft-port", strconv.Itoa(o.BasePort + 1),
+			"--redis-ports", fmt.Sprintf("%d-%d", o.BasePort+100, o.BasePort+999),
+			"--memory", strconv.FormatInt(o.Memory, 10), "--redis-server", o.RedisServer, "--stop-instances-on-exit"}
+		if i > 0 {
+			args = append(args, "--join", net.JoinHostPort(host(0), strconv.Itoa(o.BasePort)))
+		}
+		cmd := exec.Command(o.Binary, args...)
+		// The token goes by environment, not argv, so ps does not show it.
+		cmd.Env = append(cleanEnv(), "MARINA_TOKEN="+lay.Token)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		// Own process group: the terminal's Ctrl-C reaches only `up`, which
+		// stops the nodes in order. Pdeathsig stops them if `up` is killed.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+		if err := cmd.Start(); err != nil {
+			logf.Close()
+			return fmt.Errorf("start node %d: %w", i+1, err)
+		}
+		logf.Close()
+		procs[i] = cmd
+		go func(i int) {
+			_ = cmd.Wait()
+			exited <- i
+		}(i)
+	}
+	addr := "http://" + net.JoinHostPort(host(0), strconv.Itoa(o.BasePort))
+	if err := waitReady(ctx, client.New(addr, lay.Token), o.Nodes, exited, dir); err != nil {
+		return err
+	}
+	env := fmt.Sprintf("MARINA_ADDR=%s\nMARINA_TOKEN=%s\n", addr, lay.Token)
+	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(env), 0o600); err != nil {
+		return err
+	}
+	fmt.Fprint(o.Out, env)
+	fmt.Fprintf(o.Log, "marina up: %d nodes ready (logs in %s/n*/server.log); Ctrl-C stops them and their redis-servers\n", o.Nodes, dir)
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(o.Log, "marina up: stopping")
+			return nil
+		case i := <-exited:
+			fmt.Fprintf(o.Log, "marina up: node n%d exited unexpectedly: %s\n", i+1, tail(filepath.Join(dir, fmt.Sprintf("n%d", i+1), "server.log")))
+		}
+	}
+}
+
+// cleanEnv drops MARINA_* variables meant for the client, so a node is
+// configured only by the flags above.
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MARINA_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func waitReady(ctx context.Context, c *client.Client, n int, exited <-chan int, dir string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	var last error
+	for {
+		select {
+		case i := <-exited:
+			return fmt.Errorf("node n%d exited during start: %s", i+1, tail(filepath.Join(dir, fmt.Sprintf("n%d", i+1), "server.log")))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := c.Status(rctx)
+		cancel()
+		switch {
+		case err != nil:
+			last = err
+		case st.Leader == "" || st.NodesUp < n || len(st.Nodes) < n:
+			last = fmt.Errorf("%d of %d nodes up, leader %q", st.NodesUp, n, st.Leader)
+		default:
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster not ready after 60s: %v (logs in %s)", last, dir)
+		}
+	}
+}
+
+// stopAll sends SIGTERM to every node (each stops its redis-servers), waits,
+// then kills what is left, redis-servers included.
+func stopAll(procs []*exec.Cmd, dir string) {
+	for _, p := range procs {
+		if p != nil && p.Process != nil {
+			_ = p.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, p := range procs {
+		if p == nil || p.Process == nil {
+			continue
+		}
+		for alive(p.Process.Pid) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if alive(p.Process.Pid) {
+			_ = p.Process.Kill()
+		}
+	}
+	killRedis(dir)
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] != "Z"
+}
+
+// killRedis kills any redis-server still named by a pidfile under dir.
+func killRedis(dir string) {
+	_ = filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() || info.Name() != "redis.pid" {
+			return nil
+		}
+		b, _ := os.ReadFile(path)
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			return nil
+		}
+		if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(cmd), "redis-server") {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		return nil
+	})
+}
+
+func tail(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return err.Error()
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) > 3 {
+			lines = lines[1:]
+		}
+	}
+	if len(lines) == 0 {
+		return errors.New("no log output").Error()
+	}
+	return strings.Join(lines, " | ")
+}
