@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -221,6 +222,30 @@ func TestCluster(t *testing.T) {
 				t.Errorf("replica accepted a write: %v", err)
 			}
 		}
+	})
+
+	t.Run("crashed instance is restarted", func(t *testing.T) {
+		rep := db.Shards[0].Replicas[0]
+		i := tc.nodeIndex(rep.Node)
+		var pid int
+		for _, s := range tc.nodes[i].Agent.Statuses() {
+			if s.ID == rep.ID {
+				pid = s.PID
+			}
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		testutil.WaitFor(t, 10*time.Second, "restarted and resynced", func() error {
+			for _, s := range tc.nodes[i].Agent.Statuses() {
+				if s.ID == rep.ID {
+					if s.PID == pid || s.State != "running" || !s.LinkUp || s.Restarts < 1 {
+						return fmt.Errorf("%+v", s)
+					}
+				}
+			}
+			return rc(rep.Addr, "", db.Password).Get(ctx, "k0").Err()
+		})
 	})
 
 	t.Run("update applies live", func(t *testing.T) {

@@ -1,0 +1,41 @@
+package controller
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/marina-redis/marina/internal/state"
+)
+
+func TestDownNodes(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	st := state.New()
+	for _, id := range []string{"a", "b", "c", "d"} {
+		st.Nodes[id] = &state.Node{ID: id, Status: state.NodeUp}
+	}
+	st.Nodes["d"].Status = state.NodeDown
+	cases := []struct {
+		name    string
+		reports map[string]time.Time
+		now     time.Time
+		want    []string
+	}{
+		{"fresh leader gives a grace period", nil, t0.Add(4 * time.Second), nil},
+		{"silent since leadership", nil, t0.Add(6 * time.Second), []string{"a", "b", "c"}},
+		{"recent reports", map[string]time.Time{"a": t0.Add(5 * time.Second), "b": t0.Add(5 * time.Second), "c": t0.Add(1 * time.Second)},
+			t0.Add(7 * time.Second), []string{"c"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			reps := map[string]Report{}
+			for id, at := range c.reports {
+				reps[id] = Report{Received: at}
+			}
+			got := DownNodes(st, reps, t0, c.now, 5*time.Second)
+			if !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("got %v, want %v", got, c.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,150 @@
+package state
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+func testNode(id string) *Node {
+	return &Node{ID: id, Addr: "127.0.0.1", Memory: 1 << 30, PortMin: 7000, PortMax: 7099}
+}
+
+func testDB(name string, port int) *Database {
+	return &Database{
+		Spec:   Spec{Name: name, Memory: 8 << 20, Shards: 1, Replicas: 1, Persistence: PersistNone, Eviction: "noeviction", Password: "password1"},
+		Secret: "s",
+		Shards: []Shard{{Index: 0, SlotStart: 0, SlotEnd: 16383, Instances: []Instance{
+			{ID: name + "-m", Node: "n1", Port: port, Role: RoleMaster},
+			{ID: name + "-r", Node: "n2", Port: port, Role: RoleReplica},
+		}}},
+	}
+}
+
+func applyCmd(f *FSM, idx uint64, c Command) error {
+	res := f.Apply(&raft.Log{Index: idx, Data: c.Encode()})
+	if err, ok := res.(error); ok && err != nil {
+		return err
+	}
+	return nil
+}
+
+func TestApply(t *testing.T) {
+	bad := testDB("bad", 7001)
+	bad.Shards[0].Instances[1].Node = "n1" // master and replica together
+	bad.Shards[0].Instances[1].Port = 7005
+	twoMasters := testDB("tm", 7002)
+	twoMasters.Shards[0].Instances[1].Role = RoleMaster
+	outOfRange := testDB("oor", 9000)
+	unknownNode := testDB("un", 7003)
+	unknownNode.Shards[0].Instances[1].Node = "n9"
+	invalid := testDB("inv", 7004)
+	invalid.Eviction = "whenever"
+
+	cases := []struct {
+		name    string
+		cmd     Command
+		wantErr string
+	}{
+		{"create", Command{Op: OpCreateDB, DB: testDB("a", 7000)}, ""},
+		{"duplicate name", Command{Op: OpCreateDB, DB: testDB("a", 7010)}, "already exists"},
+		{"port taken", Command{Op: OpCreateDB, DB: testDB("b", 7000)}, "port 7000 already used"},
+		{"anti-affinity", Command{Op: OpCreateDB, DB: bad}, "two instances on node n1"},
+		{"two masters", Command{Op: OpCreateDB, DB: twoMasters}, "2 masters"},
+		{"port out of range", Command{Op: OpCreateDB, DB: outOfRange}, "outside node"},
+		{"unknown node", Command{Op: OpCreateDB, DB: unknownNode}, "unknown node n9"},
+		{"invalid spec", Command{Op: OpCreateDB, DB: invalid}, "invalid eviction"},
+		{"update missing", Command{Op: OpUpdateDB, DB: testDB("zz", 7020)}, "not found"},
+		{"delete missing", Command{Op: OpDeleteDB, Name: "zz"}, "not found"},
+		{"bad node status", Command{Op: OpSetNodeStatus, NodeID: "n1", Status: "sleepy"}, "invalid node status"},
+		{"unknown op", Command{Op: "explode"}, "unknown command"},
+	}
+	f := NewFSM()
+	for i, id := range []string{"n1", "n2"} {
+		if err := applyCmd(f, uint64(i+1), Command{Op: OpUpsertNode, Node: testNode(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := f.State()
+			err := applyCmd(f, uint64(10+i), c.cmd)
+			if c.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("err %v, want %q", err, c.wantErr)
+			}
+			if len(f.State().DBs) != len(before.DBs) {
+				t.Fatal("refused command changed the state")
+			}
+		})
+	}
+	if f.Index() != uint64(10+len(cases)-1) {
+		t.Fatalf("index %d", f.Index())
+	}
+}
+
+func TestUpsertKeepsStatus(t *testing.T) {
+	f := NewFSM()
+	_ = applyCmd(f, 1, Command{Op: OpUpsertNode, Node: testNode("n1")})
+	_ = applyCmd(f, 2, Command{Op: OpSetNodeStatus, NodeID: "n1", Status: NodeDraining})
+	n := testNode("n1")
+	n.Memory = 2 << 30
+	_ = applyCmd(f, 3, Command{Op: OpUpsertNode, Node: n})
+	got := f.State().Nodes["n1"]
+	if got.Status != NodeDraining || got.Memory != 2<<30 {
+		t.Fatalf("node %+v", got)
+	}
+}
+
+type sink struct {
+	bytes.Buffer
+}
+
+func (s *sink) ID() string    { return "s" }
+func (s *sink) Cancel() error { return nil }
+func (s *sink) Close() error  { return nil }
+
+func TestSnapshotRestore(t *testing.T) {
+	f := NewFSM()
+	_ = applyCmd(f, 1, Command{Op: OpUpsertNode, Node: testNode("n1")})
+	_ = applyCmd(f, 2, Command{Op: OpUpsertNode, Node: testNode("n2")})
+	_ = applyCmd(f, 3, Command{Op: OpSetToken, TokenHash: "h"})
+	if err := applyCmd(f, 4, Command{Op: OpCreateDB, DB: testDB("a", 7000)}); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s sink
+	if err := snap.Persist(&s); err != nil {
+		t.Fatal(err)
+	}
+	g := NewFSM()
+	changed := g.Changed()
+	if err := g.Restore(io.NopCloser(&s.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("restore did not notify watchers")
+	}
+	st := g.State()
+	if st.TokenHash != "h" || len(st.Nodes) != 2 || st.DBs["a"] == nil || st.DBs["a"].Shards[0].Instances[1].Node != "n2" {
+		t.Fatalf("restored %+v", st)
+	}
+	// Clones are independent of the FSM.
+	st.DBs["a"].Shards[0].Instances[0].Port = 1
+	if g.State().DBs["a"].Shards[0].Instances[0].Port != 7000 {
+		t.Fatal("State() shares memory with the FSM")
+	}
+}
