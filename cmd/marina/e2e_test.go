@@ -133,7 +133,7 @@ func TestUpAndCLI(t *testing.T) {
 		Name     string `json:"name"`
 		Password string `json:"password"`
 		Shards   []struct {
-			Master   struct{ Node, Addr string } `json:"master"`
+			Master   struct{ Node, Addr string }   `json:"master"`
 			Replicas []struct{ Node, Addr string } `json:"replicas"`
 		} `json:"shards"`
 	}
