@@ -30,6 +30,10 @@ type testCluster struct {
 }
 
 func newTestCluster(t *testing.T, n int, memory int64) *testCluster {
+	return newTestClusterWith(t, n, memory, nil)
+}
+
+func newTestClusterWith(t *testing.T, n int, memory int64, mod func(i int, c *Config)) *testCluster {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not installed: apt-get install redis-server")
@@ -53,10 +57,22 @@ func newTestCluster(t *testing.T, n int, memory int64) *testCluster {
 		if i > 0 {
 			cfg.Join = api.HostPort(hosts[0], 7000)
 		}
+		if mod != nil {
+			mod(i, &cfg)
+		}
 		tc.cfgs = append(tc.cfgs, cfg)
 	}
 	ctx := testutil.Ctx(t, 60*time.Second)
 	for i := range tc.cfgs {
+		if i > 0 && tc.cfgs[i].Token == "" {
+			// The bootstrap node generated the token and printed it once.
+			out := tc.cfgs[0].Out.(*strings.Builder).String()
+			tok, ok := strings.CutPrefix(strings.TrimSpace(out), "MARINA_TOKEN=")
+			if !ok || strings.Count(out, "MARINA_TOKEN=") != 1 {
+				t.Fatalf("bootstrap output %q", out)
+			}
+			tc.cfgs[i].Token = tok
+		}
 		nd, err := Start(ctx, tc.cfgs[i])
 		if err != nil {
 			t.Fatalf("start node %d: %v", i+1, err)
@@ -68,7 +84,7 @@ func newTestCluster(t *testing.T, n int, memory int64) *testCluster {
 }
 
 func (tc *testCluster) client(i int) *client.Client {
-	return client.New(tc.cfgs[i].Bind+":7000", testToken)
+	return client.New(tc.cfgs[i].Bind+":7000", tc.cfgs[len(tc.cfgs)-1].Token)
 }
 
 func (tc *testCluster) waitNodesUp(n int) {
@@ -276,6 +292,26 @@ func TestCluster(t *testing.T) {
 				if p, ok := before[s.ID]; ok && p != s.PID {
 					t.Errorf("%s restarted (pid %d -> %d) for a live-settable change", s.ID, p, s.PID)
 				}
+			}
+		}
+		// Persistence changes live too: aof -> rdb -> aof.
+		for _, p := range []struct{ mode, appendonly, save string }{{"rdb", "no", "3600 1 300 100 60 10000"}, {"aof", "yes", ""}} {
+			mode := p.mode
+			if _, err := c.UpdateDB(ctx, "orders", api.UpdateDBRequest{Persistence: &mode}); err != nil {
+				t.Fatal(err)
+			}
+			for _, in := range instances(db) {
+				r := rc(in.Addr, "", db.Password)
+				testutil.WaitFor(t, 10*time.Second, "persistence "+mode, func() error {
+					if got := configGet(t, r, "appendonly"); got != p.appendonly {
+						return fmt.Errorf("appendonly %s", got)
+					}
+					if got := configGet(t, r, "save"); got != p.save {
+						return fmt.Errorf("save %q", got)
+					}
+					return nil
+				})
+				r.Close()
 			}
 		}
 		// Password change: clients need the new one, replication keeps working.
