@@ -201,8 +201,18 @@ func (n *Node) self() state.Node {
 // enter bootstraps a new cluster, joins an existing one, or (with Raft
 // state on disk) simply rejoins with the state it has.
 func (n *Node) enter(ctx context.Context) error {
+	tokenFile := filepath.Join(n.cfg.DataDir, "token")
 	if n.Raft.HasState() {
 		n.log.Info("restarting with existing state")
+		if n.cfg.Token == "" {
+			// Heartbeats to the leader need the token: a restart must not
+			// depend on the operator passing it again.
+			b, err := os.ReadFile(tokenFile)
+			if err != nil {
+				return fmt.Errorf("no --token given and none saved in %s: %v", tokenFile, err)
+			}
+			n.cfg.Token = string(b)
+		}
 		return nil
 	}
 	if n.cfg.Join == "" {
@@ -226,6 +236,10 @@ func (n *Node) enter(ctx context.Context) error {
 		if token == "" {
 			token = controller.RandomSecret(24)
 			fmt.Fprintf(n.cfg.Out, "MARINA_TOKEN=%s\n", token)
+		}
+		n.cfg.Token = token
+		if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+			return err
 		}
 		return n.Ctl.SetToken(wctx, api.HashToken(token))
 	}
@@ -252,7 +266,7 @@ func (n *Node) enter(ctx context.Context) error {
 		delay = min(delay*2, 2*time.Second)
 	}
 	n.log.Info("joined cluster", "via", n.cfg.Join)
-	return nil
+	return os.WriteFile(tokenFile, []byte(n.cfg.Token), 0o600)
 }
 
 func (n *Node) waitApplied(ctx context.Context, idx uint64) bool {
