@@ -191,9 +191,9 @@ func (wk *worker) run(parent context.Context) {
 				log.Info("adopted running redis-server", "pid", p.pid)
 			} else if !time.Now().Before(nextStart) {
 				if w.conf.ReplicaOf != "" {
-					// Redis retries a refused master connection only once a
-					// second: starting after the master listens saves that second.
-					waitListening(ctx, w.conf.ReplicaOf, 2*time.Second)
+					// Redis retries a failed master connection only once a
+					// second: starting after the master serves saves that second.
+					waitMaster(ctx, w.conf.ReplicaOf, w.conf.Secret, 2*time.Second)
 				}
 				np, err := startProcess(wk.a.cfg.RedisServer, confPath)
 				if err != nil {
@@ -252,16 +252,17 @@ func waitReady(ctx context.Context, c *redis.Client, p *process) {
 	}
 }
 
-// waitListening returns once addr accepts TCP connections or after max.
-func waitListening(ctx context.Context, addr string, max time.Duration) {
+// waitMaster returns once the master at addr accepts this database's
+// internal user, or after max. Checking the secret, not just the port, skips
+// a just-deleted database's server still holding a reused port.
+func waitMaster(ctx context.Context, addr, secret string, max time.Duration) {
+	c := redis.NewClient(&redis.Options{Addr: addr, Username: redisconf.InternalUser, Password: secret,
+		Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond})
+	defer c.Close()
 	deadline := time.Now().Add(max)
-	var d net.Dialer
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		c, err := d.DialContext(dctx, "tcp", addr)
-		cancel()
-		if err == nil {
-			c.Close()
+		if c.Ping(ctx).Err() == nil {
 			return
 		}
 		select {
