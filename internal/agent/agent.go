@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,8 +130,8 @@ func (a *Agent) reconcile(ctx context.Context) {
 		return
 	}
 	want := a.desired(st)
+	var gone []*worker
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	for id, w := range want {
 		if wk, ok := a.workers[id]; ok {
 			wk.update(w)
@@ -146,10 +147,22 @@ func (a *Agent) reconcile(ctx context.Context) {
 	}
 	for id, wk := range a.workers {
 		if _, ok := want[id]; !ok {
-			wk.remove()
+			gone = append(gone, wk)
 			delete(a.workers, id)
 		}
 	}
+	a.mu.Unlock()
+	// Removals wait for processes to exit: outside the lock, so status
+	// reports and heartbeats go on meanwhile.
+	var wg sync.WaitGroup
+	for _, wk := range gone {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wk.remove()
+		}()
+	}
+	wg.Wait()
 	// Instance directories nobody wants: deleted while this agent was down.
 	entries, err := os.ReadDir(a.cfg.Dir)
 	if err != nil {
@@ -159,28 +172,33 @@ func (a *Agent) reconcile(ctx context.Context) {
 		if _, ok := want[e.Name()]; ok || !e.IsDir() {
 			continue
 		}
-		if _, busy := a.workers[e.Name()]; busy {
-			continue
-		}
 		a.removeOrphan(ctx, e.Name())
 	}
 }
 
-// removeOrphan stops a leftover instance (if still running) and deletes its data.
+// removeOrphan stops a leftover instance (if it still runs) and moves its
+// directory to DATA/trash rather than deleting it: this path runs on
+// evidence the agent did not see happen, so the data stays recoverable.
 func (a *Agent) removeOrphan(ctx context.Context, id string) {
 	dir := filepath.Join(a.cfg.Dir, id)
-	if port, err := confPort(filepath.Join(dir, "redis.conf")); err == nil {
+	if addr, err := confAddr(filepath.Join(dir, "redis.conf")); err == nil {
 		sctx, cancel := context.WithCancel(ctx)
-		if p, err := adoptProcess(sctx, filepath.Join(dir, "redis.pid"), port); err == nil {
-			p.stop(ctx, killSig, 5*time.Second)
+		if p, err := adoptProcess(sctx, dir, addr); err == nil {
+			p.stop(ctx, syscall.SIGTERM, time.Minute)
 		}
 		cancel()
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		a.log.Error("remove instance dir", "instance", id, "err", err)
+	trash := filepath.Join(filepath.Dir(a.cfg.Dir), "trash")
+	if err := os.MkdirAll(trash, 0o700); err != nil {
+		a.log.Error("trash dir", "err", err)
 		return
 	}
-	a.log.Info("removed instance", "instance", id)
+	to := filepath.Join(trash, fmt.Sprintf("%s.%d", id, time.Now().Unix()))
+	if err := os.Rename(dir, to); err != nil {
+		a.log.Error("move orphan instance to trash", "instance", id, "err", err)
+		return
+	}
+	a.log.Warn("instance not in the desired state: stopped and moved to trash", "instance", id, "to", to)
 }
 
 func (a *Agent) shutdown() {
@@ -204,16 +222,24 @@ func (a *Agent) Statuses() []Status {
 	return out
 }
 
-func confPort(path string) (int, error) {
+// confAddr reads "bind" and "port" from a rendered redis.conf.
+func confAddr(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
+	var host string
 	var port int
 	for _, line := range strings.Split(string(b), "\n") {
-		if _, err := fmt.Sscanf(line, "port %d", &port); err == nil {
-			return port, nil
+		if h, ok := strings.CutPrefix(line, "bind "); ok {
+			host = strings.TrimSpace(h)
+		}
+		if p, ok := strings.CutPrefix(line, "port "); ok {
+			port, _ = strconv.Atoi(strings.TrimSpace(p))
 		}
 	}
-	return 0, errors.New("no port in " + path)
+	if host == "" || port == 0 {
+		return "", errors.New("no bind/port in " + path)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
 }

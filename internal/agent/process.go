@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,29 +42,28 @@ func startProcess(bin, conf string) (*process, error) {
 }
 
 // adoptProcess attaches to a redis-server left running by an earlier agent.
-// The pid must still be a redis-server serving port; a pidfd tells the
-// agent at once when it exits, as it would for a child.
-// The watcher stops with ctx (the agent leaving the process running).
-func adoptProcess(ctx context.Context, pidfile string, port int) (*process, error) {
-	b, err := os.ReadFile(pidfile)
+// The pid must be a redis-server titled exactly "redis-server ADDR" whose
+// working directory is the instance's dir (redis-server chdirs to `dir`),
+// so a stale pidfile can never make the agent adopt, or later kill, a
+// process of another instance. The pidfd is opened before the checks, so the
+// pid cannot be recycled in between. Its watcher stops with ctx (the agent
+// leaving the process running); stop() then polls /proc instead.
+func adoptProcess(ctx context.Context, dir, addr string) (*process, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "redis.pid"))
 	if err != nil {
 		return nil, err
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 0 {
-		return nil, fmt.Errorf("bad pidfile %s", pidfile)
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return nil, fmt.Errorf("pid %d not running", pid)
-	}
-	// redis-server sets its title to "redis-server host:port".
-	if !strings.Contains(string(cmdline), "redis-server") || !strings.Contains(string(cmdline), ":"+strconv.Itoa(port)) {
-		return nil, fmt.Errorf("pid %d is not redis-server on port %d", pid, port)
+		return nil, fmt.Errorf("bad pidfile in %s", dir)
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return nil, fmt.Errorf("pidfd_open %d: %w", pid, err)
+		return nil, fmt.Errorf("pid %d not running: %w", pid, err)
+	}
+	if err := isInstance(pid, dir, addr); err != nil {
+		unix.Close(fd)
+		return nil, err
 	}
 	p := &process{pid: pid, started: time.Now(), adopted: true, exited: make(chan struct{})}
 	go func() {
@@ -77,14 +77,44 @@ func adoptProcess(ctx context.Context, pidfile string, port int) (*process, erro
 			if err == unix.EINTR || (err == nil && n == 0) {
 				continue
 			}
-			if err != nil || n > 0 {
-				break
-			}
+			break
 		}
 		p.err = errors.New("adopted process exited")
 		close(p.exited)
 	}()
 	return p, nil
+}
+
+// isInstance checks that pid is the redis-server of the instance in dir.
+func isInstance(pid int, dir, addr string) error {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return fmt.Errorf("pid %d not running", pid)
+	}
+	// The title is "ARGV0 ADDR", ARGV0 being the binary as it was started.
+	title := strings.Fields(strings.TrimRight(string(cmdline), "\x00"))
+	if len(title) != 2 || filepath.Base(title[0]) != "redis-server" || title[1] != addr {
+		return fmt.Errorf("pid %d is %q, not redis-server %s", pid, strings.Join(title, " "), addr)
+	}
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err != nil {
+		return fmt.Errorf("pid %d: %w", pid, err)
+	}
+	if abs, err := filepath.Abs(dir); err != nil || filepath.Clean(cwd) != abs {
+		return fmt.Errorf("pid %d runs in %s, not %s", pid, cwd, dir)
+	}
+	return nil
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
 }
 
 func (p *process) running() bool {
@@ -96,23 +126,37 @@ func (p *process) running() bool {
 	}
 }
 
-// stop sends sig and waits for the exit, escalating to SIGKILL at the deadline.
+// stop sends sig and waits for the exit, escalating to SIGKILL at the
+// deadline. An adopted process whose watcher has stopped is polled in /proc.
 func (p *process) stop(ctx context.Context, sig syscall.Signal, grace time.Duration) {
 	if !p.running() {
 		return
 	}
 	_ = syscall.Kill(p.pid, sig)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-p.exited:
+	if p.wait(ctx, grace) {
 		return
-	case <-t.C:
-	case <-ctx.Done():
 	}
 	_ = syscall.Kill(p.pid, syscall.SIGKILL)
-	select {
-	case <-p.exited:
-	case <-time.After(5 * time.Second):
+	p.wait(context.Background(), 5*time.Second)
+}
+
+func (p *process) wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.exited:
+			return true
+		case <-tick.C:
+			if p.adopted && !alive(p.pid) {
+				return true
+			}
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
 	}
 }

@@ -24,6 +24,10 @@ import (
 // final save would be wasted work.
 const killSig = syscall.SIGKILL
 
+// saveGrace is how long a SIGTERMed redis-server may take to save its data
+// (RDB) or fsync (AOF) before it is killed.
+const saveGrace = time.Minute
+
 // Instance states reported in Status.
 const (
 	StateStarting = "starting"
@@ -130,8 +134,9 @@ func (wk *worker) run(parent context.Context) {
 	w := wk.get()
 	dir := w.conf.Dir
 	confPath := filepath.Join(dir, "redis.conf")
+	addr := net.JoinHostPort(w.conf.Bind, strconv.Itoa(w.conf.Port))
 	client := redis.NewClient(&redis.Options{
-		Addr:     net.JoinHostPort(w.conf.Bind, strconv.Itoa(w.conf.Port)),
+		Addr:     addr,
 		Username: redisconf.InternalUser, Password: w.conf.Secret,
 		Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 2,
 		DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second,
@@ -149,7 +154,7 @@ func (wk *worker) run(parent context.Context) {
 		case removing:
 			if p == nil {
 				// Not ours yet: it may still run from an earlier agent.
-				p, _ = adoptProcess(context.Background(), filepath.Join(dir, "redis.pid"), w.conf.Port)
+				p, _ = adoptProcess(context.Background(), dir, addr)
 			}
 			if p != nil {
 				p.stop(context.Background(), killSig, 5*time.Second)
@@ -160,7 +165,7 @@ func (wk *worker) run(parent context.Context) {
 			log.Info("instance removed")
 		case wk.a.stopAll.Load() && p != nil:
 			// SIGTERM makes redis-server save (rdb) or fsync (aof) before exiting.
-			p.stop(context.Background(), syscall.SIGTERM, 10*time.Second)
+			p.stop(context.Background(), syscall.SIGTERM, saveGrace)
 		}
 	}()
 
@@ -186,7 +191,11 @@ func (wk *worker) run(parent context.Context) {
 			p = nil
 		}
 		if p == nil {
-			if ap, err := adoptProcess(ctx, filepath.Join(dir, "redis.pid"), w.conf.Port); err == nil {
+			ap, aerr := adoptProcess(ctx, dir, addr)
+			if aerr != nil && !errors.Is(aerr, os.ErrNotExist) {
+				log.Debug("not adopting", "reason", aerr)
+			}
+			if aerr == nil {
 				p = ap
 				log.Info("adopted running redis-server", "pid", p.pid)
 			} else if !time.Now().Before(nextStart) {
@@ -216,7 +225,7 @@ func (wk *worker) run(parent context.Context) {
 			if err := wk.converge(ctx, client, w); err != nil && ctx.Err() == nil {
 				if errors.Is(err, errRestart) {
 					log.Info("restarting redis-server to apply config", "reason", err)
-					p.stop(ctx, syscall.SIGTERM, 10*time.Second)
+					p.stop(ctx, syscall.SIGTERM, saveGrace)
 					failures = 0
 					continue
 				}
@@ -308,9 +317,13 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
 			continue
 		}
 		if err := c.ConfigSet(cctx, k, v).Err(); err != nil {
-			// Redis refuses this change on a live server: the rendered
-			// config already has it, so a restart applies it.
-			return fmt.Errorf("%w: CONFIG SET %s: %v", errRestart, k, err)
+			var rerr redis.Error
+			if errors.As(err, &rerr) && strings.HasPrefix(err.Error(), "ERR ") {
+				// Redis refuses this change on a live server: the rendered
+				// config already has it, so a restart applies it.
+				return fmt.Errorf("%w: CONFIG SET %s: %v", errRestart, k, err)
+			}
+			return fmt.Errorf("config set %s: %w", k, err) // timeout, BUSY...: retry next pass
 		}
 		wk.a.log.Info("applied config", "instance", w.id, "key", k)
 	}

@@ -429,8 +429,15 @@ func TestCluster(t *testing.T) {
 			pids[s.ID] = s.PID
 		}
 		tc.restart(i, tc.cfgs[i], false)
+		if len(pids) == 0 {
+			t.Fatal("no instances on the node")
+		}
 		testutil.WaitFor(t, 10*time.Second, "adopted", func() error {
-			for _, s := range tc.nodes[i].Agent.Statuses() {
+			sts := tc.nodes[i].Agent.Statuses()
+			if len(sts) != len(pids) {
+				return fmt.Errorf("%d instances, want %d", len(sts), len(pids))
+			}
+			for _, s := range sts {
 				if s.State != "running" {
 					return fmt.Errorf("%s %s", s.ID, s.State)
 				}
@@ -538,6 +545,19 @@ func TestCluster(t *testing.T) {
 			}
 			if st.Leader == "" || st.Leader == tc.cfgs[old].ID {
 				return fmt.Errorf("leader %q", st.Leader)
+			}
+			return nil
+		})
+		// Missed heartbeats mark the stopped node down; placement avoids it.
+		testutil.WaitFor(t, 15*time.Second, "stopped node marked down", func() error {
+			nodes, err := oc.Nodes(ctx)
+			if err != nil {
+				return err
+			}
+			for _, n := range nodes {
+				if n.ID == tc.cfgs[old].ID && n.Status != "down" {
+					return fmt.Errorf("%s is %s", n.ID, n.Status)
+				}
 			}
 			return nil
 		})

@@ -170,10 +170,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.cancel = cancel
 	caughtUp := n.Raft.Raft.LastIndex()
 	n.goRun(func() {
-		// Acting on a state older than what the agent acted on before its
-		// restart would remove instances that still exist: wait for the
-		// replay of the local log first.
-		if n.waitApplied(runCtx, caughtUp) {
+		// Acting on a state older than what the agent acted on before (a
+		// restart, a wiped Raft dir) would remove instances that still
+		// exist: wait until the local state has caught up first.
+		if n.waitCaughtUp(runCtx, caughtUp) {
 			_ = n.Agent.Run(runCtx)
 		}
 	})
@@ -216,6 +216,11 @@ func (n *Node) enter(ctx context.Context) error {
 		return nil
 	}
 	if n.cfg.Join == "" {
+		instDir := filepath.Join(n.cfg.DataDir, "instances")
+		if es, _ := os.ReadDir(instDir); len(es) > 0 {
+			return fmt.Errorf("%s holds %d instances but there is no Raft state: refusing to bootstrap a new cluster over them (restore %s, or --join the existing cluster)",
+				instDir, len(es), filepath.Join(n.cfg.DataDir, "raft"))
+		}
 		if err := n.Raft.Bootstrap(); err != nil {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
@@ -269,20 +274,35 @@ func (n *Node) enter(ctx context.Context) error {
 	return os.WriteFile(tokenFile, []byte(n.cfg.Token), 0o600)
 }
 
-func (n *Node) waitApplied(ctx context.Context, idx uint64) bool {
+// waitCaughtUp returns true once the FSM has applied the local log up to
+// idx and, on a follower, everything the leader had applied when asked.
+func (n *Node) waitCaughtUp(ctx context.Context, idx uint64) bool {
+	self := client.New(api.HostPort(n.cfg.Bind, n.cfg.HTTPPort), n.cfg.Token)
 	logged := false
-	for n.Raft.Raft.AppliedIndex() < idx {
+	for {
+		applied := n.Raft.Raft.AppliedIndex()
+		if applied >= idx {
+			if n.Raft.IsLeader() {
+				return true
+			}
+			// Our own API forwards the status read to the leader.
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			st, err := self.Status(sctx)
+			cancel()
+			if err == nil && st.Leader != "" && st.ServedBy == st.Leader && applied >= st.AppliedIndex {
+				return true
+			}
+		}
 		if !logged {
-			n.log.Info("agent waiting for the state to be replayed", "index", idx)
+			n.log.Info("agent waits until the state has caught up", "local_index", idx)
 			logged = true
 		}
 		select {
 		case <-ctx.Done():
 			return false
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return true
 }
 
 // heartbeats reports this node and its instances to the leader.

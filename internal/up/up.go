@@ -238,7 +238,10 @@ func killRedis(dir string) {
 		if err != nil || pid <= 0 {
 			return nil
 		}
-		if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(cmd), "redis-server") {
+		// Only a redis-server running in this very instance dir is ours.
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		cwd, cerr := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err == nil && cerr == nil && strings.Contains(string(cmd), "redis-server") && cwd == filepath.Dir(path) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		return nil
