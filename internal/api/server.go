@@ -137,7 +137,7 @@ func (s *Server) toLeader(next http.Handler) http.Handler {
 					next.ServeHTTP(w, r)
 					return
 				}
-				writeErr(w, http.StatusServiceUnavailable, "leader %s unreachable: %v", leader, err)
+				writeErr(w, http.StatusServiceUnavailable, "leader %s did not answer (%v): the change may or may not have been applied; check before retrying", leader, err)
 			},
 		}
 		rp.ServeHTTP(w, r)

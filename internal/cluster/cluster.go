@@ -147,6 +147,9 @@ func (c *Cluster) Apply(ctx context.Context, cmd state.Command) (uint64, error) 
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
+	if err := ctx.Err(); err != nil || timeout <= 0 {
+		return 0, fmt.Errorf("apply: %w", context.DeadlineExceeded)
+	}
 	f := c.Raft.Apply(cmd.Encode(), timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {

@@ -239,6 +239,9 @@ func (c *Controller) Join(ctx context.Context, n state.Node) error {
 			return errf(Conflict, "node %s already uses address %s / %s", other.ID, other.RaftAddr, other.HTTPAddr)
 		}
 	}
+	if err := sameIdentity(st, n); err != nil {
+		return err
+	}
 	if _, err := c.cl.AddMember(ctx, n.ID, n.RaftAddr); err != nil {
 		if errors.Is(err, cluster.ErrNotLeader) {
 			return errf(Unavailable, "leadership changed during join; retry")
@@ -264,11 +267,44 @@ func (c *Controller) upsertNode(ctx context.Context, n state.Node) error {
 	return err
 }
 
+// sameIdentity refuses a node id that exists with other addresses: a
+// cloned host or a changed --bind would otherwise take over the instances
+// placed on the node, and replicas would resync from its empty masters.
+func sameIdentity(st *state.State, n state.Node) error {
+	old, ok := st.Nodes[n.ID]
+	if !ok || (old.Addr == n.Addr && old.RaftAddr == n.RaftAddr && old.HTTPAddr == n.HTTPAddr) {
+		return nil
+	}
+	return errf(Conflict, "node id %s is already registered at %s (raft %s, http %s): a node cannot change address; use another --id",
+		n.ID, old.Addr, old.RaftAddr, old.HTTPAddr)
+}
+
 // Heartbeat records a node's report; it registers the node, refreshes its
-// advertised facts and brings a down node back up.
+// advertised facts and brings a down node back up. Only Raft members may
+// report, and never under another address than the one they joined with.
 func (c *Controller) Heartbeat(ctx context.Context, r Report) error {
 	if !c.cl.IsLeader() {
 		return errf(Unavailable, "not the leader")
+	}
+	if err := state.ValidateNodeID(r.Node.ID); err != nil {
+		return errf(Invalid, "%v", err)
+	}
+	st := c.fsm.State()
+	if _, known := st.Nodes[r.Node.ID]; !known {
+		members, err := c.cl.Members()
+		if err != nil {
+			return errf(Unavailable, "raft configuration: %v", err)
+		}
+		member := false
+		for _, m := range members {
+			member = member || (m.ID == r.Node.ID && m.Addr == r.Node.RaftAddr)
+		}
+		if !member {
+			return errf(Conflict, "node %s is not a member of this cluster: join it first", r.Node.ID)
+		}
+	}
+	if err := sameIdentity(st, r.Node); err != nil {
+		return err
 	}
 	r.Received = time.Now()
 	c.mu.Lock()

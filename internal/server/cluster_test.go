@@ -17,6 +17,7 @@ import (
 
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/client"
+	"github.com/marina-redis/marina/internal/controller"
 	"github.com/marina-redis/marina/internal/testutil"
 )
 
@@ -422,6 +423,31 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("node identity is protected", func(t *testing.T) {
+		n2 := tc.nodes[1].FSM.State().Nodes["n2"]
+		clone := *n2
+		clone.Addr, clone.RaftAddr, clone.HTTPAddr = "127.0.0.99", "127.0.0.99:7001", "127.0.0.99:7000"
+		err := c.Join(ctx, clone)
+		var ce *client.Error
+		if !errors.As(err, &ce) || ce.Code != http.StatusConflict || !strings.Contains(ce.Msg, "cannot change address") {
+			t.Fatalf("join with a taken id: %v", err)
+		}
+		err = c.Heartbeat(ctx, controller.Report{Node: clone})
+		if !errors.As(err, &ce) || ce.Code != http.StatusConflict {
+			t.Fatalf("heartbeat under a new address: %v", err)
+		}
+		stranger := clone
+		stranger.ID = "stranger"
+		err = c.Heartbeat(ctx, controller.Report{Node: stranger})
+		if !errors.As(err, &ce) || ce.Code != http.StatusConflict || !strings.Contains(ce.Msg, "not a member") {
+			t.Fatalf("heartbeat from a non-member: %v", err)
+		}
+		st := tc.nodes[0].FSM.State()
+		if st.Nodes["n2"].Addr != n2.Addr || st.Nodes["stranger"] != nil {
+			t.Fatalf("state changed: %+v", st.Nodes)
+		}
+	})
+
 	t.Run("agent restart adopts running instances", func(t *testing.T) {
 		i := tc.nodeIndex(db.Shards[0].Master.Node)
 		pids := map[string]int{}
@@ -612,4 +638,51 @@ func (tc *testCluster) restart(i int, cfg Config, stopInstances bool) {
 	}
 	tc.nodes[i] = nd
 	tc.waitNodesUp(3)
+}
+
+// A data dir with instances but no Raft state must not become a new,
+// empty cluster: its agent would treat every instance as deleted.
+func TestRefuseBootstrapOverInstances(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1, 7000, 7001)[0]
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "instances", "orders-0-abcdef"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Start(testutil.Ctx(t, 30*time.Second), Config{ID: "n1", DataDir: dir, Bind: host, HTTPPort: 7000, RaftPort: 7001,
+		PortMin: 7100, PortMax: 7199, Memory: 64 << 20, Logger: testutil.Logger(), RaftLog: testutil.RaftLog(), Out: &strings.Builder{}})
+	if err == nil || !strings.Contains(err.Error(), "refusing to bootstrap") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "instances", "orders-0-abcdef")); err != nil {
+		t.Fatal("instance dir touched")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	base := func() Config {
+		return Config{ID: "n1", DataDir: "/tmp/x", Bind: "127.0.0.1", HTTPPort: 7070, RaftPort: 7071, PortMin: 7100, PortMax: 7999}
+	}
+	cases := []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"ok", func(c *Config) {}, ""},
+		{"bad id", func(c *Config) { c.ID = "a b" }, "invalid node id"},
+		{"no data", func(c *Config) { c.DataDir = "" }, "--data is required"},
+		{"wildcard bind", func(c *Config) { c.Bind = "0.0.0.0" }, "not 0.0.0.0"},
+		{"same ports", func(c *Config) { c.RaftPort = 7070 }, "must differ"},
+		{"overlap", func(c *Config) { c.PortMin = 7000 }, "overlaps"},
+		{"tiny memory", func(c *Config) { c.Memory = 10 }, "at least 1MiB"},
+		{"no redis", func(c *Config) { c.RedisServer = "/nonexistent/redis-server" }, "not found"},
+		{"tiny down-after", func(c *Config) { c.NodeDownAfter = time.Nanosecond }, "at least 100ms"},
+	}
+	for _, c := range cases {
+		cfg := base()
+		c.mod(&cfg)
+		err := cfg.Validate()
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s: err %v, want %q", c.name, err, c.want)
+		}
+	}
 }

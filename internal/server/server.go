@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,6 +106,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--redis-server %q not found: install redis-server (apt-get install redis-server) or pass its path", c.RedisServer)
 	}
 	c.RedisServer = path
+	if err := checkRedisVersion(path); err != nil {
+		return err
+	}
+	for name, d := range map[string]time.Duration{"--node-down-after": c.NodeDownAfter, "--raft-timeout": c.ElectionTimeout} {
+		if d != 0 && d < 100*time.Millisecond {
+			return fmt.Errorf("%s %v: must be at least 100ms", name, d)
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -113,6 +122,27 @@ func (c *Config) Validate() error {
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = time.Second
+	}
+	return nil
+}
+
+// checkRedisVersion refuses redis-server older than 7.0: the rendered
+// config (appenddirname, ACL users) and multi-key CONFIG GET need it.
+func checkRedisVersion(path string) error {
+	out, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		return fmt.Errorf("%s --version: %v", path, err)
+	}
+	var major, minor int
+	i := strings.Index(string(out), "v=")
+	if i < 0 {
+		return fmt.Errorf("%s --version: unexpected output %q", path, out)
+	}
+	if _, err := fmt.Sscanf(string(out[i:]), "v=%d.%d", &major, &minor); err != nil {
+		return fmt.Errorf("%s --version: unexpected output %q", path, out)
+	}
+	if major < 7 {
+		return fmt.Errorf("%s is redis %d.%d: Marina needs redis-server 7.0 or later", path, major, minor)
 	}
 	return nil
 }

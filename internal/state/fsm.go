@@ -129,10 +129,18 @@ func apply(st *State, c Command) error {
 		}
 		st.TokenHash = c.TokenHash
 	case OpUpsertNode:
-		if c.Node == nil || c.Node.ID == "" {
-			return fmt.Errorf("node without id")
+		if c.Node == nil {
+			return fmt.Errorf("upsert without node")
+		}
+		if err := c.Node.Validate(); err != nil {
+			return err
 		}
 		n := *c.Node
+		for _, pi := range st.InstancesOn(n.ID) {
+			if pi.Port < n.PortMin || pi.Port > n.PortMax {
+				return fmt.Errorf("node %s: port range %d-%d excludes port %d of instance %s", n.ID, n.PortMin, n.PortMax, pi.Port, pi.ID)
+			}
+		}
 		if old, ok := st.Nodes[n.ID]; ok {
 			// Keep what the cluster decided about the node.
 			n.Status = old.Status
@@ -196,7 +204,7 @@ func apply(st *State, c Command) error {
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	b, err := json.Marshal(f.st)
+	b, err := json.Marshal(snapshotData{Index: f.index, State: f.st})
 	if err != nil {
 		return nil, err
 	}
@@ -206,10 +214,11 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 // Restore implements raft.FSM.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	st := New()
-	if err := json.NewDecoder(rc).Decode(st); err != nil {
+	data := snapshotData{State: New()}
+	if err := json.NewDecoder(rc).Decode(&data); err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
+	st := data.State
 	if st.Nodes == nil {
 		st.Nodes = map[string]*Node{}
 	}
@@ -219,8 +228,15 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.st = st
+	f.index = data.Index
 	f.notify()
 	return nil
+}
+
+// snapshotData is what a snapshot holds: the state and the index it is at.
+type snapshotData struct {
+	Index uint64 `json:"index"`
+	State *State `json:"state"`
 }
 
 type snapshot []byte

@@ -10,7 +10,7 @@ import (
 )
 
 func testNode(id string) *Node {
-	return &Node{ID: id, Addr: "127.0.0.1", Memory: 1 << 30, PortMin: 7000, PortMax: 7099}
+	return &Node{ID: id, Addr: "127.0.0.1", RaftAddr: id + ":7071", HTTPAddr: id + ":7070", Memory: 1 << 30, PortMin: 7000, PortMax: 7099}
 }
 
 func testDB(name string, port int) *Database {
@@ -18,8 +18,8 @@ func testDB(name string, port int) *Database {
 		Spec:   Spec{Name: name, Memory: 8 << 20, Shards: 1, Replicas: 1, Persistence: PersistNone, Eviction: "noeviction", Password: "password1"},
 		Secret: "s",
 		Shards: []Shard{{Index: 0, SlotStart: 0, SlotEnd: 16383, Instances: []Instance{
-			{ID: name + "-m", Node: "n1", Port: port, Role: RoleMaster},
-			{ID: name + "-r", Node: "n2", Port: port, Role: RoleReplica},
+			{ID: name + "-0-aaaaaa", Node: "n1", Port: port, Role: RoleMaster},
+			{ID: name + "-0-bbbbbb", Node: "n2", Port: port, Role: RoleReplica},
 		}}},
 	}
 }
@@ -43,6 +43,18 @@ func TestApply(t *testing.T) {
 	unknownNode.Shards[0].Instances[1].Node = "n9"
 	invalid := testDB("inv", 7004)
 	invalid.Eviction = "whenever"
+	pathID := testDB("path", 7006)
+	pathID.Shards[0].Instances[1].ID = "../raft"
+	tooBig := testDB("big", 7007)
+	tooBig.Memory = 800 << 20 // two nodes of 1GiB each already hold 8MiB
+	tooBig.Shards[0].Instances = tooBig.Shards[0].Instances[:1]
+	tooBig.Replicas = 0
+	tooBig2 := testDB("big2", 7008)
+	tooBig2.Memory = 800 << 20
+	tooBig2.Shards[0].Instances = tooBig2.Shards[0].Instances[:1]
+	tooBig2.Replicas = 0
+	badNode := testNode("n5")
+	badNode.PortMin = 80
 
 	cases := []struct {
 		name    string
@@ -57,6 +69,10 @@ func TestApply(t *testing.T) {
 		{"port out of range", Command{Op: OpCreateDB, DB: outOfRange}, "outside node"},
 		{"unknown node", Command{Op: OpCreateDB, DB: unknownNode}, "unknown node n9"},
 		{"invalid spec", Command{Op: OpCreateDB, DB: invalid}, "invalid eviction"},
+		{"instance id is not a path", Command{Op: OpCreateDB, DB: pathID}, "invalid instance id"},
+		{"fits capacity", Command{Op: OpCreateDB, DB: tooBig}, ""},
+		{"over capacity", Command{Op: OpCreateDB, DB: tooBig2}, "would hold"},
+		{"invalid node", Command{Op: OpUpsertNode, Node: badNode}, "invalid port range"},
 		{"update missing", Command{Op: OpUpdateDB, DB: testDB("zz", 7020)}, "not found"},
 		{"delete missing", Command{Op: OpDeleteDB, Name: "zz"}, "not found"},
 		{"bad node status", Command{Op: OpSetNodeStatus, NodeID: "n1", Status: "sleepy"}, "invalid node status"},
@@ -81,7 +97,7 @@ func TestApply(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 				t.Fatalf("err %v, want %q", err, c.wantErr)
 			}
-			if len(f.State().DBs) != len(before.DBs) {
+			if len(f.State().DBs) != len(before.DBs) || len(f.State().Nodes) != len(before.Nodes) {
 				t.Fatal("refused command changed the state")
 			}
 		})
@@ -137,6 +153,9 @@ func TestSnapshotRestore(t *testing.T) {
 	case <-changed:
 	default:
 		t.Fatal("restore did not notify watchers")
+	}
+	if g.Index() != 4 {
+		t.Fatalf("restored index %d, want 4", g.Index())
 	}
 	st := g.State()
 	if st.TokenHash != "h" || len(st.Nodes) != 2 || st.DBs["a"] == nil || st.DBs["a"].Shards[0].Instances[1].Node != "n2" {

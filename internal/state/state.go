@@ -149,6 +149,12 @@ func (s *State) checkPlacement(db *Database) error {
 		masters := 0
 		nodes := map[string]bool{}
 		for _, in := range sh.Instances {
+			if err := ValidateInstanceID(in.ID); err != nil {
+				return fmt.Errorf("database %s: %v", db.Name, err)
+			}
+			if in.Role != RoleMaster && in.Role != RoleReplica {
+				return fmt.Errorf("database %s: instance %s has role %q", db.Name, in.ID, in.Role)
+			}
 			n, ok := s.Nodes[in.Node]
 			if !ok {
 				return fmt.Errorf("database %s: instance %s on unknown node %s", db.Name, in.ID, in.Node)
@@ -177,6 +183,30 @@ func (s *State) checkPlacement(db *Database) error {
 		}
 		if masters != 1 {
 			return fmt.Errorf("database %s: shard %d has %d masters", db.Name, i, masters)
+		}
+	}
+	// Capacity: every node this database uses must hold what is placed on it.
+	alloc := map[string]int64{}
+	for name, other := range s.DBs {
+		if name == db.Name {
+			continue
+		}
+		for _, sh := range other.Shards {
+			for _, in := range sh.Instances {
+				alloc[in.Node] += other.Memory
+			}
+		}
+	}
+	used := map[string]bool{}
+	for _, sh := range db.Shards {
+		for _, in := range sh.Instances {
+			alloc[in.Node] += db.Memory
+			used[in.Node] = true
+		}
+	}
+	for id := range used {
+		if alloc[id] > s.Nodes[id].Memory {
+			return fmt.Errorf("database %s: node %s would hold %d bytes, capacity %d", db.Name, id, alloc[id], s.Nodes[id].Memory)
 		}
 	}
 	return nil

@@ -38,6 +38,7 @@ const (
 	MaxShards   = 256
 	MaxReplicas = 5
 	MinMemory   = 1 << 20 // 1 MiB: below this redis-server is not useful
+	MaxMemory   = 1 << 40 // 1 TiB per shard: far above real instances, far from overflow
 	NumSlots    = 16384
 )
 
@@ -150,8 +151,8 @@ func (s Spec) Validate() error {
 	if err := ValidateName(s.Name); err != nil {
 		return err
 	}
-	if s.Memory < MinMemory {
-		return fmt.Errorf("invalid memory %s: must be at least 1MiB", humanize.IBytes(uint64(max(s.Memory, 0))))
+	if s.Memory < MinMemory || s.Memory > MaxMemory {
+		return fmt.Errorf("invalid memory %s: must be 1MiB..1TiB per shard", humanize.IBytes(uint64(max(s.Memory, 0))))
 	}
 	if s.Shards < 1 || s.Shards > MaxShards {
 		return fmt.Errorf("invalid shards %d: must be 1..%d", s.Shards, MaxShards)
@@ -216,6 +217,34 @@ var nodeIDRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
 func ValidateNodeID(id string) error {
 	if !nodeIDRE.MatchString(id) {
 		return fmt.Errorf("invalid node id %q: use 1-63 letters, digits, '.', '_' or '-'", id)
+	}
+	return nil
+}
+
+var instanceIDRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}-[0-9]{1,3}-[0-9a-f]{6}$`)
+
+// ValidateInstanceID checks an instance id: it names a directory on disk,
+// so nothing but NAME-SHARD-HEX may pass.
+func ValidateInstanceID(id string) error {
+	if !instanceIDRE.MatchString(id) {
+		return fmt.Errorf("invalid instance id %q", id)
+	}
+	return nil
+}
+
+// Validate checks a node record.
+func (n Node) Validate() error {
+	if err := ValidateNodeID(n.ID); err != nil {
+		return err
+	}
+	if n.Addr == "" || n.RaftAddr == "" || n.HTTPAddr == "" {
+		return fmt.Errorf("node %s: addresses missing", n.ID)
+	}
+	if n.Memory < MinMemory || n.Memory > 1<<50 {
+		return fmt.Errorf("node %s: memory must be 1MiB..1PiB", n.ID)
+	}
+	if n.PortMin < 1024 || n.PortMax > 65535 || n.PortMin > n.PortMax {
+		return fmt.Errorf("node %s: invalid port range %d-%d", n.ID, n.PortMin, n.PortMax)
 	}
 	return nil
 }
