@@ -51,7 +51,12 @@ type Agent struct {
 	workers map[string]*worker
 	wg      sync.WaitGroup
 	stopAll atomic.Bool
+	notify  chan struct{}
 }
+
+// Notify is signalled when an instance's state, role or link changes, so
+// the node can report at once instead of at its next heartbeat.
+func (a *Agent) Notify() <-chan struct{} { return a.notify }
 
 // SetStopOnExit changes whether Run's end stops the instances too.
 func (a *Agent) SetStopOnExit(b bool) { a.stopAll.Store(b) }
@@ -64,7 +69,7 @@ func New(cfg Config, src Source) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &Agent{cfg: cfg, src: src, log: cfg.Logger.With("component", "agent"), workers: map[string]*worker{}}
+	a := &Agent{cfg: cfg, src: src, log: cfg.Logger.With("component", "agent"), workers: map[string]*worker{}, notify: make(chan struct{}, 1)}
 	a.stopAll.Store(cfg.StopOnExit)
 	return a
 }

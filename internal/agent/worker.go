@@ -102,9 +102,17 @@ func (wk *worker) status() Status {
 
 func (wk *worker) setStatus(f func(*Status)) {
 	wk.mu.Lock()
-	defer wk.mu.Unlock()
+	before := wk.st
 	f(&wk.st)
 	wk.st.Updated = time.Now()
+	after := wk.st
+	wk.mu.Unlock()
+	if before.State != after.State || before.Role != after.Role || before.LinkUp != after.LinkUp || before.PID != after.PID {
+		select {
+		case wk.a.notify <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // remove stops the worker, the instance and deletes its data; it returns

@@ -23,7 +23,10 @@ func statusIndex(obs map[string]controller.Report) map[string]agent.Status {
 	return out
 }
 
-func instanceView(st *state.State, in state.Instance, seen map[string]agent.Status, haveObs bool) Instance {
+// StatePending is shown for an instance no agent has reported yet.
+const StatePending = "pending"
+
+func instanceView(st *state.State, db *state.Database, in state.Instance, seen map[string]agent.Status, haveObs bool) Instance {
 	v := Instance{ID: in.ID, Node: in.Node, Role: in.Role, State: DBUnknown}
 	if n, ok := st.Nodes[in.Node]; ok {
 		v.Addr = HostPort(n.Addr, in.Port)
@@ -32,6 +35,9 @@ func instanceView(st *state.State, in state.Instance, seen map[string]agent.Stat
 		return v
 	}
 	v.State = agent.StateDown
+	if time.Since(db.UpdatedAt) < provisionGrace {
+		v.State = StatePending
+	}
 	if s, ok := seen[in.ID]; ok {
 		v.State, v.ObservedRole, v.LinkUp, v.Offset, v.UsedMemory = s.State, s.Role, s.LinkUp, s.Offset, s.UsedMemory
 	}
@@ -53,7 +59,7 @@ func dbView(st *state.State, db *state.Database, obs map[string]controller.Repor
 	for _, sh := range db.Shards {
 		sv := Shard{Index: sh.Index, SlotStart: sh.SlotStart, SlotEnd: sh.SlotEnd, Replicas: []Instance{}}
 		for _, in := range sh.Instances {
-			iv := instanceView(st, in, seen, haveObs)
+			iv := instanceView(st, db, in, seen, haveObs)
 			ok = ok && healthy(iv)
 			if in.Role == state.RoleMaster {
 				sv.Master = iv

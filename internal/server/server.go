@@ -365,6 +365,13 @@ func (n *Node) heartbeats(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-n.Agent.Notify():
+			// A change to report: soon, but coalesced with others.
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-ctx.Done():
+				return
+			}
 		}
 	}
 }
