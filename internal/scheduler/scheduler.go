@@ -59,7 +59,7 @@ func View(st *state.State) []Node {
 		}
 		out = append(out, Node{
 			ID: id, Zone: n.Zone, Capacity: n.Memory, Allocated: alloc[id], Masters: masters[id],
-			Eligible: n.Status == state.NodeUp, PortMin: n.PortMin, PortMax: n.PortMax, UsedPorts: used,
+			Eligible: n.Status == state.NodeUp && !n.Draining, PortMin: n.PortMin, PortMax: n.PortMax, UsedPorts: used,
 		})
 	}
 	return out

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -18,6 +19,13 @@ const (
 	OpCreateDB      = "create-db"
 	OpUpdateDB      = "update-db"
 	OpDeleteDB      = "delete-db"
+	OpSetDraining   = "set-draining"
+	OpSetZone       = "set-zone-priority"
+	OpDemote        = "demote"
+	OpPromote       = "promote"
+	OpSwitchover    = "switchover"
+	OpReplace       = "replace-instance"
+	OpEvent         = "event"
 )
 
 // Command is one entry of the Raft log.
@@ -29,6 +37,20 @@ type Command struct {
 	Status    string    `json:"status,omitempty"`
 	DB        *Database `json:"db,omitempty"`
 	Name      string    `json:"name,omitempty"`
+	// Time is the leader's clock when it decided: applying a command never
+	// reads the local clock, so every node computes the same state.
+	Time     time.Time `json:"time,omitempty"`
+	Draining bool      `json:"draining,omitempty"`
+	Zone     string    `json:"zone,omitempty"`
+	Priority int       `json:"priority,omitempty"`
+	Shard    int       `json:"shard,omitempty"`
+	Epoch    uint64    `json:"epoch,omitempty"`
+	From     string    `json:"from,omitempty"` // instance ids
+	To       string    `json:"to,omitempty"`
+	Add      *Instance `json:"add,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	Kind     string    `json:"kind,omitempty"`
+	Event    *Event    `json:"event,omitempty"`
 }
 
 // Encode serialises a command for raft.Apply.
@@ -143,8 +165,7 @@ func apply(st *State, c Command) error {
 		}
 		if old, ok := st.Nodes[n.ID]; ok {
 			// Keep what the cluster decided about the node.
-			n.Status = old.Status
-			n.JoinedAt = old.JoinedAt
+			n.Status, n.JoinedAt, n.Draining, n.DownSince = old.Status, old.JoinedAt, old.Draining, old.DownSince
 		}
 		if n.Status == "" {
 			n.Status = NodeUp
@@ -156,11 +177,42 @@ func apply(st *State, c Command) error {
 			return fmt.Errorf("node %s not found", c.NodeID)
 		}
 		switch c.Status {
-		case NodeUp, NodeDown, NodeDraining:
+		case NodeUp:
+			n.DownSince = time.Time{}
+		case NodeDown:
+			if n.Status != NodeDown {
+				n.DownSince = c.Time
+			}
 		default:
 			return fmt.Errorf("invalid node status %q", c.Status)
 		}
 		n.Status = c.Status
+	case OpSetDraining:
+		n, ok := st.Nodes[c.NodeID]
+		if !ok {
+			return fmt.Errorf("node %s not found", c.NodeID)
+		}
+		n.Draining = c.Draining
+		kind := "undrain"
+		if c.Draining {
+			kind = "drain"
+		}
+		st.addEvent(Event{Time: c.Time, Type: kind, Node: c.NodeID, Reason: c.Reason})
+	case OpSetZone:
+		if c.Zone == "" || c.Priority < 0 || c.Priority > 1000 {
+			return fmt.Errorf("zone priority needs a zone and a priority 0..1000")
+		}
+		if st.ZonePriority == nil {
+			st.ZonePriority = map[string]int{}
+		}
+		st.ZonePriority[c.Zone] = c.Priority
+	case OpDemote, OpPromote, OpSwitchover, OpReplace:
+		return applyShard(st, c)
+	case OpEvent:
+		if c.Event == nil {
+			return fmt.Errorf("event command without event")
+		}
+		st.addEvent(*c.Event)
 	case OpCreateDB:
 		if c.DB == nil {
 			return fmt.Errorf("create without database")
@@ -250,3 +302,122 @@ func (s snapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s snapshot) Release() {}
+
+// applyShard applies a role change or replacement to one shard. Each
+// carries the epoch it was decided in and is refused if the shard has moved
+// on: two leaders, or one leader retrying, can never apply a change twice.
+func applyShard(st *State, c Command) error {
+	db, ok := st.DBs[c.Name]
+	if !ok {
+		return fmt.Errorf("database %s not found", c.Name)
+	}
+	if c.Shard < 0 || c.Shard >= len(db.Shards) {
+		return fmt.Errorf("database %s has no shard %d", c.Name, c.Shard)
+	}
+	sh := &db.Shards[c.Shard]
+	if c.Epoch != sh.Epoch {
+		return fmt.Errorf("database %s shard %d: epoch %d, decision was for %d", c.Name, c.Shard, sh.Epoch, c.Epoch)
+	}
+	find := func(id string) (*Instance, error) {
+		for i := range sh.Instances {
+			if sh.Instances[i].ID == id {
+				return &sh.Instances[i], nil
+			}
+		}
+		return nil, fmt.Errorf("database %s shard %d has no instance %s", c.Name, c.Shard, id)
+	}
+	ev := Event{Time: c.Time, DB: c.Name, Shard: c.Shard, Reason: c.Reason}
+	switch c.Op {
+	case OpDemote:
+		if sh.Pending != nil {
+			return fmt.Errorf("database %s shard %d: failover already in progress", c.Name, c.Shard)
+		}
+		old, err := find(c.From)
+		if err != nil {
+			return err
+		}
+		if old.Role != RoleMaster {
+			return fmt.Errorf("instance %s is not the master", c.From)
+		}
+		old.Role = RoleReplica
+		sh.Epoch++
+		sh.Pending = &Pending{Since: c.Time, Old: c.From, Reason: c.Reason}
+		ev.Type, ev.Instance, ev.Node, ev.Epoch = "failover-started", old.ID, old.Node, sh.Epoch
+	case OpPromote:
+		if sh.Pending == nil {
+			return fmt.Errorf("database %s shard %d: no failover in progress", c.Name, c.Shard)
+		}
+		nm, err := find(c.To)
+		if err != nil {
+			return err
+		}
+		nm.Role = RoleMaster
+		sh.Failovers = append(sh.Failovers, c.Time)
+		if len(sh.Failovers) > 20 {
+			sh.Failovers = sh.Failovers[len(sh.Failovers)-20:]
+		}
+		ev.Type, ev.Instance, ev.Node, ev.Epoch = "failover", nm.ID, nm.Node, sh.Epoch
+		ev.Reason = fmt.Sprintf("promoted %s (was master: %s) after %s: %s", nm.ID, sh.Pending.Old, c.Time.Sub(sh.Pending.Since).Round(time.Millisecond), sh.Pending.Reason)
+		sh.Pending = nil
+	case OpSwitchover:
+		if sh.Pending != nil {
+			return fmt.Errorf("database %s shard %d: failover in progress", c.Name, c.Shard)
+		}
+		from, err := find(c.From)
+		if err != nil {
+			return err
+		}
+		to, err := find(c.To)
+		if err != nil {
+			return err
+		}
+		if from.Role != RoleMaster || to.Role != RoleReplica {
+			return fmt.Errorf("switchover needs master %s and replica %s", c.From, c.To)
+		}
+		from.Role, to.Role = RoleReplica, RoleMaster
+		sh.Epoch++
+		ev.Type, ev.Instance, ev.Node, ev.Epoch = "switchover", to.ID, to.Node, sh.Epoch
+	case OpReplace:
+		if c.Add == nil {
+			return fmt.Errorf("replace without a new instance")
+		}
+		old, err := find(c.From)
+		if err != nil {
+			return err
+		}
+		if old.Role != RoleReplica {
+			return fmt.Errorf("only replicas are replaced; %s is %s", old.ID, old.Role)
+		}
+		add := *c.Add
+		add.Role = RoleReplica
+		next := *db.Clone()
+		nsh := &next.Shards[c.Shard]
+		out := nsh.Instances[:0]
+		for _, in := range nsh.Instances {
+			if in.ID != c.From {
+				out = append(out, in)
+			}
+		}
+		nsh.Instances = append(out, add)
+		if err := st.checkPlacement(&next); err != nil {
+			return err
+		}
+		st.DBs[c.Name] = &next
+		ev.Type, ev.Instance, ev.Node = c.Kind, add.ID, add.Node
+		if ev.Type == "" {
+			ev.Type = "heal"
+		}
+		ev.Reason = fmt.Sprintf("replaced %s on %s by %s on %s: %s", old.ID, old.Node, add.ID, add.Node, c.Reason)
+	}
+	st.addEvent(ev)
+	return nil
+}
+
+func (st *State) addEvent(e Event) {
+	st.NextEvent++
+	e.ID = st.NextEvent
+	st.Events = append(st.Events, e)
+	if len(st.Events) > MaxEvents {
+		st.Events = append([]Event(nil), st.Events[len(st.Events)-MaxEvents:]...)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"time"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -110,12 +111,12 @@ func TestApply(t *testing.T) {
 func TestUpsertKeepsStatus(t *testing.T) {
 	f := NewFSM()
 	_ = applyCmd(f, 1, Command{Op: OpUpsertNode, Node: testNode("n1")})
-	_ = applyCmd(f, 2, Command{Op: OpSetNodeStatus, NodeID: "n1", Status: NodeDraining})
+	_ = applyCmd(f, 2, Command{Op: OpSetDraining, NodeID: "n1", Draining: true})
 	n := testNode("n1")
 	n.Memory = 2 << 30
 	_ = applyCmd(f, 3, Command{Op: OpUpsertNode, Node: n})
 	got := f.State().Nodes["n1"]
-	if got.Status != NodeDraining || got.Memory != 2<<30 {
+	if !got.Draining || got.Status != NodeUp || got.Memory != 2<<30 {
 		t.Fatalf("node %+v", got)
 	}
 }
@@ -165,5 +166,62 @@ func TestSnapshotRestore(t *testing.T) {
 	st.DBs["a"].Shards[0].Instances[0].Port = 1
 	if g.State().DBs["a"].Shards[0].Instances[0].Port != 7000 {
 		t.Fatal("State() shares memory with the FSM")
+	}
+}
+
+// The failover commands: demote then promote, switchover and replace, each
+// refused when its epoch is stale.
+func TestShardCommands(t *testing.T) {
+	f := NewFSM()
+	for i, id := range []string{"n1", "n2", "n3"} {
+		_ = applyCmd(f, uint64(i+1), Command{Op: OpUpsertNode, Node: testNode(id)})
+	}
+	db := testDB("a", 7000)
+	db.Replicas = 2
+	db.Shards[0].Instances = append(db.Shards[0].Instances, Instance{ID: "a-0-cccccc", Node: "n3", Port: 7000, Role: RoleReplica})
+	if err := applyCmd(f, 4, Command{Op: OpCreateDB, DB: db}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1000, 0).UTC()
+	steps := []struct {
+		name    string
+		cmd     Command
+		wantErr string
+		master  string
+		epoch   uint64
+	}{
+		{"promote without failover", Command{Op: OpPromote, Name: "a", Epoch: 0, To: "a-0-bbbbbb"}, "no failover in progress", "a-0-aaaaaa", 0},
+		{"demote a replica", Command{Op: OpDemote, Name: "a", Epoch: 0, From: "a-0-bbbbbb"}, "not the master", "a-0-aaaaaa", 0},
+		{"demote", Command{Op: OpDemote, Name: "a", Epoch: 0, From: "a-0-aaaaaa", Time: t0, Reason: "crashed"}, "", "", 1},
+		{"demote again (stale epoch)", Command{Op: OpDemote, Name: "a", Epoch: 0, From: "a-0-aaaaaa"}, "epoch 1, decision was for 0", "", 1},
+		{"promote", Command{Op: OpPromote, Name: "a", Epoch: 1, To: "a-0-cccccc", Time: t0.Add(time.Second)}, "", "a-0-cccccc", 1},
+		{"promote twice", Command{Op: OpPromote, Name: "a", Epoch: 1, To: "a-0-bbbbbb"}, "no failover in progress", "a-0-cccccc", 1},
+		{"switchover", Command{Op: OpSwitchover, Name: "a", Epoch: 1, From: "a-0-cccccc", To: "a-0-aaaaaa"}, "", "a-0-aaaaaa", 2},
+		{"switchover stale", Command{Op: OpSwitchover, Name: "a", Epoch: 1, From: "a-0-aaaaaa", To: "a-0-bbbbbb"}, "epoch 2", "a-0-aaaaaa", 2},
+		{"replace the master refused", Command{Op: OpReplace, Name: "a", Epoch: 2, From: "a-0-aaaaaa", Add: &Instance{ID: "a-0-dddddd", Node: "n3", Port: 7001}}, "only replicas", "a-0-aaaaaa", 2},
+		{"replace onto a node of the shard refused", Command{Op: OpReplace, Name: "a", Epoch: 2, From: "a-0-bbbbbb", Add: &Instance{ID: "a-0-dddddd", Node: "n3", Port: 7001}}, "two instances on node n3", "a-0-aaaaaa", 2},
+	}
+	for i, s := range steps {
+		err := applyCmd(f, uint64(10+i), s.cmd)
+		if s.wantErr == "" && err != nil || s.wantErr != "" && (err == nil || !strings.Contains(err.Error(), s.wantErr)) {
+			t.Fatalf("%s: err %v, want %q", s.name, err, s.wantErr)
+		}
+		sh := f.State().DBs["a"].Shards[0]
+		m, _ := sh.Master()
+		if m.ID != s.master || sh.Epoch != s.epoch {
+			t.Fatalf("%s: master %q epoch %d, want %q %d", s.name, m.ID, sh.Epoch, s.master, s.epoch)
+		}
+	}
+	st := f.State()
+	sh := st.DBs["a"].Shards[0]
+	if len(sh.Failovers) != 1 || !sh.Failovers[0].Equal(t0.Add(time.Second)) {
+		t.Fatalf("failovers %v", sh.Failovers)
+	}
+	var types []string
+	for _, e := range st.Events {
+		types = append(types, e.Type)
+	}
+	if strings.Join(types, ",") != "failover-started,failover,switchover" {
+		t.Fatalf("events %v", types)
 	}
 }

@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"sort"
+	"time"
 )
 
 // State is the whole desired state of a cluster.
@@ -10,6 +11,42 @@ type State struct {
 	TokenHash string               `json:"token_hash"`
 	Nodes     map[string]*Node     `json:"nodes"`
 	DBs       map[string]*Database `json:"dbs"`
+	// ZonePriority is the replica priority of a zone's instances (default
+	// 100); 0 means never promoted, for replicas kept in a secondary site.
+	ZonePriority map[string]int `json:"zone_priority,omitempty"`
+	Events       []Event        `json:"events,omitempty"`
+	NextEvent    uint64         `json:"next_event"`
+}
+
+// MaxEvents is how many events the state keeps.
+const MaxEvents = 2000
+
+// Event is something the cluster did: failover, switchover, heal, fence...
+type Event struct {
+	ID       uint64    `json:"id"`
+	Time     time.Time `json:"time"`
+	Type     string    `json:"type"`
+	DB       string    `json:"db,omitempty"`
+	Shard    int       `json:"shard"`
+	Node     string    `json:"node,omitempty"`
+	Instance string    `json:"instance,omitempty"`
+	Epoch    uint64    `json:"epoch,omitempty"`
+	Reason   string    `json:"reason"`
+}
+
+// DefaultPriority is the replica priority of instances in zones without one.
+const DefaultPriority = 100
+
+// Priority returns the replica priority of an instance on node.
+func (s *State) Priority(node string) int {
+	n, ok := s.Nodes[node]
+	if !ok {
+		return DefaultPriority
+	}
+	if p, ok := s.ZonePriority[n.Zone]; ok && n.Zone != "" {
+		return p
+	}
+	return DefaultPriority
 }
 
 // New returns an empty state.
@@ -19,7 +56,14 @@ func New() *State {
 
 // Clone returns a deep copy, so readers never share memory with the FSM.
 func (s *State) Clone() *State {
-	c := &State{TokenHash: s.TokenHash, Nodes: make(map[string]*Node, len(s.Nodes)), DBs: make(map[string]*Database, len(s.DBs))}
+	c := &State{TokenHash: s.TokenHash, Nodes: make(map[string]*Node, len(s.Nodes)), DBs: make(map[string]*Database, len(s.DBs)),
+		Events: append([]Event(nil), s.Events...), NextEvent: s.NextEvent}
+	if s.ZonePriority != nil {
+		c.ZonePriority = make(map[string]int, len(s.ZonePriority))
+		for k, v := range s.ZonePriority {
+			c.ZonePriority[k] = v
+		}
+	}
 	for k, n := range s.Nodes {
 		nn := *n
 		c.Nodes[k] = &nn
@@ -43,6 +87,11 @@ func (d *Database) Clone() *Database {
 	for i, sh := range d.Shards {
 		c.Shards[i] = sh
 		c.Shards[i].Instances = append([]Instance(nil), sh.Instances...)
+		c.Shards[i].Failovers = append([]time.Time(nil), sh.Failovers...)
+		if sh.Pending != nil {
+			p := *sh.Pending
+			c.Shards[i].Pending = &p
+		}
 	}
 	return &c
 }
@@ -181,7 +230,11 @@ func (s *State) checkPlacement(db *Database) error {
 				masters++
 			}
 		}
-		if masters != 1 {
+		want := 1
+		if sh.Pending != nil {
+			want = 0 // between demotion and promotion
+		}
+		if masters != want {
 			return fmt.Errorf("database %s: shard %d has %d masters", db.Name, i, masters)
 		}
 	}

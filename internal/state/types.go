@@ -12,12 +12,11 @@ import (
 	"github.com/dustin/go-humanize"
 )
 
-// Node statuses. Admin status (draining) is set by operators; up/down is set
-// by the leader from heartbeats.
+// Node statuses, set by the leader from heartbeats. Draining is a separate
+// flag set by operators, so liveness changes never undo a drain.
 const (
-	NodeUp       = "up"
-	NodeDown     = "down"
-	NodeDraining = "draining"
+	NodeUp   = "up"
+	NodeDown = "down"
 )
 
 // Instance roles.
@@ -50,16 +49,19 @@ var EvictionPolicies = []string{
 
 // Node is one host running `marina server`.
 type Node struct {
-	ID       string    `json:"id"`
-	Addr     string    `json:"addr"` // host the node's redis-servers bind to
-	RaftAddr string    `json:"raft_addr"`
-	HTTPAddr string    `json:"http_addr"`
-	Memory   int64     `json:"memory"` // bytes available for redis maxmemory
-	Zone     string    `json:"zone,omitempty"`
-	Status   string    `json:"status"`
-	PortMin  int       `json:"port_min"`
-	PortMax  int       `json:"port_max"`
-	JoinedAt time.Time `json:"joined_at"`
+	ID       string `json:"id"`
+	Addr     string `json:"addr"` // host the node's redis-servers bind to
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+	Memory   int64  `json:"memory"` // bytes available for redis maxmemory
+	Zone     string `json:"zone,omitempty"`
+	Status   string `json:"status"`
+	Draining bool   `json:"draining,omitempty"`
+	// DownSince is when the node was marked down (zero while up).
+	DownSince time.Time `json:"down_since,omitempty"`
+	PortMin   int       `json:"port_min"`
+	PortMax   int       `json:"port_max"`
+	JoinedAt  time.Time `json:"joined_at"`
 }
 
 // Spec is what a user asks for.
@@ -89,6 +91,21 @@ type Shard struct {
 	SlotStart int        `json:"slot_start"`
 	SlotEnd   int        `json:"slot_end"` // inclusive
 	Instances []Instance `json:"instances"`
+	// Epoch counts role changes; every demotion starts a new one, so a
+	// decision taken for an older epoch can never apply twice.
+	Epoch uint64 `json:"epoch"`
+	// Pending is set between a demotion and the promotion that ends it:
+	// the shard has no master then.
+	Pending *Pending `json:"pending,omitempty"`
+	// Failovers holds the times of recent failovers, for flap damping.
+	Failovers []time.Time `json:"failovers,omitempty"`
+}
+
+// Pending describes a failover in progress.
+type Pending struct {
+	Since  time.Time `json:"since"`
+	Old    string    `json:"old"` // the demoted master
+	Reason string    `json:"reason"`
 }
 
 // Database is a spec plus the placement the leader chose for it.

@@ -1,0 +1,139 @@
+// Package failover holds the pure decisions of automatic failover: when a
+// master counts as failed, which replica to promote, and whether a shard has
+// failed over too often. It takes values and returns values; the controller
+// does the I/O.
+package failover
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Observation is what the cluster knows about one master right now.
+type Observation struct {
+	// Crashed: the master's own agent saw its process exit (certain).
+	Crashed bool
+	// LocalFailingSince: the master's own agent's probes fail since then.
+	LocalFailingSince time.Time
+	// NodeSilentSince: the master's node has not reported since then
+	// (zero while its reports are fresh).
+	NodeSilentSince time.Time
+	// RemoteFailingSince: other nodes whose direct probes fail, since when.
+	RemoteFailingSince []time.Time
+}
+
+// Failed says whether a master has failed: its own side (agent or node
+// silence) and at least one other node must agree, each for downAfter
+// (a crash the agent saw is certain and needs no wait), so one partitioned
+// observer never causes a failover.
+func Failed(o Observation, now time.Time, downAfter time.Duration) (bool, string) {
+	var local string
+	switch {
+	case o.Crashed:
+		local = "redis-server exited (seen by its agent)"
+	case !o.LocalFailingSince.IsZero() && now.Sub(o.LocalFailingSince) >= downAfter:
+		local = fmt.Sprintf("not answering its agent for %s", now.Sub(o.LocalFailingSince).Round(time.Millisecond))
+	case !o.NodeSilentSince.IsZero() && now.Sub(o.NodeSilentSince) >= downAfter:
+		local = fmt.Sprintf("its node silent for %s", now.Sub(o.NodeSilentSince).Round(time.Millisecond))
+	default:
+		return false, ""
+	}
+	for _, t := range o.RemoteFailingSince {
+		if t.IsZero() {
+			continue
+		}
+		if o.Crashed || now.Sub(t) >= downAfter {
+			return true, local + fmt.Sprintf(", unreachable from %d other node(s)", countSince(o.RemoteFailingSince, now, downAfter, o.Crashed))
+		}
+	}
+	return false, ""
+}
+
+func countSince(ts []time.Time, now time.Time, d time.Duration, any bool) int {
+	n := 0
+	for _, t := range ts {
+		if !t.IsZero() && (any || now.Sub(t) >= d) {
+			n++
+		}
+	}
+	return n
+}
+
+// Candidate is a replica as the leader found it when it asked directly.
+type Candidate struct {
+	ID        string
+	Reachable bool
+	// Following: the replica replicated from the failed master.
+	Following   bool
+	LinkDownFor time.Duration
+	Syncing     bool // a full sync is in progress: its data is incomplete
+	Offset      int64
+	Priority    int
+}
+
+// ErrNoCandidate means no replica may be promoted.
+var ErrNoCandidate = errors.New("no replica can be promoted")
+
+// Choose picks the replica to promote: the highest replication offset among
+// the reachable replicas that followed the failed master, are not in a full
+// sync, have a priority above 0 and (unless forced) whose link has been down
+// no longer than maxLinkDown. Ties go to the higher priority, then the id.
+func Choose(cands []Candidate, maxLinkDown time.Duration, force bool) (Candidate, error) {
+	var ok []Candidate
+	var why []string
+	for _, c := range cands {
+		switch {
+		case !c.Reachable:
+			why = append(why, c.ID+" unreachable")
+		case c.Priority <= 0:
+			why = append(why, c.ID+" has priority 0")
+		case !c.Following:
+			why = append(why, c.ID+" did not follow the master")
+		case c.Syncing:
+			why = append(why, c.ID+" in a full sync")
+		case !force && c.LinkDownFor > maxLinkDown:
+			why = append(why, fmt.Sprintf("%s link down for %s", c.ID, c.LinkDownFor.Round(time.Second)))
+		default:
+			ok = append(ok, c)
+		}
+	}
+	if len(ok) == 0 {
+		if len(why) == 0 {
+			why = append(why, "no replicas")
+		}
+		return Candidate{}, fmt.Errorf("%w: %s", ErrNoCandidate, strings.Join(why, ", "))
+	}
+	sort.SliceStable(ok, func(i, j int) bool {
+		a, b := ok[i], ok[j]
+		if a.Offset != b.Offset {
+			return a.Offset > b.Offset
+		}
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
+		}
+		return a.ID < b.ID
+	})
+	return ok[0], nil
+}
+
+// Damped says whether a shard has used up its failovers: at most max within
+// window. Returns the wait until the next one is allowed.
+func Damped(recent []time.Time, now time.Time, window time.Duration, max int) (bool, time.Duration) {
+	if max <= 0 {
+		return false, 0
+	}
+	var in []time.Time
+	for _, t := range recent {
+		if now.Sub(t) < window {
+			in = append(in, t)
+		}
+	}
+	if len(in) < max {
+		return false, 0
+	}
+	sort.Slice(in, func(i, j int) bool { return in[i].Before(in[j]) })
+	return true, in[len(in)-max].Add(window).Sub(now)
+}
