@@ -39,7 +39,18 @@ type Config struct {
 	// serving (control plane down is not data plane down) and are adopted later.
 	StopOnExit bool
 	Interval   time.Duration // resync period, default 1s
-	Logger     *slog.Logger
+	// Lease: without a heartbeat acknowledged by the leader for this long,
+	// the agent fences its masters (the leader waits longer before it
+	// promotes another). Default 1.5s.
+	Lease time.Duration
+	// CrashHold: a crashed master with replicas is not restarted for this
+	// long, so the leader can promote a replica instead of the agent
+	// bringing back an older or empty master. Default 5s.
+	CrashHold time.Duration
+	// ProbeInterval and ProbeTimeout pace the health probes (100ms, 300ms).
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+	Logger        *slog.Logger
 }
 
 // Agent supervises the instances of one node.
@@ -52,6 +63,25 @@ type Agent struct {
 	wg      sync.WaitGroup
 	stopAll atomic.Bool
 	notify  chan struct{}
+	// contact is the unix-nano time of the last heartbeat the leader acked.
+	contact   atomic.Int64
+	leaseLost atomic.Bool
+	probes    *prober
+}
+
+// Contact records a heartbeat acknowledged by the leader.
+func (a *Agent) Contact(t time.Time) { a.contact.Store(t.UnixNano()) }
+
+// LeaseOK says whether the leader acked a heartbeat within the lease.
+func (a *Agent) LeaseOK() bool {
+	return time.Since(time.Unix(0, a.contact.Load())) < a.cfg.Lease
+}
+
+func (a *Agent) signal() {
+	select {
+	case a.notify <- struct{}{}:
+	default:
+	}
 }
 
 // Notify is signalled when an instance's state, role or link changes, so
@@ -69,8 +99,24 @@ func New(cfg Config, src Source) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Lease == 0 {
+		cfg.Lease = 1500 * time.Millisecond
+	}
+	if cfg.CrashHold == 0 {
+		cfg.CrashHold = 5 * time.Second
+	}
+	if cfg.ProbeInterval == 0 {
+		cfg.ProbeInterval = 100 * time.Millisecond
+	}
+	if cfg.ProbeTimeout == 0 {
+		cfg.ProbeTimeout = 300 * time.Millisecond
+	}
 	a := &Agent{cfg: cfg, src: src, log: cfg.Logger.With("component", "agent"), workers: map[string]*worker{}, notify: make(chan struct{}, 1)}
 	a.stopAll.Store(cfg.StopOnExit)
+	a.probes = newProber(a)
+	// Started with a lease: the agent runs only once it has caught up with
+	// the leader, which is contact.
+	a.Contact(time.Now())
 	return a
 }
 
@@ -82,27 +128,45 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(a.cfg.Interval)
 	defer t.Stop()
+	// The lease is checked more often than the resync, so a lost leader
+	// fences the local masters within a tick of the lease running out.
+	lt := time.NewTicker(a.cfg.Lease / 10)
+	defer lt.Stop()
+	defer a.probes.stop()
 	for {
 		changed := a.src.Changed()
+		a.leaseLost.Store(!a.LeaseOK())
 		a.reconcile(ctx)
+	wait:
 		select {
 		case <-ctx.Done():
 			a.shutdown()
 			return nil
 		case <-changed:
 		case <-t.C:
+		case <-lt.C:
+			if lost := !a.LeaseOK(); lost == a.leaseLost.Load() {
+				goto wait
+			} else if lost {
+				a.log.Warn("lost the leader for longer than the lease: fencing local masters", "lease", a.cfg.Lease)
+			} else {
+				a.log.Info("leader contact back: lease renewed")
+			}
 		}
 	}
 }
 
 // want is the desired configuration of one instance.
 type want struct {
-	id      string
-	db      string
-	shard   int
-	role    string
-	conf    redisconf.Config
-	confTxt string
+	id    string
+	db    string
+	shard int
+	role  string
+	epoch uint64
+	// hasReplicas: a crashed master then waits for the leader's decision.
+	hasReplicas bool
+	conf        redisconf.Config
+	confTxt     string
 }
 
 func (a *Agent) desired(st *state.State) map[string]want {
@@ -117,13 +181,17 @@ func (a *Agent) desired(st *state.State) map[string]want {
 			MaxMemory: pi.DB.Memory, Policy: pi.DB.Eviction, Persistence: pi.DB.Persistence,
 			Password: pi.DB.Password, Secret: pi.DB.Secret,
 		}
+		sh := pi.DB.Shards[pi.Shard]
 		if pi.Role == state.RoleReplica {
-			m, ok := pi.DB.Shards[pi.Shard].Master()
+			m, ok := sh.Master()
 			if mn, nok := st.Nodes[m.Node]; ok && nok {
 				c.ReplicaOf = net.JoinHostPort(mn.Addr, strconv.Itoa(m.Port))
 			}
 		}
-		out[pi.ID] = want{id: pi.ID, db: pi.DB.Name, shard: pi.Shard, role: pi.Role, conf: c, confTxt: c.Render()}
+		// Only a master in contact with the leader takes writes.
+		c.Fenced = pi.Role != state.RoleMaster || a.leaseLost.Load()
+		out[pi.ID] = want{id: pi.ID, db: pi.DB.Name, shard: pi.Shard, role: pi.Role, epoch: sh.Epoch,
+			hasReplicas: len(sh.Replicas()) > 0, conf: c, confTxt: c.Render()}
 	}
 	return out
 }
@@ -135,6 +203,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 		return
 	}
 	want := a.desired(st)
+	a.probes.update(a.probeTargets(st))
 	var gone []*worker
 	a.mu.Lock()
 	for id, w := range want {

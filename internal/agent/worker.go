@@ -54,6 +54,18 @@ type Status struct {
 	Restarts       int       `json:"restarts"`
 	Error          string    `json:"error,omitempty"`
 	Updated        time.Time `json:"updated"`
+	// Healthy: the agent's last probe got an answer; FailingSince is when
+	// the current run of failed probes began.
+	Healthy      bool      `json:"healthy"`
+	FailingSince time.Time `json:"failing_since,omitempty"`
+	// Crashed: the process exited and the agent holds the restart (a master
+	// waiting for the leader's decision, or a replica with no master yet).
+	Crashed bool `json:"crashed,omitempty"`
+	// Epoch of the shard as last applied, and whether the instance can take
+	// no writes in it (dead, fenced or a replica): the leader's proof that a
+	// demoted master is out of the way.
+	Epoch  uint64 `json:"epoch"`
+	Fenced bool   `json:"fenced"`
 }
 
 type worker struct {
@@ -107,11 +119,10 @@ func (wk *worker) setStatus(f func(*Status)) {
 	wk.st.Updated = time.Now()
 	after := wk.st
 	wk.mu.Unlock()
-	if before.State != after.State || before.Role != after.Role || before.LinkUp != after.LinkUp || before.PID != after.PID {
-		select {
-		case wk.a.notify <- struct{}{}:
-		default:
-		}
+	if before.State != after.State || before.Role != after.Role || before.LinkUp != after.LinkUp || before.PID != after.PID ||
+		before.Healthy != after.Healthy || before.Crashed != after.Crashed || before.Fenced != after.Fenced || before.Epoch != after.Epoch ||
+		before.SyncInProgress != after.SyncInProgress {
+		wk.a.signal()
 	}
 }
 
@@ -153,8 +164,12 @@ func (wk *worker) run(parent context.Context) {
 
 	var p *process
 	var failures int
-	var nextStart time.Time
+	var nextStart, crashedAt time.Time
+	var probe *healthProbe
 	defer func() {
+		if probe != nil {
+			probe.stop()
+		}
 		wk.mu.Lock()
 		removing := wk.removing
 		wk.mu.Unlock()
@@ -176,6 +191,16 @@ func (wk *worker) run(parent context.Context) {
 			p.stop(context.Background(), syscall.SIGTERM, saveGrace)
 		}
 	}()
+	attach := func(np *process) {
+		p = np
+		if probe != nil {
+			probe.stop()
+		}
+		probe = startHealthProbe(wk, addr, w.conf.Secret)
+		crashedAt = time.Time{}
+		pid := p.pid
+		wk.setStatus(func(s *Status) { s.PID, s.State, s.Error, s.Crashed = pid, StateStarting, "", false })
+	}
 
 	t := time.NewTicker(wk.a.cfg.Interval)
 	defer t.Stop()
@@ -190,12 +215,20 @@ func (wk *worker) run(parent context.Context) {
 				failures = 0
 			}
 			failures++
-			nextStart = time.Now().Add(backoff(failures))
-			log.Warn("redis-server exited", "pid", p.pid, "err", p.err, "restart_in", backoff(failures))
+			crashedAt = time.Now()
+			nextStart = crashedAt.Add(backoff(failures))
+			log.Warn("redis-server exited", "pid", p.pid, "err", p.err, "role", w.role)
 			wk.setStatus(func(s *Status) {
-				s.State, s.PID, s.Restarts, s.LinkUp = StateDown, 0, s.Restarts+1, false
+				s.State, s.PID, s.Restarts, s.LinkUp, s.Healthy = StateDown, 0, s.Restarts+1, false, false
+				if s.FailingSince.IsZero() {
+					s.FailingSince = crashedAt
+				}
 				s.Error = fmt.Sprintf("exited: %v", p.err)
 			})
+			if probe != nil {
+				probe.stop()
+				probe = nil
+			}
 			p = nil
 		}
 		if p == nil {
@@ -203,10 +236,15 @@ func (wk *worker) run(parent context.Context) {
 			if aerr != nil && !errors.Is(aerr, os.ErrNotExist) {
 				log.Debug("not adopting", "reason", aerr)
 			}
-			if aerr == nil {
-				p = ap
+			hold, why := wk.holdRestart(w, crashedAt)
+			switch {
+			case aerr == nil:
+				attach(ap)
 				log.Info("adopted running redis-server", "pid", p.pid)
-			} else if !time.Now().Before(nextStart) {
+			case hold:
+				// Dead is fenced: it takes no writes in this epoch.
+				wk.setStatus(func(s *Status) { s.Crashed, s.Fenced, s.Epoch, s.State, s.Error = true, true, w.epoch, StateDown, why })
+			case !time.Now().Before(nextStart):
 				if w.conf.ReplicaOf != "" {
 					// Redis retries a failed master connection only once a
 					// second: starting after the master serves saves that second.
@@ -219,18 +257,24 @@ func (wk *worker) run(parent context.Context) {
 					nextStart = time.Now().Add(backoff(failures))
 					wk.setStatus(func(s *Status) { s.Error = err.Error() })
 				} else {
-					p = np
-					log.Info("started redis-server", "pid", p.pid, "port", w.conf.Port)
+					attach(np)
+					log.Info("started redis-server", "pid", p.pid, "port", w.conf.Port, "role", w.role)
 					waitReady(ctx, client, p)
 				}
 			}
-			if p != nil {
-				pid := p.pid
-				wk.setStatus(func(s *Status) { s.PID, s.State, s.Error = pid, StateStarting, "" })
-			}
 		}
 		if p != nil && p.running() {
-			if err := wk.converge(ctx, client, w); err != nil && ctx.Err() == nil {
+			if wk.mustKill(w) {
+				// A hung server that must not take writes (demoted, or its
+				// agent lost the leader) is killed: once resumed it would
+				// serve the writes queued in its sockets.
+				log.Warn("killing unresponsive redis-server that must not take writes", "pid", p.pid, "role", w.role)
+				p.stop(ctx, syscall.SIGKILL, time.Second)
+				continue
+			}
+			if st := wk.status(); !st.Healthy && !st.FailingSince.IsZero() {
+				// Unresponsive: converging would only block on timeouts.
+			} else if err := wk.converge(ctx, client, w); err != nil && ctx.Err() == nil {
 				if errors.Is(err, errRestart) {
 					log.Info("restarting redis-server to apply config", "reason", err)
 					p.stop(ctx, syscall.SIGTERM, saveGrace)
@@ -244,15 +288,106 @@ func (wk *worker) run(parent context.Context) {
 		if p != nil {
 			exited = p.exited
 		}
+		var probed <-chan struct{}
+		if probe != nil {
+			probed = probe.changed
+		}
+		hold := time.NewTimer(wk.a.cfg.Interval)
+		if !crashedAt.IsZero() {
+			hold.Reset(50 * time.Millisecond) // re-check the hold often
+		}
 		select {
 		case <-ctx.Done():
+			hold.Stop()
 			return
 		case <-wk.nudge:
 		case <-t.C:
 		case <-exited:
+		case <-probed:
+		case <-hold.C:
 		}
+		hold.Stop()
 	}
 }
+
+// holdRestart says whether a dead instance must stay down for now.
+func (wk *worker) holdRestart(w want, crashedAt time.Time) (bool, string) {
+	switch {
+	case w.role == state.RoleReplica && w.conf.ReplicaOf == "":
+		return true, "waiting for a new master (failover in progress)"
+	case w.role == state.RoleMaster && w.hasReplicas && !crashedAt.IsZero() && !wk.a.LeaseOK():
+		return true, "crashed master: no contact with the leader, not restarting a master that may have been replaced"
+	case w.role == state.RoleMaster && w.hasReplicas && !crashedAt.IsZero() && time.Since(crashedAt) < wk.a.cfg.CrashHold:
+		return true, "crashed master: waiting for the leader to promote a replica"
+	}
+	return false, ""
+}
+
+// mustKill: the instance runs as a master (as last seen), must not take
+// writes now, and does not answer.
+func (wk *worker) mustKill(w want) bool {
+	st := wk.status()
+	return st.Role == state.RoleMaster && w.conf.Fenced && !st.Healthy && !st.FailingSince.IsZero() &&
+		time.Since(st.FailingSince) >= wk.a.cfg.ProbeTimeout
+}
+
+// healthProbe pings the local instance every ProbeInterval.
+type healthProbe struct {
+	cancel  context.CancelFunc
+	done    chan struct{}
+	changed chan struct{}
+}
+
+func startHealthProbe(wk *worker, addr, secret string) *healthProbe {
+	ctx, cancel := context.WithCancel(context.Background())
+	hp := &healthProbe{cancel: cancel, done: make(chan struct{}), changed: make(chan struct{}, 1)}
+	cfg := wk.a.cfg
+	go func() {
+		defer close(hp.done)
+		c := redis.NewClient(&redis.Options{Addr: addr, Username: redisconf.InternalUser, Password: secret,
+			Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
+			DialTimeout: cfg.ProbeTimeout, ReadTimeout: cfg.ProbeTimeout, WriteTimeout: cfg.ProbeTimeout})
+		defer c.Close()
+		t := time.NewTicker(cfg.ProbeInterval)
+		defer t.Stop()
+		for {
+			start := time.Now()
+			ok := alivePing(ctx, c, cfg.ProbeTimeout)
+			if ctx.Err() != nil {
+				return
+			}
+			changed := false
+			wk.setStatus(func(s *Status) {
+				changed = s.Healthy != ok
+				s.Healthy = ok
+				if ok {
+					s.FailingSince = time.Time{}
+				} else if s.FailingSince.IsZero() {
+					s.FailingSince = start
+				}
+			})
+			if changed {
+				select {
+				case hp.changed <- struct{}{}:
+				default:
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return hp
+}
+
+func (hp *healthProbe) stop() {
+	hp.cancel()
+	<-hp.done
+}
+
+func asRedisError(err error, target *redis.Error) bool { return errors.As(err, target) }
 
 // waitReady polls PING until the server answers (or is loading its data).
 func waitReady(ctx context.Context, c *redis.Client, p *process) {
@@ -293,7 +428,7 @@ var errRestart = errors.New("config change needs a restart")
 
 // converge makes the running server's live settings and role match w.
 func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
-	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	live := w.conf.Live()
 	keys := make([]any, 0, len(live)+2)
@@ -355,8 +490,10 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
 			wk.a.log.Info("replicating", "instance", w.id, "master", w.conf.ReplicaOf)
 		}
 	}
+	fenced := f["role"] == "slave" || got["min-replicas-to-write"] == redisconf.FenceReplicas || live["min-replicas-to-write"] == redisconf.FenceReplicas
 	wk.setStatus(func(s *Status) {
 		s.State, s.Error = StateRunning, ""
+		s.Epoch, s.Fenced, s.Crashed = w.epoch, fenced, false
 		s.WantRole = w.role
 		s.Role = f["role"]
 		if s.Role == "slave" {

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/marina-redis/marina/internal/agent"
 	"github.com/marina-redis/marina/internal/cluster"
 	"github.com/marina-redis/marina/internal/scheduler"
@@ -47,6 +49,7 @@ func errf(k Kind, format string, args ...any) error {
 type Report struct {
 	Node      state.Node     `json:"node"`
 	Instances []agent.Status `json:"instances"`
+	Probes    []agent.Probe  `json:"probes,omitempty"`
 	Received  time.Time      `json:"received"`
 }
 
@@ -62,6 +65,23 @@ type Controller struct {
 	mu       sync.Mutex
 	reports  map[string]Report
 	leaderAt time.Time
+
+	foCfg FailoverConfig
+	fo    failoverState
+	kick  chan struct{}
+}
+
+// SetFailover sets the failover tuning; call before Run.
+func (c *Controller) SetFailover(f FailoverConfig) {
+	f.defaults()
+	c.foCfg = f
+}
+
+func (c *Controller) kickNow() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 }
 
 // New returns a controller. downAfter is how long a node may miss
@@ -70,7 +90,10 @@ func New(cl *cluster.Cluster, fsm *state.FSM, downAfter time.Duration, log *slog
 	if downAfter == 0 {
 		downAfter = 5 * time.Second
 	}
-	return &Controller{cl: cl, fsm: fsm, downAfter: downAfter, log: log.With("component", "controller"), reports: map[string]Report{}}
+	c := &Controller{cl: cl, fsm: fsm, downAfter: downAfter, log: log.With("component", "controller"), reports: map[string]Report{},
+		kick: make(chan struct{}, 1), fo: failoverState{noted: map[string]bool{}, clients: map[string]*redis.Client{}}}
+	c.foCfg.defaults()
+	return c
 }
 
 func (c *Controller) apply(ctx context.Context, cmd state.Command) (uint64, error) {
@@ -310,6 +333,7 @@ func (c *Controller) Heartbeat(ctx context.Context, r Report) error {
 	c.mu.Lock()
 	c.reports[r.Node.ID] = r
 	c.mu.Unlock()
+	c.kickNow()
 	if err := c.upsertNode(ctx, r.Node); err != nil {
 		return err
 	}
@@ -333,16 +357,20 @@ func (c *Controller) Reports() map[string]Report {
 	return out
 }
 
-// Run marks nodes down when they miss heartbeats, while this node leads.
+// Run drives the leader's loops while this node leads: failover on every
+// report and every 50ms, nodes marked down when they miss heartbeats.
 func (c *Controller) Run(ctx context.Context) {
-	t := time.NewTicker(c.downAfter / 5)
+	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
+	defer c.closeClients()
 	wasLeader := false
+	var lastDownCheck time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-c.kick:
 		}
 		leader := c.cl.IsLeader()
 		if leader && !wasLeader {
@@ -356,8 +384,13 @@ func (c *Controller) Run(ctx context.Context) {
 		if !leader {
 			continue
 		}
+		c.failoverPass(ctx)
+		if time.Since(lastDownCheck) < c.downAfter/5 {
+			continue
+		}
+		lastDownCheck = time.Now()
 		for _, id := range DownNodes(c.fsm.State(), c.Reports(), c.leaderAt, time.Now(), c.downAfter) {
-			if _, err := c.apply(ctx, state.Command{Op: state.OpSetNodeStatus, NodeID: id, Status: state.NodeDown}); err != nil {
+			if _, err := c.apply(ctx, state.Command{Op: state.OpSetNodeStatus, NodeID: id, Status: state.NodeDown, Time: time.Now().UTC()}); err != nil {
 				c.log.Warn("mark node down", "node", id, "err", err)
 				continue
 			}

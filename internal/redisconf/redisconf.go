@@ -25,7 +25,14 @@ type Config struct {
 	Password    string // the database's client password (default user)
 	Secret      string // the internal user's password
 	ReplicaOf   string // host:port of the master, empty for a master
+	// Fenced makes a master refuse writes (min-replicas-to-write set out of
+	// reach): demoted masters and masters whose agent lost the leader.
+	Fenced bool
 }
+
+// FenceReplicas is min-replicas-to-write on a fenced instance: no master has
+// that many replicas, so every write gets -NOREPLICAS.
+const FenceReplicas = "10000"
 
 // rdbSave is Redis's default snapshot schedule.
 const rdbSave = "3600 1 300 100 60 10000"
@@ -41,11 +48,12 @@ func (c Config) Live() map[string]string {
 		save = rdbSave
 	}
 	return map[string]string{
-		"maxmemory":        strconv.FormatInt(c.MaxMemory, 10),
-		"maxmemory-policy": c.Policy,
-		"appendonly":       appendonly,
-		"save":             save,
-		"requirepass":      c.Password,
+		"maxmemory":             strconv.FormatInt(c.MaxMemory, 10),
+		"maxmemory-policy":      c.Policy,
+		"appendonly":            appendonly,
+		"save":                  save,
+		"requirepass":           c.Password,
+		"min-replicas-to-write": map[bool]string{true: FenceReplicas, false: "0"}[c.Fenced],
 	}
 }
 
@@ -70,6 +78,7 @@ func (c Config) Render() string {
 	w("appendfsync everysec")
 	w("save %q", live["save"])
 	w("requirepass %s", c.Password)
+	w("min-replicas-to-write %s", live["min-replicas-to-write"])
 	// The internal user survives client password changes, so replication and
 	// the agent never lock themselves out.
 	w("user %s on >%s ~* &* +@all", InternalUser, c.Secret)

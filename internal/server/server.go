@@ -46,8 +46,17 @@ type Config struct {
 	NodeDownAfter       time.Duration
 	ElectionTimeout     time.Duration
 	Heartbeat           time.Duration
-	Logger              *slog.Logger
-	RaftLog             io.Writer // hashicorp/raft's own log lines; default stderr
+	// Failover: DownAfter (1s) before a master counts as failed; Lease
+	// (1.5s) after which an agent without the leader fences its masters;
+	// MaxLinkDown (10s) for promotable replicas; FlapMax failovers of a
+	// shard per FlapWindow (3 per hour).
+	DownAfter   time.Duration
+	Lease       time.Duration
+	MaxLinkDown time.Duration
+	FlapMax     int
+	FlapWindow  time.Duration
+	Logger      *slog.Logger
+	RaftLog     io.Writer // hashicorp/raft's own log lines; default stderr
 	// Out receives the generated API token, printed once at bootstrap.
 	Out io.Writer
 }
@@ -109,7 +118,11 @@ func (c *Config) Validate() error {
 	if err := checkRedisVersion(path); err != nil {
 		return err
 	}
-	for name, d := range map[string]time.Duration{"--node-down-after": c.NodeDownAfter, "--raft-timeout": c.ElectionTimeout} {
+	if c.Lease == 0 {
+		c.Lease = 1500 * time.Millisecond
+	}
+	for name, d := range map[string]time.Duration{"--node-down-after": c.NodeDownAfter, "--raft-timeout": c.ElectionTimeout,
+		"--down-after": c.DownAfter, "--lease": c.Lease, "--max-link-down": c.MaxLinkDown} {
 		if d != 0 && d < 100*time.Millisecond {
 			return fmt.Errorf("%s %v: must be at least 100ms", name, d)
 		}
@@ -121,7 +134,7 @@ func (c *Config) Validate() error {
 		c.Out = os.Stdout
 	}
 	if c.Heartbeat == 0 {
-		c.Heartbeat = time.Second
+		c.Heartbeat = 250 * time.Millisecond
 	}
 	return nil
 }
@@ -183,8 +196,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.Ctl = controller.New(n.Raft, n.FSM, cfg.NodeDownAfter, log)
+	// The leader waits longer than an agent's lease before it promotes a
+	// replica of a silent node: by then that agent has fenced its masters.
+	n.Ctl.SetFailover(controller.FailoverConfig{DownAfter: cfg.DownAfter, LeaseWait: cfg.Lease + 500*time.Millisecond,
+		MaxLinkDown: cfg.MaxLinkDown, FlapMax: cfg.FlapMax, FlapWindow: cfg.FlapWindow, Heartbeat: cfg.Heartbeat})
 	n.Agent = agent.New(agent.Config{NodeID: cfg.ID, Dir: filepath.Join(cfg.DataDir, "instances"), RedisServer: cfg.RedisServer,
-		StopOnExit: cfg.StopInstancesOnExit, Logger: log}, n.FSM)
+		StopOnExit: cfg.StopInstancesOnExit, Lease: cfg.Lease, Logger: log}, n.FSM)
 	srv := &api.Server{NodeID: cfg.ID, FSM: n.FSM, Raft: n.Raft, Ctl: n.Ctl, Log: log}
 	n.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -342,10 +359,12 @@ func (n *Node) heartbeats(ctx context.Context) {
 	var peer *client.Client
 	var peerAddr string
 	for {
-		rep := controller.Report{Node: n.self(), Instances: n.Agent.Statuses()}
+		rep := controller.Report{Node: n.self(), Instances: n.Agent.Statuses(), Probes: n.Agent.Probes()}
 		hctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat*2)
 		var err error
-		switch id := n.Raft.LeaderID(); {
+		id := n.Raft.LeaderID()
+		err = errNoLeader
+		switch {
 		case id == "":
 		case id == n.cfg.ID:
 			err = n.Ctl.Heartbeat(hctx, rep)
@@ -358,6 +377,9 @@ func (n *Node) heartbeats(ctx context.Context) {
 			}
 		}
 		cancel()
+		if err == nil {
+			n.Agent.Contact(time.Now())
+		}
 		if err != nil && ctx.Err() == nil {
 			n.log.Debug("heartbeat", "err", err)
 		}
@@ -375,6 +397,8 @@ func (n *Node) heartbeats(ctx context.Context) {
 		}
 	}
 }
+
+var errNoLeader = errors.New("no leader known")
 
 // HTTPAddr is the node's API address.
 func (n *Node) HTTPAddr() string { return n.ln.Addr().String() }

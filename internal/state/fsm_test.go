@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"io"
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 )

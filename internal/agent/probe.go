@@ -1,0 +1,157 @@
+package agent
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// Probe is this node's direct view of a master on another node: the
+// second observer the leader needs before it declares a master failed.
+type Probe struct {
+	Instance     string    `json:"instance"`
+	OK           bool      `json:"ok"`
+	FailingSince time.Time `json:"failing_since,omitempty"`
+}
+
+type probeTarget struct {
+	id, addr, secret string
+}
+
+// probeTargets lists the masters of shards this node holds a replica of,
+// when the master runs on another node.
+func (a *Agent) probeTargets(st *state.State) map[string]probeTarget {
+	out := map[string]probeTarget{}
+	for _, pi := range st.InstancesOn(a.cfg.NodeID) {
+		if pi.Role != state.RoleReplica {
+			continue
+		}
+		m, ok := pi.DB.Shards[pi.Shard].Master()
+		if !ok || m.Node == a.cfg.NodeID {
+			continue
+		}
+		n, ok := st.Nodes[m.Node]
+		if !ok {
+			continue
+		}
+		out[m.ID] = probeTarget{id: m.ID, addr: net.JoinHostPort(n.Addr, strconv.Itoa(m.Port)), secret: pi.DB.Secret}
+	}
+	return out
+}
+
+// prober runs one probe loop per remote master.
+type prober struct {
+	a     *Agent
+	mu    sync.Mutex
+	loops map[string]*probeLoop
+}
+
+type probeLoop struct {
+	target probeTarget
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	res    Probe
+}
+
+func newProber(a *Agent) *prober { return &prober{a: a, loops: map[string]*probeLoop{}} }
+
+func (p *prober) update(targets map[string]probeTarget) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for id, l := range p.loops {
+		if t, ok := targets[id]; !ok || t != l.target {
+			l.cancel()
+			delete(p.loops, id)
+		}
+	}
+	for id, t := range targets {
+		if _, ok := p.loops[id]; ok {
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		l := &probeLoop{target: t, cancel: cancel, done: make(chan struct{}), res: Probe{Instance: id, OK: true}}
+		p.loops[id] = l
+		go l.run(ctx, p.a)
+	}
+}
+
+func (p *prober) stop() {
+	p.mu.Lock()
+	loops := p.loops
+	p.loops = map[string]*probeLoop{}
+	p.mu.Unlock()
+	for _, l := range loops {
+		l.cancel()
+		<-l.done
+	}
+}
+
+// results returns the current probe results.
+func (p *prober) results() []Probe {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Probe, 0, len(p.loops))
+	for _, l := range p.loops {
+		l.mu.Lock()
+		out = append(out, l.res)
+		l.mu.Unlock()
+	}
+	return out
+}
+
+func (l *probeLoop) run(ctx context.Context, a *Agent) {
+	defer close(l.done)
+	c := redis.NewClient(&redis.Options{Addr: l.target.addr, Username: redisconf.InternalUser, Password: l.target.secret,
+		Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
+		DialTimeout: a.cfg.ProbeTimeout, ReadTimeout: a.cfg.ProbeTimeout, WriteTimeout: a.cfg.ProbeTimeout})
+	defer c.Close()
+	t := time.NewTicker(a.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		start := time.Now()
+		ok := alivePing(ctx, c, a.cfg.ProbeTimeout)
+		if ctx.Err() != nil {
+			return
+		}
+		l.mu.Lock()
+		changed := l.res.OK != ok
+		if ok {
+			l.res.OK, l.res.FailingSince = true, time.Time{}
+		} else if l.res.OK {
+			l.res.OK, l.res.FailingSince = false, start
+		}
+		l.mu.Unlock()
+		if changed {
+			a.signal()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// alivePing says whether a server answers at all: any reply, even an error
+// such as LOADING, means it is alive; a timeout or refused connection not.
+func alivePing(ctx context.Context, c *redis.Client, timeout time.Duration) bool {
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := c.Ping(pctx).Err()
+	if err == nil {
+		return true
+	}
+	var rerr redis.Error
+	return asRedisError(err, &rerr)
+}
+
+// Probes returns this node's probes of remote masters.
+func (a *Agent) Probes() []Probe { return a.probes.results() }

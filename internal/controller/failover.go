@@ -1,0 +1,306 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/marina-redis/marina/internal/agent"
+	"github.com/marina-redis/marina/internal/failover"
+	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// FailoverConfig tunes automatic failover.
+type FailoverConfig struct {
+	// DownAfter: how long a master must be seen failing, by its own side
+	// and by another node, before it is declared failed (default 1s).
+	DownAfter time.Duration
+	// LeaseWait: how long after the last report of a silent node the leader
+	// waits before promoting, so the node's agent has fenced its masters
+	// (its lease is shorter). Default 2s.
+	LeaseWait time.Duration
+	// MaxLinkDown: a replica whose link has been down longer is not
+	// promoted unless forced (default 10s).
+	MaxLinkDown time.Duration
+	// FlapMax failovers of one shard within FlapWindow at most (3 per hour).
+	FlapMax    int
+	FlapWindow time.Duration
+	// Heartbeat is the agents' report interval: a node is silent after two.
+	Heartbeat time.Duration
+}
+
+func (f *FailoverConfig) defaults() {
+	if f.DownAfter == 0 {
+		f.DownAfter = time.Second
+	}
+	if f.LeaseWait == 0 {
+		f.LeaseWait = 2 * time.Second
+	}
+	if f.MaxLinkDown == 0 {
+		f.MaxLinkDown = 10 * time.Second
+	}
+	if f.FlapMax == 0 {
+		f.FlapMax = 3
+	}
+	if f.FlapWindow == 0 {
+		f.FlapWindow = time.Hour
+	}
+	if f.Heartbeat == 0 {
+		f.Heartbeat = 250 * time.Millisecond
+	}
+}
+
+// failoverState is the leader's memory between passes.
+type failoverState struct {
+	mu      sync.Mutex
+	noted   map[string]bool // events already written, so a blocked failover logs once
+	clients map[string]*redis.Client
+}
+
+func (c *Controller) note(key string) bool {
+	c.fo.mu.Lock()
+	defer c.fo.mu.Unlock()
+	if c.fo.noted[key] {
+		return false
+	}
+	c.fo.noted[key] = true
+	return true
+}
+
+func (c *Controller) event(ctx context.Context, e state.Event) {
+	e.Time = time.Now().UTC()
+	if _, err := c.apply(ctx, state.Command{Op: state.OpEvent, Event: &e}); err != nil {
+		c.log.Warn("event", "type", e.Type, "err", err)
+	}
+}
+
+// redisClient returns a pooled client for direct questions to an instance.
+func (c *Controller) redisClient(addr, secret string) *redis.Client {
+	c.fo.mu.Lock()
+	defer c.fo.mu.Unlock()
+	key := addr + "|" + secret
+	if cl, ok := c.fo.clients[key]; ok {
+		return cl
+	}
+	cl := redis.NewClient(&redis.Options{Addr: addr, Username: redisconf.InternalUser, Password: secret,
+		Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 2,
+		DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond})
+	c.fo.clients[key] = cl
+	return cl
+}
+
+func (c *Controller) closeClients() {
+	c.fo.mu.Lock()
+	defer c.fo.mu.Unlock()
+	for k, cl := range c.fo.clients {
+		cl.Close()
+		delete(c.fo.clients, k)
+	}
+}
+
+// lastSeen returns when the leader last heard from a node: its last report,
+// or the start of this leadership if there is none newer.
+func (c *Controller) lastSeen(reports map[string]Report, node string) time.Time {
+	c.mu.Lock()
+	since := c.leaderAt
+	c.mu.Unlock()
+	if r, ok := reports[node]; ok && r.Received.After(since) {
+		return r.Received
+	}
+	return since
+}
+
+func (c *Controller) fresh(reports map[string]Report, node string, now time.Time) (Report, bool) {
+	r, ok := reports[node]
+	return r, ok && now.Sub(r.Received) <= 2*c.foCfg.Heartbeat+100*time.Millisecond
+}
+
+func statusOf(r Report, id string) (agent.Status, bool) {
+	for _, s := range r.Instances {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return agent.Status{}, false
+}
+
+// observe gathers what the cluster sees of master m.
+func (c *Controller) observe(st *state.State, m state.Instance, reports map[string]Report, now time.Time) failover.Observation {
+	var o failover.Observation
+	if r, ok := c.fresh(reports, m.Node, now); ok {
+		if s, ok := statusOf(r, m.ID); ok {
+			o.Crashed = s.Crashed
+			if !s.Healthy && !s.FailingSince.IsZero() {
+				o.LocalFailingSince = s.FailingSince
+			}
+		}
+	} else {
+		o.NodeSilentSince = c.lastSeen(reports, m.Node)
+	}
+	for node := range st.Nodes {
+		if node == m.Node {
+			continue
+		}
+		r, ok := c.fresh(reports, node, now)
+		if !ok {
+			continue
+		}
+		for _, p := range r.Probes {
+			if p.Instance == m.ID && !p.OK {
+				o.RemoteFailingSince = append(o.RemoteFailingSince, p.FailingSince)
+			}
+		}
+	}
+	return o
+}
+
+// failoverPass looks at every shard once: starts failovers of failed
+// masters and finishes those in progress.
+func (c *Controller) failoverPass(ctx context.Context) {
+	st := c.fsm.State()
+	reports := c.Reports()
+	now := time.Now()
+	for _, name := range st.DBNames() {
+		db := st.DBs[name]
+		for _, sh := range db.Shards {
+			if len(sh.Instances) < 2 {
+				continue // no replica to promote
+			}
+			if sh.Pending != nil {
+				c.tryPromote(ctx, st, db, sh, reports, now)
+				continue
+			}
+			m, ok := sh.Master()
+			if !ok {
+				continue
+			}
+			failed, reason := failover.Failed(c.observe(st, m, reports, now), now, c.foCfg.DownAfter)
+			if !failed {
+				continue
+			}
+			if damped, wait := failover.Damped(sh.Failovers, now, c.foCfg.FlapWindow, c.foCfg.FlapMax); damped {
+				if c.note(fmt.Sprintf("damped/%s/%d/%d", name, sh.Index, sh.Epoch)) {
+					c.event(ctx, state.Event{Type: "failover-damped", DB: name, Shard: sh.Index, Instance: m.ID, Node: m.Node,
+						Reason: fmt.Sprintf("%s; %d failovers within %s already, next allowed in %s", reason, c.foCfg.FlapMax, c.foCfg.FlapWindow, wait.Round(time.Second))})
+				}
+				continue
+			}
+			c.log.Warn("master failed: demoting", "db", name, "shard", sh.Index, "master", m.ID, "reason", reason)
+			if _, err := c.apply(ctx, state.Command{Op: state.OpDemote, Name: name, Shard: sh.Index, Epoch: sh.Epoch,
+				From: m.ID, Time: now.UTC(), Reason: reason}); err != nil {
+				c.log.Warn("demote", "db", name, "shard", sh.Index, "err", err)
+				continue
+			}
+			c.kickNow()
+		}
+	}
+}
+
+// fencedOut says whether the demoted master can take no more writes: its
+// agent confirmed it for this epoch, or its node has been silent longer
+// than the agents' lease (so its agent fenced it, or is gone).
+func (c *Controller) fencedOut(old state.Instance, epoch uint64, reports map[string]Report, now time.Time) (bool, string) {
+	if r, ok := c.fresh(reports, old.Node, now); ok {
+		if s, ok := statusOf(r, old.ID); ok && s.Fenced && s.Epoch >= epoch {
+			return true, "fenced by its agent"
+		}
+		return false, "waiting for its agent to fence it"
+	}
+	silent := now.Sub(c.lastSeen(reports, old.Node))
+	if silent >= c.foCfg.LeaseWait {
+		return true, fmt.Sprintf("its node silent for %s, past the lease", silent.Round(time.Millisecond))
+	}
+	return false, "waiting out the lease of its silent node"
+}
+
+func (c *Controller) tryPromote(ctx context.Context, st *state.State, db *state.Database, sh state.Shard, reports map[string]Report, now time.Time) {
+	var old state.Instance
+	for _, in := range sh.Instances {
+		if in.ID == sh.Pending.Old {
+			old = in
+		}
+	}
+	if ok, _ := c.fencedOut(old, sh.Epoch, reports, now); !ok {
+		return
+	}
+	oldAddr := ""
+	if n, ok := st.Nodes[old.Node]; ok {
+		oldAddr = net.JoinHostPort(n.Addr, strconv.Itoa(old.Port))
+	}
+	var cands []failover.Candidate
+	for _, in := range sh.Instances {
+		if in.ID == old.ID || in.Role != state.RoleReplica {
+			continue
+		}
+		cand := c.candidate(ctx, st, db, in, oldAddr, reports, now)
+		cands = append(cands, cand)
+	}
+	best, err := failover.Choose(cands, c.foCfg.MaxLinkDown, false)
+	if err != nil {
+		if c.note(fmt.Sprintf("blocked/%s/%d/%d", db.Name, sh.Index, sh.Epoch)) {
+			c.log.Warn("failover blocked", "db", db.Name, "shard", sh.Index, "err", err)
+			c.event(ctx, state.Event{Type: "failover-blocked", DB: db.Name, Shard: sh.Index, Epoch: sh.Epoch, Reason: err.Error()})
+		}
+		return
+	}
+	if _, err := c.apply(ctx, state.Command{Op: state.OpPromote, Name: db.Name, Shard: sh.Index, Epoch: sh.Epoch,
+		To: best.ID, Time: time.Now().UTC(), Kind: "failover"}); err != nil {
+		c.log.Warn("promote", "db", db.Name, "shard", sh.Index, "err", err)
+		return
+	}
+	c.log.Warn("promoted replica", "db", db.Name, "shard", sh.Index, "new_master", best.ID, "offset", best.Offset,
+		"after", time.Since(sh.Pending.Since).Round(time.Millisecond))
+}
+
+// candidate asks a replica directly how it stands.
+func (c *Controller) candidate(ctx context.Context, st *state.State, db *state.Database, in state.Instance, oldAddr string, reports map[string]Report, now time.Time) failover.Candidate {
+	cand := failover.Candidate{ID: in.ID, Priority: st.Priority(in.Node)}
+	n, ok := st.Nodes[in.Node]
+	if !ok {
+		return cand
+	}
+	qctx, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
+	defer cancel()
+	info, err := c.redisClient(net.JoinHostPort(n.Addr, strconv.Itoa(in.Port)), db.Secret).Info(qctx, "replication").Result()
+	if err != nil {
+		return cand
+	}
+	f := parseInfo(info)
+	cand.Reachable = true
+	cand.Following = f["role"] == "slave" && net.JoinHostPort(f["master_host"], f["master_port"]) == oldAddr
+	cand.Syncing = f["master_sync_in_progress"] == "1"
+	cand.Offset, _ = strconv.ParseInt(f["slave_repl_offset"], 10, 64)
+	switch {
+	case f["master_link_status"] == "up":
+	case f["master_link_down_since_seconds"] == "" || f["master_link_down_since_seconds"] == "-1":
+		cand.LinkDownFor = 1 << 62 // never completed a sync
+	default:
+		secs, _ := strconv.Atoi(f["master_link_down_since_seconds"])
+		cand.LinkDownFor = time.Duration(secs) * time.Second
+	}
+	// The agent's last report may have seen a full sync the master's death cut short.
+	if r, ok := c.fresh(reports, in.Node, now); ok {
+		if s, ok := statusOf(r, in.ID); ok && s.SyncInProgress {
+			cand.Syncing = true
+		}
+	}
+	return cand
+}
+
+func parseInfo(s string) map[string]string {
+	out := map[string]string{}
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
+			out[k] = v
+		}
+	}
+	return out
+}
