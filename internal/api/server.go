@@ -63,6 +63,7 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("GET /v1/dbs/{name}", s.getDB)
 	v1.HandleFunc("PATCH /v1/dbs/{name}", s.updateDB)
 	v1.HandleFunc("DELETE /v1/dbs/{name}", s.deleteDB)
+	v1.HandleFunc("GET /v1/events", s.events)
 	v1.HandleFunc("POST /v1/internal/join", s.join)
 	v1.HandleFunc("POST /v1/internal/heartbeat", s.heartbeat)
 	v1.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
@@ -319,3 +320,24 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 
 // HostPort joins a node address and port.
 func HostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+
+// events lists recent events, oldest first; ?db= filters, ?since= skips ids.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	db := r.URL.Query().Get("db")
+	var since uint64
+	if v := r.URL.Query().Get("since"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, "since: %q is not an event id", v)
+			return
+		}
+		since = n
+	}
+	out := []state.Event{}
+	for _, e := range s.FSM.State().Events {
+		if e.ID > since && (db == "" || e.DB == db) {
+			out = append(out, e)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}

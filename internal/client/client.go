@@ -146,3 +146,13 @@ func (c *Client) Join(ctx context.Context, n state.Node) error {
 func (c *Client) Heartbeat(ctx context.Context, r controller.Report) error {
 	return c.do(ctx, http.MethodPost, "/v1/internal/heartbeat", r, nil)
 }
+
+// Events returns recent events, optionally of one database.
+func (c *Client) Events(ctx context.Context, db string) ([]state.Event, error) {
+	var ev []state.Event
+	path := "/v1/events"
+	if db != "" {
+		path += "?db=" + url.QueryEscape(db)
+	}
+	return ev, c.do(ctx, http.MethodGet, path, nil, &ev)
+}
