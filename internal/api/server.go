@@ -64,6 +64,10 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("PATCH /v1/dbs/{name}", s.updateDB)
 	v1.HandleFunc("DELETE /v1/dbs/{name}", s.deleteDB)
 	v1.HandleFunc("GET /v1/events", s.events)
+	v1.HandleFunc("POST /v1/dbs/{name}/failover", s.switchover)
+	v1.HandleFunc("POST /v1/nodes/{id}/drain", s.drain(true))
+	v1.HandleFunc("POST /v1/nodes/{id}/undrain", s.drain(false))
+	v1.HandleFunc("PUT /v1/zones/{zone}", s.zone)
 	v1.HandleFunc("POST /v1/internal/join", s.join)
 	v1.HandleFunc("POST /v1/internal/heartbeat", s.heartbeat)
 	v1.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
@@ -340,4 +344,60 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// SwitchoverRequest is the body of POST /v1/dbs/NAME/failover.
+type SwitchoverRequest struct {
+	Shard *int `json:"shard,omitempty"` // all shards when absent
+}
+
+func (s *Server) switchover(w http.ResponseWriter, r *http.Request) {
+	var req SwitchoverRequest
+	if r.ContentLength != 0 && !decode(w, r, &req) {
+		return
+	}
+	shard := -1
+	if req.Shard != nil {
+		if *req.Shard < 0 {
+			writeErr(w, http.StatusBadRequest, "shard must be 0 or more")
+			return
+		}
+		shard = *req.Shard
+	}
+	res, err := s.Ctl.Switchover(r.Context(), r.PathValue("name"), shard)
+	if err != nil {
+		writeCtlErr(w, err)
+		return
+	}
+	setIndex(w, s.FSM.Index())
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) drain(on bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := s.Ctl.SetDraining(r.Context(), r.PathValue("id"), on); err != nil {
+			writeCtlErr(w, err)
+			return
+		}
+		setIndex(w, s.FSM.Index())
+		writeJSON(w, http.StatusOK, map[string]any{"node": r.PathValue("id"), "draining": on})
+	}
+}
+
+// ZoneRequest is the body of PUT /v1/zones/ZONE.
+type ZoneRequest struct {
+	ReplicaPriority int `json:"replica_priority"`
+}
+
+func (s *Server) zone(w http.ResponseWriter, r *http.Request) {
+	var req ZoneRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	if err := s.Ctl.SetZonePriority(r.Context(), r.PathValue("zone"), req.ReplicaPriority); err != nil {
+		writeCtlErr(w, err)
+		return
+	}
+	setIndex(w, s.FSM.Index())
+	writeJSON(w, http.StatusOK, map[string]any{"zone": r.PathValue("zone"), "replica_priority": req.ReplicaPriority})
 }

@@ -143,6 +143,7 @@ type Node struct {
 	RaftAddr  string     `json:"raft_addr"`
 	Zone      string     `json:"zone,omitempty"`
 	Status    string     `json:"status"`
+	Draining  bool       `json:"draining"`
 	Memory    int64      `json:"memory"`
 	Allocated int64      `json:"allocated"`
 	Used      int64      `json:"used"`

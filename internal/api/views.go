@@ -91,7 +91,7 @@ func nodeViews(st *state.State, obs map[string]controller.Report, members []clus
 	out := []Node{}
 	for _, id := range st.NodeIDs() {
 		n := st.Nodes[id]
-		v := Node{ID: id, Addr: n.Addr, HTTPAddr: n.HTTPAddr, RaftAddr: n.RaftAddr, Zone: n.Zone, Status: n.Status,
+		v := Node{ID: id, Addr: n.Addr, HTTPAddr: n.HTTPAddr, RaftAddr: n.RaftAddr, Zone: n.Zone, Status: n.Status, Draining: n.Draining,
 			Memory: n.Memory, Allocated: alloc[id], Voter: voter[id], Leader: id == leader}
 		for _, pi := range st.InstancesOn(id) {
 			v.Instances++

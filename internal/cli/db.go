@@ -14,7 +14,7 @@ import (
 
 func (a *app) dbCmd() *cobra.Command {
 	db := &cobra.Command{Use: "db", Short: "Create, show, change and delete databases"}
-	db.AddCommand(a.dbCreate(), a.dbList(), a.dbShow(), a.dbUpdate(), a.dbDelete())
+	db.AddCommand(a.dbCreate(), a.dbList(), a.dbShow(), a.dbUpdate(), a.dbDelete(), a.dbFailover())
 	return db
 }
 

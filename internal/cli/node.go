@@ -12,6 +12,7 @@ import (
 
 func (a *app) nodeCmd() *cobra.Command {
 	n := &cobra.Command{Use: "node", Short: "Cluster nodes"}
+	n.AddCommand(a.nodeDrain(true), a.nodeDrain(false))
 	n.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List nodes with capacity, allocated and used memory, instances",
@@ -56,7 +57,11 @@ func (a *app) nodeTable(nodes []api.Node) {
 		if zone == "" {
 			zone = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", n.ID, n.HTTPAddr, zone, n.Status, raftRole(n),
+		status := n.Status
+		if n.Draining {
+			status += ",draining"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", n.ID, n.HTTPAddr, zone, status, raftRole(n),
 			humanize.IBytes(uint64(n.Memory)), humanize.IBytes(uint64(n.Allocated)), humanize.IBytes(uint64(n.Used)),
 			n.Instances, n.Masters, n.Running)
 	}

@@ -71,6 +71,7 @@ func (a *app) serverCmd() *cobra.Command {
 	f.DurationVar(&cfg.MaxLinkDown, "max-link-down", 0, "replicas whose link is down longer are not promoted (default 10s)")
 	f.IntVar(&cfg.FlapMax, "flap-max", 0, "at most this many failovers of one shard per --flap-window (default 3)")
 	f.DurationVar(&cfg.FlapWindow, "flap-window", 0, "window of --flap-max (default 1h)")
+	f.DurationVar(&cfg.HealAfter, "heal-after", 0, "rebuild the replicas of a node down this long on other nodes (default 1m)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

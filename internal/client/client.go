@@ -156,3 +156,27 @@ func (c *Client) Events(ctx context.Context, db string) ([]state.Event, error) {
 	}
 	return ev, c.do(ctx, http.MethodGet, path, nil, &ev)
 }
+
+// Switchover moves the master role of a database's shards (shard < 0: all).
+func (c *Client) Switchover(ctx context.Context, db string, shard int) ([]controller.SwitchoverResult, error) {
+	var req api.SwitchoverRequest
+	if shard >= 0 {
+		req.Shard = &shard
+	}
+	var out []controller.SwitchoverResult
+	return out, c.do(ctx, http.MethodPost, "/v1/dbs/"+url.PathEscape(db)+"/failover", req, &out)
+}
+
+// Drain starts (or with on=false ends) draining a node.
+func (c *Client) Drain(ctx context.Context, node string, on bool) error {
+	verb := "drain"
+	if !on {
+		verb = "undrain"
+	}
+	return c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/"+verb, nil, nil)
+}
+
+// SetZonePriority sets a zone's replica priority.
+func (c *Client) SetZonePriority(ctx context.Context, zone string, prio int) error {
+	return c.do(ctx, http.MethodPut, "/v1/zones/"+url.PathEscape(zone), api.ZoneRequest{ReplicaPriority: prio}, nil)
+}

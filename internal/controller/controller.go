@@ -385,10 +385,11 @@ func (c *Controller) Run(ctx context.Context) {
 			continue
 		}
 		c.failoverPass(ctx)
-		if time.Since(lastDownCheck) < c.downAfter/5 {
+		if time.Since(lastDownCheck) < 200*time.Millisecond {
 			continue
 		}
 		lastDownCheck = time.Now()
+		c.maintenancePass(ctx, c.foCfg.HealAfter)
 		for _, id := range DownNodes(c.fsm.State(), c.Reports(), c.leaderAt, time.Now(), c.downAfter) {
 			if _, err := c.apply(ctx, state.Command{Op: state.OpSetNodeStatus, NodeID: id, Status: state.NodeDown, Time: time.Now().UTC()}); err != nil {
 				c.log.Warn("mark node down", "node", id, "err", err)

@@ -34,6 +34,8 @@ type FailoverConfig struct {
 	FlapWindow time.Duration
 	// Heartbeat is the agents' report interval: a node is silent after two.
 	Heartbeat time.Duration
+	// HealAfter: replicas of a node down this long are rebuilt elsewhere.
+	HealAfter time.Duration
 }
 
 func (f *FailoverConfig) defaults() {
@@ -54,6 +56,9 @@ func (f *FailoverConfig) defaults() {
 	}
 	if f.Heartbeat == 0 {
 		f.Heartbeat = 250 * time.Millisecond
+	}
+	if f.HealAfter == 0 {
+		f.HealAfter = time.Minute
 	}
 }
 

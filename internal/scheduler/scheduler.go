@@ -348,3 +348,15 @@ func cloneNodes(nodes []Node) []Node {
 	}
 	return out
 }
+
+// PlaceReplica chooses a node and port for one new replica of shard sh,
+// away from the shard's other instances (and zones when it can).
+func PlaceReplica(nodes []Node, sh state.Shard, mem int64, id string) (state.Instance, error) {
+	for _, s := range []strategy{bestFit, worstFit} {
+		work := cloneNodes(nodes)
+		if n, ok := pick(work, sh, mem, false, s); ok {
+			return take(n, mem, id, state.RoleReplica), nil
+		}
+	}
+	return state.Instance{}, fmt.Errorf("no node with %s free and no instance of shard %d (%s)", humanize.IBytes(uint64(mem)), sh.Index, summary(nodes))
+}

@@ -55,6 +55,7 @@ type Config struct {
 	MaxLinkDown time.Duration
 	FlapMax     int
 	FlapWindow  time.Duration
+	HealAfter   time.Duration // replicas of a node down this long are rebuilt elsewhere (1m)
 	Logger      *slog.Logger
 	RaftLog     io.Writer // hashicorp/raft's own log lines; default stderr
 	// Out receives the generated API token, printed once at bootstrap.
@@ -199,7 +200,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// The leader waits longer than an agent's lease before it promotes a
 	// replica of a silent node: by then that agent has fenced its masters.
 	n.Ctl.SetFailover(controller.FailoverConfig{DownAfter: cfg.DownAfter, LeaseWait: cfg.Lease + 500*time.Millisecond,
-		MaxLinkDown: cfg.MaxLinkDown, FlapMax: cfg.FlapMax, FlapWindow: cfg.FlapWindow, Heartbeat: cfg.Heartbeat})
+		MaxLinkDown: cfg.MaxLinkDown, FlapMax: cfg.FlapMax, FlapWindow: cfg.FlapWindow, Heartbeat: cfg.Heartbeat, HealAfter: cfg.HealAfter})
 	n.Agent = agent.New(agent.Config{NodeID: cfg.ID, Dir: filepath.Join(cfg.DataDir, "instances"), RedisServer: cfg.RedisServer,
 		StopOnExit: cfg.StopInstancesOnExit, Lease: cfg.Lease, Logger: log}, n.FSM)
 	srv := &api.Server{NodeID: cfg.ID, FSM: n.FSM, Raft: n.Raft, Ctl: n.Ctl, Log: log}

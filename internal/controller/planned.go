@@ -1,0 +1,216 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/marina-redis/marina/internal/failover"
+	"github.com/marina-redis/marina/internal/scheduler"
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// SwitchoverResult reports one planned switchover.
+type SwitchoverResult struct {
+	Shard int           `json:"shard"`
+	From  string        `json:"from"`
+	To    string        `json:"to"`
+	Pause time.Duration `json:"pause_ns"`
+	Error string        `json:"error,omitempty"`
+}
+
+// maxPause bounds the write pause of a switchover: if the leader dies
+// mid-way, the old master resumes by itself after it.
+const maxPause = 2 * time.Second
+
+// Switchover moves the master role of one shard (or all with shard < 0)
+// to its best replica without losing a write: pause writes on the master,
+// wait until the replica has the master's offset, switch in the log, let
+// the agents apply it, then unpause (queued writes get READONLY).
+func (c *Controller) Switchover(ctx context.Context, name string, shard int) ([]SwitchoverResult, error) {
+	st := c.fsm.State()
+	db, ok := st.DBs[name]
+	if !ok {
+		return nil, errf(NotFound, "database %s not found", name)
+	}
+	if shard >= len(db.Shards) {
+		return nil, errf(Invalid, "database %s has %d shards (0..%d)", name, len(db.Shards), len(db.Shards)-1)
+	}
+	var out []SwitchoverResult
+	for _, sh := range db.Shards {
+		if shard >= 0 && sh.Index != shard {
+			continue
+		}
+		r, err := c.switchShard(ctx, name, sh.Index, "")
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (c *Controller) addrOf(st *state.State, in state.Instance) string {
+	if n, ok := st.Nodes[in.Node]; ok {
+		return net.JoinHostPort(n.Addr, strconv.Itoa(in.Port))
+	}
+	return ""
+}
+
+// switchShard switches one shard; avoid names a node the new master must
+// not be on (the node being drained).
+func (c *Controller) switchShard(ctx context.Context, name string, shard int, avoid string) (SwitchoverResult, error) {
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	st := c.fsm.State()
+	db, ok := st.DBs[name]
+	if !ok {
+		return SwitchoverResult{}, errf(NotFound, "database %s not found", name)
+	}
+	sh := db.Shards[shard]
+	res := SwitchoverResult{Shard: shard}
+	if sh.Pending != nil {
+		return res, errf(Conflict, "shard %d: a failover is in progress", shard)
+	}
+	m, _ := sh.Master()
+	res.From = m.ID
+	mAddr := c.addrOf(st, m)
+	var cands []failover.Candidate
+	for _, in := range sh.Replicas() {
+		if in.Node == avoid {
+			continue
+		}
+		cands = append(cands, c.candidate(ctx, st, db, in, mAddr, c.Reports(), time.Now()))
+	}
+	best, err := failover.Choose(cands, c.foCfg.MaxLinkDown, false)
+	if err != nil {
+		return res, errf(Conflict, "shard %d: %v", shard, err)
+	}
+	res.To = best.ID
+	var target state.Instance
+	for _, in := range sh.Instances {
+		if in.ID == best.ID {
+			target = in
+		}
+	}
+	mc := c.redisClient(mAddr, db.Secret)
+	tc := c.redisClient(c.addrOf(st, target), db.Secret)
+	start := time.Now()
+	if err := mc.Do(ctx, "CLIENT", "PAUSE", maxPause.Milliseconds(), "WRITE").Err(); err != nil {
+		return res, errf(Unavailable, "shard %d: pause writes on %s: %v", shard, m.ID, err)
+	}
+	unpause := func() { _ = mc.Do(context.Background(), "CLIENT", "UNPAUSE").Err() }
+	// The replica must have everything the master acknowledged.
+	caught := false
+	for time.Since(start) < maxPause/2 {
+		mi, err1 := mc.Info(ctx, "replication").Result()
+		ti, err2 := tc.Info(ctx, "replication").Result()
+		if err1 == nil && err2 == nil {
+			mo, _ := strconv.ParseInt(parseInfo(mi)["master_repl_offset"], 10, 64)
+			to, _ := strconv.ParseInt(parseInfo(ti)["slave_repl_offset"], 10, 64)
+			if to >= mo {
+				caught = true
+				break
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if !caught {
+		unpause()
+		return res, errf(Conflict, "shard %d: replica %s did not catch up with the master within %s; nothing changed", shard, best.ID, maxPause/2)
+	}
+	if _, err := c.apply(ctx, state.Command{Op: state.OpSwitchover, Name: name, Shard: shard, Epoch: sh.Epoch, From: m.ID, To: best.ID,
+		Time: time.Now().UTC(), Reason: "planned switchover"}); err != nil {
+		unpause()
+		return res, err
+	}
+	// Wait for the agents: the new master takes writes, the old one follows it.
+	for time.Since(start) < maxPause {
+		ti, err1 := tc.Info(ctx, "replication").Result()
+		mi, err2 := mc.Info(ctx, "replication").Result()
+		if err1 == nil && err2 == nil && parseInfo(ti)["role"] == "master" && parseInfo(mi)["role"] == "slave" {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	res.Pause = time.Since(start)
+	unpause()
+	c.log.Info("switchover", "db", name, "shard", shard, "from", m.ID, "to", best.ID, "pause", res.Pause)
+	return res, nil
+}
+
+// SetDraining marks a node draining (its masters and replicas move away)
+// or back to normal.
+func (c *Controller) SetDraining(ctx context.Context, id string, draining bool) error {
+	if _, ok := c.fsm.State().Nodes[id]; !ok {
+		return errf(NotFound, "node %s not found", id)
+	}
+	reason := "operator"
+	_, err := c.apply(ctx, state.Command{Op: state.OpSetDraining, NodeID: id, Draining: draining, Time: time.Now().UTC(), Reason: reason})
+	c.kickNow()
+	return err
+}
+
+// SetZonePriority sets the replica priority of a zone (0: never promoted).
+func (c *Controller) SetZonePriority(ctx context.Context, zone string, prio int) error {
+	if zone == "" || prio < 0 || prio > 1000 {
+		return errf(Invalid, "zone priority needs a zone name and a priority 0..1000")
+	}
+	_, err := c.apply(ctx, state.Command{Op: state.OpSetZone, Zone: zone, Priority: prio})
+	return err
+}
+
+// moveReplica replaces a replica by a new one placed elsewhere.
+func (c *Controller) moveReplica(ctx context.Context, st *state.State, db *state.Database, sh state.Shard, in state.Instance, kind, reason string) error {
+	view := scheduler.View(st)
+	nin, err := scheduler.PlaceReplica(view, sh, db.Memory, instanceID(db.Name, sh.Index))
+	if err != nil {
+		return err
+	}
+	_, err = c.apply(ctx, state.Command{Op: state.OpReplace, Name: db.Name, Shard: sh.Index, Epoch: sh.Epoch, From: in.ID, Add: &nin,
+		Kind: kind, Reason: reason, Time: time.Now().UTC()})
+	return err
+}
+
+// maintenancePass drains draining nodes and heals nodes down too long.
+func (c *Controller) maintenancePass(ctx context.Context, healAfter time.Duration) {
+	st := c.fsm.State()
+	now := time.Now()
+	for _, id := range st.NodeIDs() {
+		n := st.Nodes[id]
+		healing := n.Status == state.NodeDown && !n.DownSince.IsZero() && now.Sub(n.DownSince) >= healAfter
+		if !n.Draining && !healing {
+			continue
+		}
+		kind, reason := "move", "node "+id+" draining"
+		if healing {
+			kind, reason = "heal", fmt.Sprintf("node %s down for %s", id, now.Sub(n.DownSince).Round(time.Second))
+		}
+		for _, pi := range st.InstancesOn(id) {
+			sh := pi.DB.Shards[pi.Shard]
+			if sh.Pending != nil {
+				continue // the failover finishes first
+			}
+			if pi.Role == state.RoleMaster {
+				if healing {
+					continue // a down node's masters are the failover's
+				}
+				if _, err := c.switchShard(ctx, pi.DB.Name, pi.Shard, id); err != nil && c.note(fmt.Sprintf("drain-blocked/%s/%s/%d", id, pi.ID, sh.Epoch)) {
+					c.event(ctx, state.Event{Type: "drain-blocked", DB: pi.DB.Name, Shard: pi.Shard, Node: id, Instance: pi.ID, Reason: err.Error()})
+				}
+				return // one change per pass: the state has moved on
+			}
+			if err := c.moveReplica(ctx, st, pi.DB, sh, pi.Instance, kind, reason); err != nil {
+				if c.note(fmt.Sprintf("%s-blocked/%s/%s/%d", kind, id, pi.ID, sh.Epoch)) {
+					c.log.Warn(kind+" blocked", "node", id, "instance", pi.ID, "err", err)
+					c.event(ctx, state.Event{Type: kind + "-blocked", DB: pi.DB.Name, Shard: pi.Shard, Node: id, Instance: pi.ID, Reason: err.Error()})
+				}
+				continue
+			}
+			c.log.Info(kind, "node", id, "instance", pi.ID)
+			return
+		}
+	}
+}
