@@ -1,0 +1,392 @@
+package faulttest
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/marina-redis/marina/internal/api"
+	"github.com/marina-redis/marina/internal/client"
+	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/testutil"
+)
+
+// Every fault test allows many failovers of one shard; damping has its own test.
+var fastFlags = []string{"--down-after", "1s", "--flap-max", "100", "--heal-after", "1h"}
+
+func createDB(t *testing.T, c *cluster, req api.CreateDBRequest) *api.DB {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := c.anyClient(ctx).CreateDB(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	return waitReady(t, c, req.Name)
+}
+
+func waitReady(t *testing.T, c *cluster, name string) *api.DB {
+	t.Helper()
+	var db *api.DB
+	testutil.WaitFor(t, 30*time.Second, name+" ready", func() error {
+		var err error
+		db, err = c.anyClient(context.Background()).GetDB(context.Background(), name)
+		if err != nil {
+			return err
+		}
+		if db.Status != api.DBReady {
+			return fmt.Errorf("status %s", db.Status)
+		}
+		return nil
+	})
+	return db
+}
+
+func discover(c *cluster, name string) func(ctx context.Context) (string, string, error) {
+	return func(ctx context.Context) (string, string, error) {
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		db, err := c.anyClient(qctx).GetDB(qctx, name)
+		if err != nil {
+			return "", "", err
+		}
+		return db.Shards[0].Master.Addr, db.Password, nil
+	}
+}
+
+// writing starts a writer and waits until writes flow.
+func writing(t *testing.T, c *cluster, name string) (*testutil.Writer, func()) {
+	t.Helper()
+	w := &testutil.Writer{Discover: discover(c, name), Prefix: "w:"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	testutil.WaitFor(t, 10*time.Second, "writes flowing", func() error {
+		if len(w.Acks()) < 100 {
+			return fmt.Errorf("%d acks", len(w.Acks()))
+		}
+		return nil
+	})
+	return w, func() { cancel(); <-done }
+}
+
+// newMaster waits until the shard has a master other than old that takes writes.
+func newMaster(t *testing.T, c *cluster, name, old string, within time.Duration) *api.DB {
+	t.Helper()
+	var db *api.DB
+	testutil.WaitFor(t, within, "new master", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		var err error
+		db, err = c.anyClient(ctx).GetDB(ctx, name)
+		if err != nil {
+			return err
+		}
+		m := db.Shards[0].Master
+		if m.ID == "" || m.ID == old {
+			return fmt.Errorf("master %q", m.ID)
+		}
+		return nil
+	})
+	return db
+}
+
+// promotedAt returns when the last failover of a database was written.
+func promotedAt(t *testing.T, cl *client.Client, name string) time.Time {
+	t.Helper()
+	evs, err := cl.Events(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var at time.Time
+	for _, e := range evs {
+		if e.Type == "failover" {
+			at = e.Time
+		}
+	}
+	if at.IsZero() {
+		t.Fatalf("no failover event in %+v", evs)
+	}
+	return at
+}
+
+// check stops the writer, verifies the acknowledged writes on the new
+// master and reports the figures.
+func check(t *testing.T, c *cluster, w *testutil.Writer, stop func(), fault, name string) testutil.Result {
+	t.Helper()
+	time.Sleep(300 * time.Millisecond) // writes on the new master, then stop (not a wait for a condition)
+	stop()
+	db := waitReady(t, c, name)
+	r, err := w.Check(context.Background(), db.Shards[0].Master.Addr, db.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: %d acknowledged writes, %d lost, write unavailability %v", fault, r.Acked, len(r.Lost), r.Gap.Round(time.Millisecond))
+	return r
+}
+
+// noAckAfter fails if the old master acknowledged a write after the promotion.
+func noAckAfter(t *testing.T, w *testutil.Writer, oldAddr string, promoted time.Time) {
+	t.Helper()
+	for _, a := range w.Acks() {
+		if a.Addr == oldAddr && a.At.After(promoted) {
+			t.Fatalf("old master %s acknowledged %s at %v, after the promotion at %v", oldAddr, a.Key, a.At, promoted)
+		}
+	}
+}
+
+func TestKillMasterRedis(t *testing.T) {
+	c := newCluster(t, options{n: 3, extra: fastFlags})
+	db := createDB(t, c, api.CreateDBRequest{Name: "k", Memory: 16 << 20, Replicas: 1})
+	w, stop := writing(t, c, "k")
+	old := db.Shards[0].Master
+	if err := syscall.Kill(c.redisPid(old), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	newMaster(t, c, "k", old.ID, 10*time.Second)
+	r := check(t, c, w, stop, "kill -9 master redis-server", "k")
+	if r.Gap > 3*time.Second {
+		t.Errorf("write unavailability %v", r.Gap)
+	}
+	// Asynchronous replication: what the master acknowledged but had not yet
+	// sent is lost; on one machine that is a handful of writes at most.
+	if len(r.Lost) > 50 {
+		t.Errorf("lost %d acknowledged writes", len(r.Lost))
+	}
+	// The old master comes back as a replica.
+	testutil.WaitFor(t, 20*time.Second, "old master replica", func() error {
+		db := waitReady(t, c, "k")
+		for _, in := range db.Shards[0].Replicas {
+			if in.ID == old.ID {
+				return nil
+			}
+		}
+		return fmt.Errorf("old master not a replica: %+v", db.Shards[0])
+	})
+}
+
+func TestKillNode(t *testing.T) {
+	c := newCluster(t, options{n: 3, extra: fastFlags})
+	db := createDB(t, c, api.CreateDBRequest{Name: "kn", Memory: 16 << 20, Replicas: 1})
+	w, stop := writing(t, c, "kn")
+	old := db.Shards[0].Master
+	i := c.index(old.Node)
+	c.killAll(c.nodes[i]) // the marina server and its redis-servers
+	newMaster(t, c, "kn", old.ID, 15*time.Second)
+	r := check(t, c, w, stop, "kill -9 whole node", "kn")
+	if r.Gap > 6*time.Second {
+		t.Errorf("write unavailability %v", r.Gap)
+	}
+	if len(r.Lost) > 50 {
+		t.Errorf("lost %d acknowledged writes", len(r.Lost))
+	}
+	// The node comes back; its old master rejoins as a replica.
+	c.start(i)
+	c.waitUp(3)
+	testutil.WaitFor(t, 30*time.Second, "old master back as replica", func() error {
+		db := waitReady(t, c, "kn")
+		for _, in := range db.Shards[0].Replicas {
+			if in.ID == old.ID && in.ObservedRole == "replica" {
+				return nil
+			}
+		}
+		return fmt.Errorf("%+v", db.Shards[0])
+	})
+}
+
+func TestSigstopMaster(t *testing.T) {
+	c := newCluster(t, options{n: 3, extra: fastFlags})
+	db := createDB(t, c, api.CreateDBRequest{Name: "st", Memory: 16 << 20, Replicas: 1})
+	w, stop := writing(t, c, "st")
+	old := db.Shards[0].Master
+	pid := c.redisPid(old)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	newMaster(t, c, "st", old.ID, 15*time.Second)
+	_ = syscall.Kill(pid, syscall.SIGCONT)
+	r := check(t, c, w, stop, "SIGSTOP master", "st")
+	if r.Gap > 4*time.Second {
+		t.Errorf("write unavailability %v", r.Gap)
+	}
+	promoted := promotedAt(t, c.anyClient(context.Background()), "st")
+	noAckAfter(t, w, old.Addr, promoted)
+	if len(r.Lost) > 0 {
+		// Writes the stopped master had not yet replicated were never
+		// acknowledged: it was stopped. Nothing acknowledged may be lost.
+		t.Errorf("lost %d acknowledged writes, e.g. %+v", len(r.Lost), r.Lost[0])
+	}
+	testutil.WaitFor(t, 20*time.Second, "old master back as replica", func() error {
+		db := waitReady(t, c, "st")
+		for _, in := range db.Shards[0].Replicas {
+			if in.ID == old.ID && in.ObservedRole == "replica" {
+				return nil
+			}
+		}
+		return fmt.Errorf("%+v", db.Shards[0])
+	})
+}
+
+// The raft leader dies while a failover is under way: the next leader
+// finishes it, and the shard ends with one master.
+func TestLeaderDiesDuringFailover(t *testing.T) {
+	c := newCluster(t, options{n: 3, extra: fastFlags})
+	ctx := context.Background()
+	var db *api.DB
+	// A database whose master is not on the leader's node.
+	for i := 0; i < 10; i++ {
+		db = createDB(t, c, api.CreateDBRequest{Name: fmt.Sprintf("ld%d", i), Memory: 16 << 20, Replicas: 1})
+		if c.index(db.Shards[0].Master.Node) != c.leaderIndex(ctx) {
+			break
+		}
+	}
+	leader := c.leaderIndex(ctx)
+	old := db.Shards[0].Master
+	if c.index(old.Node) == leader {
+		t.Skip("could not place a master away from the leader")
+	}
+	if err := syscall.Kill(c.redisPid(old), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Kill the leader as soon as the failover has started.
+	testutil.WaitFor(t, 10*time.Second, "failover started", func() error {
+		evs, err := c.client(leader).Events(ctx, db.Name)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Type == "failover-started" {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	c.killServer(leader)
+	got := newMaster(t, c, db.Name, old.ID, 20*time.Second)
+	masters := 0
+	for _, in := range append([]api.Instance{got.Shards[0].Master}, got.Shards[0].Replicas...) {
+		if in.Role == state.RoleMaster {
+			masters++
+		}
+	}
+	if masters != 1 {
+		t.Fatalf("%d masters", masters)
+	}
+}
+
+// A replica in the middle of a full sync holds incomplete data: the
+// in-sync replica is promoted instead.
+func TestReplicaInFullSyncNotPromoted(t *testing.T) {
+	c := newCluster(t, options{n: 3, extra: fastFlags})
+	ctx := context.Background()
+	db := createDB(t, c, api.CreateDBRequest{Name: "sync", Memory: 128 << 20, Replicas: 2})
+	m := rcl(db.Shards[0].Master.Addr, db.Password)
+	defer m.Close()
+	if err := m.Do(ctx, "DEBUG", "POPULATE", 20000, "key", 100).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Do(ctx, "WAIT", 2, 5000).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Full syncs from now on wait 10s before they start.
+	if err := m.ConfigSet(ctx, "repl-diskless-sync-delay", "10").Err(); err != nil {
+		t.Fatal(err)
+	}
+	syncing, good := db.Shards[0].Replicas[0], db.Shards[0].Replicas[1]
+	// kill -9 the replica and remove its data: it comes back empty and asks for a full sync.
+	if err := syscall.Kill(c.redisPid(syncing), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "replica in full sync", func() error {
+		r := rcl(syncing.Addr, db.Password)
+		defer r.Close()
+		info, err := r.Info(ctx, "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "master_sync_in_progress:1") {
+			return fmt.Errorf("not syncing yet")
+		}
+		return nil
+	})
+	time.Sleep(600 * time.Millisecond) // let a heartbeat carry the sync state (a pause, not a wait for a condition)
+	if err := syscall.Kill(c.redisPid(db.Shards[0].Master), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	got := newMaster(t, c, "sync", db.Shards[0].Master.ID, 15*time.Second)
+	if got.Shards[0].Master.ID != good.ID {
+		t.Fatalf("promoted %s, want the in-sync replica %s (not %s)", got.Shards[0].Master.ID, good.ID, syncing.ID)
+	}
+	nm := rcl(got.Shards[0].Master.Addr, got.Password)
+	defer nm.Close()
+	if n, _ := nm.DBSize(ctx).Result(); n < 20000 {
+		t.Fatalf("new master has %d keys", n)
+	}
+}
+
+// A master cut off from the rest is fenced by its own agent: clients on its
+// side of the partition get errors, while the majority fails over.
+func TestPartitionedMasterIsFenced(t *testing.T) {
+	c := newCluster(t, options{n: 3, netns: true, extra: fastFlags})
+	ctx := context.Background()
+	var db *api.DB
+	for i := 0; i < 10; i++ {
+		db = createDB(t, c, api.CreateDBRequest{Name: fmt.Sprintf("p%d", i), Memory: 16 << 20, Replicas: 1})
+		if c.index(db.Shards[0].Master.Node) != c.leaderIndex(ctx) {
+			break
+		}
+	}
+	old := db.Shards[0].Master
+	i := c.index(old.Node)
+	host, port, _ := strings.Cut(old.Addr, ":")
+	// A client inside the isolated host's namespace keeps writing.
+	inside := func(key string) (string, error) {
+		out, err := exec.Command("ip", "netns", "exec", c.nodes[i].ns, "redis-cli", "-h", host, "-p", port,
+			"--no-auth-warning", "-a", db.Password, "SET", key, "x").CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	if out, err := inside("before"); err != nil || out != "OK" {
+		t.Fatalf("write before the partition: %q %v", out, err)
+	}
+	cut := time.Now()
+	c.net.cut(i)
+	defer c.net.heal(i)
+	// Within the lease (1.5s) plus a check interval, the isolated master refuses writes.
+	var fencedAt time.Duration
+	testutil.WaitFor(t, 10*time.Second, "isolated master fenced", func() error {
+		out, _ := inside("during")
+		if strings.Contains(out, "NOREPLICAS") || strings.Contains(out, "READONLY") {
+			fencedAt = time.Since(cut)
+			return nil
+		}
+		return fmt.Errorf("write answered %q", out)
+	})
+	t.Logf("isolated master fenced %v after the cut", fencedAt.Round(time.Millisecond))
+	if fencedAt > 3*time.Second {
+		t.Errorf("fenced only after %v", fencedAt)
+	}
+	// The majority promotes the replica.
+	got := newMaster(t, c, db.Name, old.ID, 20*time.Second)
+	promoted := promotedAt(t, c.anyClient(ctx), db.Name)
+	t.Logf("majority promoted %s %v after the cut", got.Shards[0].Master.ID, promoted.Sub(cut).Round(time.Millisecond))
+	if promoted.Before(cut.Add(fencedAt)) && !promoted.After(cut) {
+		t.Errorf("promoted at %v, before the old master was fenced", promoted)
+	}
+	// After the promotion the isolated master takes no write at all.
+	for k := 0; k < 5; k++ {
+		if out, _ := inside(fmt.Sprintf("after%d", k)); out == "OK" {
+			t.Fatalf("isolated master acknowledged a write after the promotion")
+		}
+	}
+	c.net.heal(i)
+	testutil.WaitFor(t, 30*time.Second, "old master back as replica", func() error {
+		out, err := exec.Command("ip", "netns", "exec", c.nodes[i].ns, "redis-cli", "-h", host, "-p", port,
+			"--no-auth-warning", "-a", db.Password, "ROLE").CombinedOutput()
+		if err != nil || !strings.HasPrefix(strings.TrimSpace(string(out)), "slave") {
+			return fmt.Errorf("role %q %v", out, err)
+		}
+		return nil
+	})
+}
