@@ -118,8 +118,11 @@ func check(t *testing.T, c *cluster, w *testutil.Writer, stop func(), fault, nam
 	t.Helper()
 	time.Sleep(300 * time.Millisecond) // writes on the new master, then stop (not a wait for a condition)
 	stop()
-	db := waitReady(t, c, name)
-	r, err := w.Check(context.Background(), db.Shards[0].Master.Addr, db.Password)
+	addr, pw, err := discover(c, name)(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := w.Check(context.Background(), addr, pw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,14 +287,21 @@ func TestReplicaInFullSyncNotPromoted(t *testing.T) {
 	db := createDB(t, c, api.CreateDBRequest{Name: "sync", Memory: 128 << 20, Replicas: 2})
 	m := rcl(db.Shards[0].Master.Addr, db.Password)
 	defer m.Close()
-	if err := m.Do(ctx, "DEBUG", "POPULATE", 20000, "key", 100).Err(); err != nil {
-		t.Fatal(err)
+	val := strings.Repeat("v", 100)
+	for b := 0; b < 20000; b += 500 {
+		args := make([]any, 0, 1000)
+		for k := b; k < b+500; k++ {
+			args = append(args, fmt.Sprintf("key:%d", k), val)
+		}
+		if err := m.MSet(ctx, args...).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := m.Do(ctx, "WAIT", 2, 5000).Err(); err != nil {
 		t.Fatal(err)
 	}
-	// Full syncs from now on wait 10s before they start.
-	if err := m.ConfigSet(ctx, "repl-diskless-sync-delay", "10").Err(); err != nil {
+	// Full syncs from now on take 10s: the master's RDB save waits 500µs a key.
+	if err := m.ConfigSet(ctx, "rdb-key-save-delay", "500").Err(); err != nil {
 		t.Fatal(err)
 	}
 	syncing, good := db.Shards[0].Replicas[0], db.Shards[0].Replicas[1]

@@ -68,6 +68,9 @@ func newCluster(t *testing.T, o options) *cluster {
 	}
 	root := t.TempDir()
 	t.Cleanup(func() {
+		if t.Failed() {
+			c.dumpLogs()
+		}
 		for _, n := range c.nodes {
 			c.killAll(n)
 		}
@@ -182,6 +185,19 @@ func (c *cluster) waitUp(n int) {
 		}
 		return nil
 	})
+}
+
+// dumpLogs copies the nodes' logs where a failed test can be looked into.
+func (c *cluster) dumpLogs() {
+	dir, err := os.MkdirTemp("", "marina-fault-logs-")
+	if err != nil {
+		return
+	}
+	for _, n := range c.nodes {
+		b, _ := os.ReadFile(filepath.Join(n.dir, "server.log"))
+		_ = os.WriteFile(filepath.Join(dir, n.id+".log"), b, 0o600)
+	}
+	c.t.Logf("node logs in %s", dir)
 }
 
 func (c *cluster) logTail(i int) string {
@@ -299,10 +315,14 @@ func newNetns(t *testing.T, n int) *netns {
 }
 
 // cut isolates host i from every other host and from the test.
-func (nn *netns) cut(i int) { run(nn.t, "ip", "-n", nn.hub, "link", "set", fmt.Sprintf("mrn%s%dh", nn.id, i+1), "down") }
+func (nn *netns) cut(i int) {
+	run(nn.t, "ip", "-n", nn.hub, "link", "set", fmt.Sprintf("mrn%s%dh", nn.id, i+1), "down")
+}
 
 // heal reconnects host i.
-func (nn *netns) heal(i int) { run(nn.t, "ip", "-n", nn.hub, "link", "set", fmt.Sprintf("mrn%s%dh", nn.id, i+1), "up") }
+func (nn *netns) heal(i int) {
+	run(nn.t, "ip", "-n", nn.hub, "link", "set", fmt.Sprintf("mrn%s%dh", nn.id, i+1), "up")
+}
 
 func (nn *netns) close() {
 	for _, n := range nn.names {

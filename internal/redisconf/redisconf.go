@@ -84,9 +84,12 @@ func (c Config) Render() string {
 	w("user %s on >%s ~* &* +@all", InternalUser, c.Secret)
 	w("masteruser %s", InternalUser)
 	w("masterauth %s", c.Secret)
-	// An empty master is synced at once instead of after the 5 s default delay.
-	w("repl-diskless-sync yes")
-	w("repl-diskless-sync-delay 0")
+	// Disk-based full syncs: after a diskless one, Redis 7.0 starts the
+	// command stream only at the replica's next periodic ACK, so a replica
+	// shows "link up" yet receives nothing for up to a second, and a
+	// failover in that second would lose every write of it.
+	w("repl-diskless-sync no")
+	w("replica-announce-ip %s", c.Bind)
 	w("replica-read-only yes")
 	if c.ReplicaOf != "" {
 		host, port, _ := net.SplitHostPort(c.ReplicaOf)
