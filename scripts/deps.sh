@@ -5,6 +5,9 @@ set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
+# ip (network namespaces) for the partition tests; redis-sentinel for the failover benchmark.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -12,6 +15,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
   # Debian's package starts a system redis on 6379; Marina runs its own.
-  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true; fi
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now redis-server redis-sentinel >/dev/null 2>&1 || true; fi
 fi
 command -v go >/dev/null 2>&1 || { echo "Go is required: https://go.dev/doc/install (or /usr/local/go/bin in PATH)" >&2; exit 1; }

@@ -400,3 +400,39 @@ func TestPartitionedMasterIsFenced(t *testing.T) {
 		return nil
 	})
 }
+
+// Flap damping: with --flap-max 1, a second failure of the same shard
+// within the window does not fail it over again; the agent restarts the
+// crashed master in place after its crash hold.
+func TestFlapDamping(t *testing.T) {
+	c := newCluster(t, options{n: 3, extra: []string{"--down-after", "1s", "--flap-max", "1", "--flap-window", "1h"}})
+	ctx := context.Background()
+	db := createDB(t, c, api.CreateDBRequest{Name: "flap", Memory: 16 << 20, Replicas: 1, Persistence: "aof"})
+	first := db.Shards[0].Master
+	if err := syscall.Kill(c.redisPid(first), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	db = newMaster(t, c, "flap", first.ID, 15*time.Second)
+	db = waitReady(t, c, "flap")
+	second := db.Shards[0].Master
+	if err := syscall.Kill(c.redisPid(second), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 15*time.Second, "failover damped", func() error {
+		evs, err := c.anyClient(ctx).Events(ctx, "flap")
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Type == "failover-damped" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no failover-damped event")
+	})
+	// The same master comes back after the crash hold; no second failover.
+	got := waitReady(t, c, "flap")
+	if got.Shards[0].Master.ID != second.ID {
+		t.Fatalf("master %s, want %s kept (damped)", got.Shards[0].Master.ID, second.ID)
+	}
+}
