@@ -41,7 +41,7 @@ type Config struct {
 	Interval   time.Duration // resync period, default 1s
 	// Lease: without a heartbeat acknowledged by the leader for this long,
 	// the agent fences its masters (the leader waits longer before it
-	// promotes another). Default 1.5s.
+	// promotes another). Default 1s.
 	Lease time.Duration
 	// CrashHold: a crashed master with replicas is not restarted for this
 	// long, so the leader can promote a replica instead of the agent
@@ -100,7 +100,7 @@ func New(cfg Config, src Source) *Agent {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Lease == 0 {
-		cfg.Lease = 1500 * time.Millisecond
+		cfg.Lease = time.Second
 	}
 	if cfg.CrashHold == 0 {
 		cfg.CrashHold = 5 * time.Second
@@ -165,8 +165,13 @@ type want struct {
 	epoch uint64
 	// hasReplicas: a crashed master then waits for the leader's decision.
 	hasReplicas bool
-	conf        redisconf.Config
-	confTxt     string
+	// demoted: the master of a failover in progress, since pendingSince.
+	// It may run again (fenced) so the leader can promote it back when no
+	// replica qualifies, but only when that cannot hurt: see holdRestart.
+	demoted      bool
+	pendingSince time.Time
+	conf    redisconf.Config
+	confTxt string
 }
 
 func (a *Agent) desired(st *state.State) map[string]want {
@@ -191,7 +196,12 @@ func (a *Agent) desired(st *state.State) map[string]want {
 		// Only a master in contact with the leader takes writes.
 		c.Fenced = pi.Role != state.RoleMaster || a.leaseLost.Load()
 		out[pi.ID] = want{id: pi.ID, db: pi.DB.Name, shard: pi.Shard, role: pi.Role, epoch: sh.Epoch,
-			hasReplicas: len(sh.Replicas()) > 0, conf: c, confTxt: c.Render()}
+			hasReplicas: len(sh.Replicas()) > 0, demoted: sh.Pending != nil && sh.Pending.Old == pi.ID, conf: c, confTxt: c.Render()}
+		if sh.Pending != nil {
+			w := out[pi.ID]
+			w.pendingSince = sh.Pending.Since
+			out[pi.ID] = w
+		}
 	}
 	return out
 }

@@ -313,7 +313,13 @@ func (wk *worker) run(parent context.Context) {
 // holdRestart says whether a dead instance must stay down for now.
 func (wk *worker) holdRestart(w want, crashedAt time.Time) (bool, string) {
 	switch {
-	case w.role == state.RoleReplica && w.conf.ReplicaOf == "":
+	case w.role == state.RoleReplica && w.conf.ReplicaOf == "" && w.demoted &&
+		w.conf.Persistence == state.PersistNone && time.Since(w.pendingSince) < 2*wk.a.cfg.CrashHold:
+		// Without persistence it would come back empty, and its replicas,
+		// still pointing at it, would resync from it and lose their data:
+		// only once the leader has clearly found no replica to promote.
+		return true, "demoted master without persistence: waiting for a replica to be promoted"
+	case w.role == state.RoleReplica && w.conf.ReplicaOf == "" && !w.demoted:
 		return true, "waiting for a new master (failover in progress)"
 	case w.role == state.RoleMaster && w.hasReplicas && !crashedAt.IsZero() && !wk.a.LeaseOK():
 		return true, "crashed master: no contact with the leader, not restarting a master that may have been replaced"

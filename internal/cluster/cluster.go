@@ -51,7 +51,7 @@ type Cluster struct {
 // Open starts Raft with the stores in cfg.DataDir/raft.
 func Open(cfg Config, fsm *state.FSM) (*Cluster, error) {
 	if cfg.ElectionTimeout == 0 {
-		cfg.ElectionTimeout = time.Second
+		cfg.ElectionTimeout = 500 * time.Millisecond
 	}
 	if cfg.LogOutput == nil {
 		cfg.LogOutput = os.Stderr

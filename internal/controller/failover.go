@@ -24,7 +24,7 @@ type FailoverConfig struct {
 	DownAfter time.Duration
 	// LeaseWait: how long after the last report of a silent node the leader
 	// waits before promoting, so the node's agent has fenced its masters
-	// (its lease is shorter). Default 2s.
+	// (its lease is shorter). The server sets lease + 500ms.
 	LeaseWait time.Duration
 	// MaxLinkDown: a replica whose link has been down longer is not
 	// promoted unless forced (default 10s).
@@ -249,6 +249,13 @@ func (c *Controller) tryPromote(ctx context.Context, st *state.State, db *state.
 	}
 	best, err := failover.Choose(cands, c.foCfg.MaxLinkDown, false)
 	if err != nil {
+		// No replica has the data (e.g. none ever synced): if the demoted
+		// master is back and fenced, it is the best copy there is.
+		if oc, ok := c.oldMasterCandidate(ctx, st, db, old); ok {
+			best, err = oc, nil
+		}
+	}
+	if err != nil {
 		if c.note(fmt.Sprintf("blocked/%s/%d/%d", db.Name, sh.Index, sh.Epoch)) {
 			c.log.Warn("failover blocked", "db", db.Name, "shard", sh.Index, "err", err)
 			c.event(ctx, state.Event{Type: "failover-blocked", DB: db.Name, Shard: sh.Index, Epoch: sh.Epoch, Reason: err.Error()})
@@ -262,6 +269,25 @@ func (c *Controller) tryPromote(ctx context.Context, st *state.State, db *state.
 	}
 	c.log.Warn("promoted replica", "db", db.Name, "shard", sh.Index, "new_master", best.ID, "offset", best.Offset,
 		"after", time.Since(sh.Pending.Since).Round(time.Millisecond))
+}
+
+// oldMasterCandidate asks a demoted master, restarted fenced by its agent,
+// whether it serves as a master; it counts as fully in sync with itself.
+func (c *Controller) oldMasterCandidate(ctx context.Context, st *state.State, db *state.Database, old state.Instance) (failover.Candidate, bool) {
+	n, ok := st.Nodes[old.Node]
+	if !ok {
+		return failover.Candidate{}, false
+	}
+	qctx, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
+	defer cancel()
+	info, err := c.redisClient(net.JoinHostPort(n.Addr, strconv.Itoa(old.Port)), db.Secret).Info(qctx, "replication").Result()
+	if err != nil || parseInfo(info)["role"] != "master" {
+		return failover.Candidate{}, false
+	}
+	off, _ := strconv.ParseInt(parseInfo(info)["master_repl_offset"], 10, 64)
+	cand := failover.Candidate{ID: old.ID, Reachable: true, Following: true, Offset: off, Priority: st.Priority(old.Node)}
+	got, err := failover.Choose([]failover.Candidate{cand}, c.foCfg.MaxLinkDown, false)
+	return got, err == nil
 }
 
 // candidate asks a replica directly how it stands.

@@ -47,7 +47,7 @@ type Config struct {
 	ElectionTimeout     time.Duration
 	Heartbeat           time.Duration
 	// Failover: DownAfter (1s) before a master counts as failed; Lease
-	// (1.5s) after which an agent without the leader fences its masters;
+	// (1s) after which an agent without the leader fences its masters;
 	// MaxLinkDown (10s) for promotable replicas; FlapMax failovers of a
 	// shard per FlapWindow (3 per hour).
 	DownAfter   time.Duration
@@ -120,7 +120,7 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if c.Lease == 0 {
-		c.Lease = 1500 * time.Millisecond
+		c.Lease = time.Second
 	}
 	for name, d := range map[string]time.Duration{"--node-down-after": c.NodeDownAfter, "--raft-timeout": c.ElectionTimeout,
 		"--down-after": c.DownAfter, "--lease": c.Lease, "--max-link-down": c.MaxLinkDown} {
