@@ -67,6 +67,11 @@ type Agent struct {
 	contact   atomic.Int64
 	leaseLost atomic.Bool
 	probes    *prober
+	started   time.Time
+
+	fenceMu  sync.Mutex
+	fences   []Fence
+	fenceSeq int
 }
 
 // Contact records a heartbeat acknowledged by the leader.
@@ -114,6 +119,7 @@ func New(cfg Config, src Source) *Agent {
 	a := &Agent{cfg: cfg, src: src, log: cfg.Logger.With("component", "agent"), workers: map[string]*worker{}, notify: make(chan struct{}, 1)}
 	a.stopAll.Store(cfg.StopOnExit)
 	a.probes = newProber(a)
+	a.started = time.Now()
 	// Started with a lease: the agent runs only once it has caught up with
 	// the leader, which is contact.
 	a.Contact(time.Now())
@@ -149,6 +155,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				goto wait
 			} else if lost {
 				a.log.Warn("lost the leader for longer than the lease: fencing local masters", "lease", a.cfg.Lease)
+				a.fenceMasters(fmt.Sprintf("no contact with the leader for %s (lease): writes refused until it is back", a.cfg.Lease))
 			} else {
 				a.log.Info("leader contact back: lease renewed")
 			}

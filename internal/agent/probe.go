@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
@@ -155,3 +156,65 @@ func alivePing(ctx context.Context, c *redis.Client, timeout time.Duration) bool
 
 // Probes returns this node's probes of remote masters.
 func (a *Agent) Probes() []Probe { return a.probes.results() }
+
+// Fence is a fencing action an agent took on its own: it goes into the
+// next heartbeats until the leader has written it as an event.
+type Fence struct {
+	ID       string    `json:"id"`
+	At       time.Time `json:"at"`
+	DB       string    `json:"db,omitempty"`
+	Shard    int       `json:"shard"`
+	Instance string    `json:"instance,omitempty"`
+	Reason   string    `json:"reason"`
+}
+
+func (a *Agent) recordFence(f Fence) {
+	a.fenceMu.Lock()
+	defer a.fenceMu.Unlock()
+	a.fenceSeq++
+	f.ID = fmt.Sprintf("%s-%d-%d", a.cfg.NodeID, a.started.UnixNano(), a.fenceSeq)
+	a.fences = append(a.fences, f)
+	if len(a.fences) > 100 {
+		a.fences = a.fences[len(a.fences)-100:]
+	}
+	a.signal()
+}
+
+// Fences returns the fencing actions not yet acknowledged.
+func (a *Agent) Fences() []Fence {
+	a.fenceMu.Lock()
+	defer a.fenceMu.Unlock()
+	return append([]Fence(nil), a.fences...)
+}
+
+// AckFences drops fencing actions the leader has recorded.
+func (a *Agent) AckFences(sent []Fence) {
+	a.fenceMu.Lock()
+	defer a.fenceMu.Unlock()
+	done := map[string]bool{}
+	for _, f := range sent {
+		done[f.ID] = true
+	}
+	out := a.fences[:0]
+	for _, f := range a.fences {
+		if !done[f.ID] {
+			out = append(out, f)
+		}
+	}
+	a.fences = out
+}
+
+// fenceMasters records a lease fence of every local master.
+func (a *Agent) fenceMasters(reason string) {
+	a.mu.Lock()
+	var ws []want
+	for _, wk := range a.workers {
+		if w := wk.get(); w.role == state.RoleMaster {
+			ws = append(ws, w)
+		}
+	}
+	a.mu.Unlock()
+	for _, w := range ws {
+		a.recordFence(Fence{At: time.Now().UTC(), DB: w.db, Shard: w.shard, Instance: w.id, Reason: reason})
+	}
+}

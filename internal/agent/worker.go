@@ -269,6 +269,8 @@ func (wk *worker) run(parent context.Context) {
 				// agent lost the leader) is killed: once resumed it would
 				// serve the writes queued in its sockets.
 				log.Warn("killing unresponsive redis-server that must not take writes", "pid", p.pid, "role", w.role)
+				wk.a.recordFence(Fence{At: time.Now().UTC(), DB: w.db, Shard: w.shard, Instance: w.id,
+					Reason: "killed the unresponsive server: it must take no writes (demoted or no leader) and would serve queued ones once it resumed"})
 				p.stop(ctx, syscall.SIGKILL, time.Second)
 				continue
 			}

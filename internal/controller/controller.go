@@ -50,6 +50,7 @@ type Report struct {
 	Node      state.Node     `json:"node"`
 	Instances []agent.Status `json:"instances"`
 	Probes    []agent.Probe  `json:"probes,omitempty"`
+	Fences    []agent.Fence  `json:"fences,omitempty"`
 	Received  time.Time      `json:"received"`
 }
 
@@ -336,6 +337,15 @@ func (c *Controller) Heartbeat(ctx context.Context, r Report) error {
 	c.kickNow()
 	if err := c.upsertNode(ctx, r.Node); err != nil {
 		return err
+	}
+	for _, f := range r.Fences {
+		if !c.note("fence/" + f.ID) {
+			continue
+		}
+		e := state.Event{Type: "fence", DB: f.DB, Shard: f.Shard, Node: r.Node.ID, Instance: f.Instance, Reason: f.Reason, Time: f.At}
+		if _, err := c.apply(ctx, state.Command{Op: state.OpEvent, Event: &e}); err != nil {
+			return err
+		}
 	}
 	if n, ok := c.fsm.State().Nodes[r.Node.ID]; ok && n.Status == state.NodeDown {
 		if _, err := c.apply(ctx, state.Command{Op: state.OpSetNodeStatus, NodeID: n.ID, Status: state.NodeUp}); err != nil {

@@ -399,6 +399,57 @@ func TestPartitionedMasterIsFenced(t *testing.T) {
 		}
 		return nil
 	})
+	// Once back, the isolated agent's fence is an event.
+	testutil.WaitFor(t, 10*time.Second, "fence event", func() error {
+		evs, err := c.anyClient(ctx).Events(ctx, db.Name)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Type == "fence" && e.Node == old.Node && e.Instance == old.ID {
+				return nil
+			}
+		}
+		return fmt.Errorf("no fence event among %d", len(evs))
+	})
+}
+
+// One observer that cannot reach a master (its route to the master's host
+// is black-holed, everything else works) never causes a failover: the
+// master's own agent still sees it healthy.
+func TestSingleObserverNoFailover(t *testing.T) {
+	c := newCluster(t, options{n: 3, netns: true, extra: fastFlags})
+	ctx := context.Background()
+	leader := c.leaderIndex(ctx)
+	db := createDB(t, c, api.CreateDBRequest{Name: "obs", Memory: 16 << 20, Replicas: 1})
+	if c.index(db.Shards[0].Master.Node) == leader {
+		// The observer's reports must reach the leader: move the master off it.
+		if _, err := c.anyClient(ctx).Switchover(ctx, "obs", 0); err != nil {
+			t.Fatal(err)
+		}
+		db = waitReady(t, c, "obs")
+	}
+	m, r := c.index(db.Shards[0].Master.Node), c.index(db.Shards[0].Replicas[0].Node)
+	if m == leader {
+		t.Fatalf("master still on the leader n%d", m+1)
+	}
+	t.Logf("master on n%d, observer n%d, leader n%d", m+1, r+1, leader+1)
+	run(t, "ip", "netns", "exec", c.nodes[r].ns, "ip", "route", "add", "blackhole", c.nodes[m].host+"/32")
+	defer run(t, "ip", "netns", "exec", c.nodes[r].ns, "ip", "route", "del", "blackhole", c.nodes[m].host+"/32")
+	w, stop := writing(t, c, db.Name)
+	// Five times down-after: the observer reports the master unreachable all along.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		got, err := c.anyClient(ctx).GetDB(ctx, db.Name)
+		if err == nil && got.Shards[0].Master.ID != db.Shards[0].Master.ID {
+			t.Fatalf("failover caused by one observer: master now %s", got.Shards[0].Master.ID)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r2 := check(t, c, w, stop, "one partitioned observer", db.Name)
+	if len(r2.Lost) != 0 || r2.Gap > time.Second {
+		t.Fatalf("writes disturbed: lost %d, gap %v", len(r2.Lost), r2.Gap)
+	}
 }
 
 // Flap damping: with --flap-max 1, a second failure of the same shard

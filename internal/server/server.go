@@ -360,7 +360,7 @@ func (n *Node) heartbeats(ctx context.Context) {
 	var peer *client.Client
 	var peerAddr string
 	for {
-		rep := controller.Report{Node: n.self(), Instances: n.Agent.Statuses(), Probes: n.Agent.Probes()}
+		rep := controller.Report{Node: n.self(), Instances: n.Agent.Statuses(), Probes: n.Agent.Probes(), Fences: n.Agent.Fences()}
 		hctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat*2)
 		var err error
 		id := n.Raft.LeaderID()
@@ -380,6 +380,7 @@ func (n *Node) heartbeats(ctx context.Context) {
 		cancel()
 		if err == nil {
 			n.Agent.Contact(time.Now())
+			n.Agent.AckFences(rep.Fences)
 		}
 		if err != nil && ctx.Err() == nil {
 			n.log.Debug("heartbeat", "err", err)
