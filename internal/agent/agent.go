@@ -177,8 +177,8 @@ type want struct {
 	// replica qualifies, but only when that cannot hurt: see holdRestart.
 	demoted      bool
 	pendingSince time.Time
-	conf    redisconf.Config
-	confTxt string
+	conf         redisconf.Config
+	confTxt      string
 }
 
 func (a *Agent) desired(st *state.State) map[string]want {

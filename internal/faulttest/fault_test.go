@@ -421,19 +421,25 @@ func TestSingleObserverNoFailover(t *testing.T) {
 	c := newCluster(t, options{n: 3, netns: true, extra: fastFlags})
 	ctx := context.Background()
 	leader := c.leaderIndex(ctx)
-	db := createDB(t, c, api.CreateDBRequest{Name: "obs", Memory: 16 << 20, Replicas: 1})
-	if c.index(db.Shards[0].Master.Node) == leader {
-		// The observer's reports must reach the leader: move the master off it.
+	// Master, observer and leader on three different nodes: the observer's
+	// reports reach the leader, and the master's node talks to the leader.
+	db := createDB(t, c, api.CreateDBRequest{Name: "obs", Memory: 16 << 20, Replicas: 2})
+	for k := 0; k < 2 && c.index(db.Shards[0].Master.Node) == leader; k++ {
 		if _, err := c.anyClient(ctx).Switchover(ctx, "obs", 0); err != nil {
 			t.Fatal(err)
 		}
 		db = waitReady(t, c, "obs")
 	}
-	m, r := c.index(db.Shards[0].Master.Node), c.index(db.Shards[0].Replicas[0].Node)
-	if m == leader {
-		t.Fatalf("master still on the leader n%d", m+1)
+	m, r := c.index(db.Shards[0].Master.Node), -1
+	for _, in := range db.Shards[0].Replicas {
+		if c.index(in.Node) != leader {
+			r = c.index(in.Node)
+		}
 	}
-	t.Logf("master on n%d, observer n%d, leader n%d", m+1, r+1, leader+1)
+	if m == leader || r < 0 {
+		t.Fatalf("placement: master n%d, leader n%d, replicas %+v", m+1, leader+1, db.Shards[0].Replicas)
+	}
+	t.Logf("master on n%d, partitioned observer n%d, leader n%d", m+1, r+1, leader+1)
 	run(t, "ip", "netns", "exec", c.nodes[r].ns, "ip", "route", "add", "blackhole", c.nodes[m].host+"/32")
 	defer run(t, "ip", "netns", "exec", c.nodes[r].ns, "ip", "route", "del", "blackhole", c.nodes[m].host+"/32")
 	w, stop := writing(t, c, db.Name)
