@@ -349,6 +349,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 // SwitchoverRequest is the body of POST /v1/dbs/NAME/failover.
 type SwitchoverRequest struct {
 	Shard *int `json:"shard,omitempty"` // all shards when absent
+	// Force ends a blocked automatic failover with the best reachable
+	// replica even if its link has been down too long.
+	Force bool `json:"force,omitempty"`
 }
 
 func (s *Server) switchover(w http.ResponseWriter, r *http.Request) {
@@ -364,7 +367,7 @@ func (s *Server) switchover(w http.ResponseWriter, r *http.Request) {
 		}
 		shard = *req.Shard
 	}
-	res, err := s.Ctl.Switchover(r.Context(), r.PathValue("name"), shard)
+	res, err := s.Ctl.Switchover(r.Context(), r.PathValue("name"), shard, req.Force)
 	if err != nil {
 		writeCtlErr(w, err)
 		return

@@ -11,8 +11,9 @@ import (
 
 func (a *app) dbFailover() *cobra.Command {
 	var shard int
+	var force bool
 	cmd := &cobra.Command{
-		Use:   "failover NAME [--shard N]",
+		Use:   "failover NAME [--shard N] [--force]",
 		Short: "Planned switchover with zero lost writes: a replica becomes master",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -22,7 +23,7 @@ func (a *app) dbFailover() *cobra.Command {
 			}
 			ctx, cancel := ctx(cmd)
 			defer cancel()
-			res, err := c.Switchover(ctx, args[0], shard)
+			res, err := c.Switchover(ctx, args[0], shard, force)
 			if err != nil {
 				return err
 			}
@@ -38,6 +39,7 @@ func (a *app) dbFailover() *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&shard, "shard", -1, "only this shard (default: every shard)")
+	cmd.Flags().BoolVar(&force, "force", false, "finish a blocked failover with the best reachable replica, even one whose link was down long")
 	return cmd
 }
 

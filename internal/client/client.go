@@ -158,8 +158,8 @@ func (c *Client) Events(ctx context.Context, db string) ([]state.Event, error) {
 }
 
 // Switchover moves the master role of a database's shards (shard < 0: all).
-func (c *Client) Switchover(ctx context.Context, db string, shard int) ([]controller.SwitchoverResult, error) {
-	var req api.SwitchoverRequest
+func (c *Client) Switchover(ctx context.Context, db string, shard int, force ...bool) ([]controller.SwitchoverResult, error) {
+	req := api.SwitchoverRequest{Force: len(force) > 0 && force[0]}
 	if shard >= 0 {
 		req.Shard = &shard
 	}

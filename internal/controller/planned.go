@@ -29,7 +29,11 @@ const maxPause = 2 * time.Second
 // to its best replica without losing a write: pause writes on the master,
 // wait until the replica has the master's offset, switch in the log, let
 // the agents apply it, then unpause (queued writes get READONLY).
-func (c *Controller) Switchover(ctx context.Context, name string, shard int) ([]SwitchoverResult, error) {
+//
+// With force, a shard whose automatic failover is blocked (no replica
+// passed the checks) gets its best reachable replica promoted even if its
+// link has been down longer than the bound: the operator accepts its data.
+func (c *Controller) Switchover(ctx context.Context, name string, shard int, force bool) ([]SwitchoverResult, error) {
 	st := c.fsm.State()
 	db, ok := st.DBs[name]
 	if !ok {
@@ -41,6 +45,17 @@ func (c *Controller) Switchover(ctx context.Context, name string, shard int) ([]
 	var out []SwitchoverResult
 	for _, sh := range db.Shards {
 		if shard >= 0 && sh.Index != shard {
+			continue
+		}
+		if sh.Pending != nil {
+			if !force {
+				return out, errf(Conflict, "shard %d: a failover is in progress (%s); `--force` promotes the best reachable replica", sh.Index, sh.Pending.Reason)
+			}
+			r, err := c.forcePromote(ctx, name, sh.Index)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, r)
 			continue
 		}
 		r, err := c.switchShard(ctx, name, sh.Index, "")
@@ -138,6 +153,48 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 	res.Pause = time.Since(start)
 	unpause()
 	c.log.Info("switchover", "db", name, "shard", shard, "from", m.ID, "to", best.ID, "pause", res.Pause)
+	return res, nil
+}
+
+// forcePromote ends a blocked failover with the best reachable replica,
+// ignoring the link-down bound; the demoted master must still be fenced.
+func (c *Controller) forcePromote(ctx context.Context, name string, shard int) (SwitchoverResult, error) {
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	st := c.fsm.State()
+	db := st.DBs[name]
+	sh := db.Shards[shard]
+	res := SwitchoverResult{Shard: shard}
+	if sh.Pending == nil {
+		return res, errf(Conflict, "shard %d: no failover in progress", shard)
+	}
+	res.From = sh.Pending.Old
+	var old state.Instance
+	for _, in := range sh.Instances {
+		if in.ID == sh.Pending.Old {
+			old = in
+		}
+	}
+	reports := c.Reports()
+	now := time.Now()
+	if ok, why := c.fencedOut(old, sh.Epoch, reports, now); !ok {
+		return res, errf(Conflict, "shard %d: the old master %s is not fenced yet (%s); not even forced promotion may run two masters", shard, old.ID, why)
+	}
+	var cands []failover.Candidate
+	for _, in := range sh.Instances {
+		if in.ID != old.ID && in.Role == state.RoleReplica {
+			cands = append(cands, c.candidate(ctx, st, db, in, c.addrOf(st, old), reports, now))
+		}
+	}
+	best, err := failover.Choose(cands, c.foCfg.MaxLinkDown, true)
+	if err != nil {
+		return res, errf(Conflict, "shard %d: %v", shard, err)
+	}
+	if _, err := c.apply(ctx, state.Command{Op: state.OpPromote, Name: name, Shard: shard, Epoch: sh.Epoch, To: best.ID,
+		Time: now.UTC(), Kind: "forced"}); err != nil {
+		return res, err
+	}
+	res.To = best.ID
 	return res, nil
 }
 
