@@ -134,32 +134,52 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(a.cfg.Interval)
 	defer t.Stop()
-	// The lease is checked more often than the resync, so a lost leader
-	// fences the local masters within a tick of the lease running out.
-	lt := time.NewTicker(a.cfg.Lease / 10)
-	defer lt.Stop()
 	defer a.probes.stop()
+	leaseDone := make(chan struct{})
+	leaseCtx, stopLease := context.WithCancel(ctx)
+	go func() { defer close(leaseDone); a.watchLease(leaseCtx) }()
+	defer func() { stopLease(); <-leaseDone }()
 	for {
 		changed := a.src.Changed()
-		a.leaseLost.Store(!a.LeaseOK())
 		a.reconcile(ctx)
-	wait:
 		select {
 		case <-ctx.Done():
 			a.shutdown()
 			return nil
 		case <-changed:
 		case <-t.C:
-		case <-lt.C:
-			if lost := !a.LeaseOK(); lost == a.leaseLost.Load() {
-				goto wait
-			} else if lost {
-				a.log.Warn("lost the leader for longer than the lease: fencing local masters", "lease", a.cfg.Lease)
-				a.fenceMasters(fmt.Sprintf("no contact with the leader for %s (lease): writes refused until it is back", a.cfg.Lease))
-			} else {
-				a.log.Info("leader contact back: lease renewed")
-			}
 		}
+	}
+}
+
+// watchLease fences the local masters within a tenth of the lease of its
+// running out. It runs on its own, so nothing the reconcile loop waits for
+// can delay a fence; workers are nudged directly and apply it themselves.
+func (a *Agent) watchLease(ctx context.Context) {
+	t := time.NewTicker(a.cfg.Lease / 10)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		lost := !a.LeaseOK()
+		if lost == a.leaseLost.Load() {
+			continue
+		}
+		a.leaseLost.Store(lost)
+		if lost {
+			a.log.Warn("lost the leader for longer than the lease: fencing local masters", "lease", a.cfg.Lease)
+			a.fenceMasters(fmt.Sprintf("no contact with the leader for %s (lease): writes refused until it is back", a.cfg.Lease))
+		} else {
+			a.log.Info("leader contact back: lease renewed")
+		}
+		a.mu.Lock()
+		for _, wk := range a.workers {
+			wk.poke()
+		}
+		a.mu.Unlock()
 	}
 }
 

@@ -100,10 +100,23 @@ func (wk *worker) update(w want) {
 	}
 }
 
+// get returns the desired configuration, fenced if the lease is lost.
 func (wk *worker) get() want {
 	wk.mu.Lock()
-	defer wk.mu.Unlock()
-	return wk.w
+	w := wk.w
+	wk.mu.Unlock()
+	if !w.conf.Fenced && wk.a.leaseLost.Load() {
+		w.conf.Fenced = true
+		w.confTxt = w.conf.Render()
+	}
+	return w
+}
+
+func (wk *worker) poke() {
+	select {
+	case wk.nudge <- struct{}{}:
+	default:
+	}
 }
 
 func (wk *worker) status() Status {
@@ -199,7 +212,12 @@ func (wk *worker) run(parent context.Context) {
 		probe = startHealthProbe(wk, addr, w.conf.Secret)
 		crashedAt = time.Time{}
 		pid := p.pid
-		wk.setStatus(func(s *Status) { s.PID, s.State, s.Error, s.Crashed = pid, StateStarting, "", false })
+		// A new process starts with a clean slate: the last one's failures
+		// and role must not get it killed.
+		wk.setStatus(func(s *Status) {
+			s.PID, s.State, s.Error, s.Crashed = pid, StateStarting, "", false
+			s.Healthy, s.FailingSince, s.Role = true, time.Time{}, ""
+		})
 	}
 
 	t := time.NewTicker(wk.a.cfg.Interval)
@@ -335,8 +353,10 @@ func (wk *worker) holdRestart(w want, crashedAt time.Time) (bool, string) {
 // writes now, and does not answer.
 func (wk *worker) mustKill(w want) bool {
 	st := wk.status()
-	return st.Role == state.RoleMaster && w.conf.Fenced && !st.Healthy && !st.FailingSince.IsZero() &&
-		time.Since(st.FailingSince) >= wk.a.cfg.ProbeTimeout
+	// An unknown role (no converge since this agent started) may be a master.
+	maybeMaster := st.Role == state.RoleMaster || st.Role == ""
+	return maybeMaster && (w.role == state.RoleMaster || w.demoted || w.conf.ReplicaOf == "") && w.conf.Fenced &&
+		!st.Healthy && !st.FailingSince.IsZero() && time.Since(st.FailingSince) >= wk.a.cfg.ProbeTimeout
 }
 
 // healthProbe pings the local instance every ProbeInterval.
@@ -477,6 +497,15 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
 			return fmt.Errorf("config set %s: %w", k, err) // timeout, BUSY...: retry next pass
 		}
 		wk.a.log.Info("applied config", "instance", w.id, "key", k)
+	}
+	// Fenced servers also refuse (P)SYNC: a fenced master restarted with
+	// old or no data must never be what replicas resync from.
+	syncRule := "+sync"
+	if w.conf.Fenced {
+		syncRule = "-sync"
+	}
+	if err := c.Do(cctx, "ACL", "SETUSER", redisconf.InternalUser, syncRule, strings.Replace(syncRule, "sync", "psync", 1)).Err(); err != nil {
+		return fmt.Errorf("acl setuser: %w", err)
 	}
 	info, err := c.Info(cctx, "replication", "memory", "clients").Result()
 	if err != nil {

@@ -92,7 +92,8 @@ func New(cl *cluster.Cluster, fsm *state.FSM, downAfter time.Duration, log *slog
 		downAfter = 5 * time.Second
 	}
 	c := &Controller{cl: cl, fsm: fsm, downAfter: downAfter, log: log.With("component", "controller"), reports: map[string]Report{},
-		kick: make(chan struct{}, 1), fo: failoverState{noted: map[string]bool{}, clients: map[string]*redis.Client{}}}
+		kick: make(chan struct{}, 1), fo: failoverState{noted: map[string]bool{}, clients: map[string]*redis.Client{},
+			retryAt: map[string]time.Time{}, silent: map[string]fenceTarget{}}}
 	c.foCfg.defaults()
 	return c
 }
@@ -178,6 +179,11 @@ func (c *Controller) UpdateDB(ctx context.Context, name string, u Update) (*stat
 	old, ok := st.DBs[name]
 	if !ok {
 		return nil, 0, errf(NotFound, "database %s not found", name)
+	}
+	for _, sh := range old.Shards {
+		if sh.Pending != nil {
+			return nil, 0, errf(Conflict, "database %s: shard %d is failing over; retry when it is done", name, sh.Index)
+		}
 	}
 	spec := old.Spec
 	if u.Memory != nil {
@@ -339,13 +345,14 @@ func (c *Controller) Heartbeat(ctx context.Context, r Report) error {
 		return err
 	}
 	for _, f := range r.Fences {
-		if !c.note("fence/" + f.ID) {
+		if c.noted("fence/" + f.ID) {
 			continue
 		}
 		e := state.Event{Type: "fence", DB: f.DB, Shard: f.Shard, Node: r.Node.ID, Instance: f.Instance, Reason: f.Reason, Time: f.At}
 		if _, err := c.apply(ctx, state.Command{Op: state.OpEvent, Event: &e}); err != nil {
 			return err
 		}
+		c.note("fence/" + f.ID)
 	}
 	if n, ok := c.fsm.State().Nodes[r.Node.ID]; ok && n.Status == state.NodeDown {
 		if _, err := c.apply(ctx, state.Command{Op: state.OpSetNodeStatus, NodeID: n.ID, Status: state.NodeUp}); err != nil {
@@ -370,6 +377,25 @@ func (c *Controller) Reports() map[string]Report {
 // Run drives the leader's loops while this node leads: failover on every
 // report and every 50ms, nodes marked down when they miss heartbeats.
 func (c *Controller) Run(ctx context.Context) {
+	// Drains and heals wait on switchovers and placements: their own loop,
+	// so failovers never wait behind them.
+	mdone := make(chan struct{})
+	go func() {
+		defer close(mdone)
+		mt := time.NewTicker(200 * time.Millisecond)
+		defer mt.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-mt.C:
+			}
+			if c.cl.IsLeader() {
+				c.maintenancePass(ctx, c.foCfg.HealAfter)
+			}
+		}
+	}()
+	defer func() { <-mdone }()
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	defer c.closeClients()
@@ -399,7 +425,6 @@ func (c *Controller) Run(ctx context.Context) {
 			continue
 		}
 		lastDownCheck = time.Now()
-		c.maintenancePass(ctx, c.foCfg.HealAfter)
 		for _, id := range DownNodes(c.fsm.State(), c.Reports(), c.leaderAt, time.Now(), c.downAfter) {
 			if _, err := c.apply(ctx, state.Command{Op: state.OpSetNodeStatus, NodeID: id, Status: state.NodeDown, Time: time.Now().UTC()}); err != nil {
 				c.log.Warn("mark node down", "node", id, "err", err)

@@ -67,6 +67,15 @@ type failoverState struct {
 	mu      sync.Mutex
 	noted   map[string]bool // events already written, so a blocked failover logs once
 	clients map[string]*redis.Client
+	retryAt map[string]time.Time // planned switchovers that failed wait before the next try
+	// silent holds demoted masters on silent nodes, fenced directly by the
+	// leader while it can reach them (their agent may be dead).
+	silent    map[string]fenceTarget
+	lastFence time.Time
+}
+
+type fenceTarget struct {
+	addr, secret, node string
 }
 
 func (c *Controller) note(key string) bool {
@@ -77,6 +86,12 @@ func (c *Controller) note(key string) bool {
 	}
 	c.fo.noted[key] = true
 	return true
+}
+
+func (c *Controller) noted(key string) bool {
+	c.fo.mu.Lock()
+	defer c.fo.mu.Unlock()
+	return c.fo.noted[key]
 }
 
 func (c *Controller) event(ctx context.Context, e state.Event) {
@@ -172,15 +187,16 @@ func (c *Controller) failoverPass(ctx context.Context) {
 	st := c.fsm.State()
 	reports := c.Reports()
 	now := time.Now()
+	c.fenceSilent(ctx, reports, now, false)
 	for _, name := range st.DBNames() {
 		db := st.DBs[name]
 		for _, sh := range db.Shards {
-			if len(sh.Instances) < 2 {
-				continue // no replica to promote
-			}
 			if sh.Pending != nil {
 				c.tryPromote(ctx, st, db, sh, reports, now)
 				continue
+			}
+			if len(sh.Instances) < 2 {
+				continue // no replica to promote
 			}
 			m, ok := sh.Master()
 			if !ok {
@@ -208,6 +224,37 @@ func (c *Controller) failoverPass(ctx context.Context) {
 	}
 }
 
+// fenceSilent fences demoted masters on silent nodes directly (best
+// effort, at most once a second unless now), and forgets those whose node
+// reports again (its agent takes over).
+func (c *Controller) fenceSilent(ctx context.Context, reports map[string]Report, now time.Time, force bool) {
+	c.fo.mu.Lock()
+	if !force && now.Sub(c.fo.lastFence) < time.Second {
+		c.fo.mu.Unlock()
+		return
+	}
+	c.fo.lastFence = now
+	targets := map[string]fenceTarget{}
+	for id, t := range c.fo.silent {
+		targets[id] = t
+	}
+	c.fo.mu.Unlock()
+	for id, t := range targets {
+		if _, fresh := c.fresh(reports, t.node, now); fresh {
+			c.fo.mu.Lock()
+			delete(c.fo.silent, id)
+			c.fo.mu.Unlock()
+			continue
+		}
+		fctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		cl := c.redisClient(t.addr, t.secret)
+		if cl.ConfigSet(fctx, "min-replicas-to-write", redisconf.FenceReplicas).Err() == nil {
+			_ = cl.Do(fctx, "ACL", "SETUSER", redisconf.InternalUser, "-sync", "-psync").Err()
+		}
+		cancel()
+	}
+}
+
 // fencedOut says whether the demoted master can take no more writes: its
 // agent confirmed it for this epoch, or its node has been silent longer
 // than the agents' lease (so its agent fenced it, or is gone).
@@ -232,12 +279,22 @@ func (c *Controller) tryPromote(ctx context.Context, st *state.State, db *state.
 			old = in
 		}
 	}
-	if ok, _ := c.fencedOut(old, sh.Epoch, reports, now); !ok {
+	ok, why := c.fencedOut(old, sh.Epoch, reports, now)
+	if !ok {
 		return
 	}
 	oldAddr := ""
 	if n, ok := st.Nodes[old.Node]; ok {
 		oldAddr = net.JoinHostPort(n.Addr, strconv.Itoa(old.Port))
+	}
+	if _, fresh := c.fresh(reports, old.Node, now); !fresh {
+		// Silent node: its agent fenced the master if it lives. If it does
+		// not, fence the server directly whenever it can be reached.
+		c.fo.mu.Lock()
+		c.fo.silent[old.ID] = fenceTarget{addr: oldAddr, secret: db.Secret, node: old.Node}
+		c.fo.mu.Unlock()
+		c.fenceSilent(ctx, reports, now, true)
+		c.log.Info("promoting after the lease", "db", db.Name, "shard", sh.Index, "old", old.ID, "why", why)
 	}
 	var cands []failover.Candidate
 	for _, in := range sh.Instances {

@@ -2,12 +2,14 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"time"
 
 	"github.com/marina-redis/marina/internal/failover"
+	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/scheduler"
 	"github.com/marina-redis/marina/internal/state"
 )
@@ -136,8 +138,20 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 		unpause()
 		return res, errf(Conflict, "shard %d: replica %s did not catch up with the master within %s; nothing changed", shard, best.ID, maxPause/2)
 	}
+	// Fence the old master before the switch is committed: if this leader
+	// dies or the pause runs out before its agent makes it a replica, it
+	// still refuses writes. Should the switch not commit, its agent lifts the
+	// fence (the state still says master).
+	if err := mc.ConfigSet(ctx, "min-replicas-to-write", redisconf.FenceReplicas).Err(); err != nil {
+		unpause()
+		return res, errf(Unavailable, "shard %d: fence %s: %v", shard, m.ID, err)
+	}
 	if _, err := c.apply(ctx, state.Command{Op: state.OpSwitchover, Name: name, Shard: shard, Epoch: sh.Epoch, From: m.ID, To: best.ID,
 		Time: time.Now().UTC(), Reason: "planned switchover"}); err != nil {
+		var ce *Error
+		if errors.As(err, &ce) && ce.Kind == Conflict {
+			_ = mc.ConfigSet(ctx, "min-replicas-to-write", "0").Err() // refused for sure: nothing changed
+		}
 		unpause()
 		return res, err
 	}
@@ -254,8 +268,20 @@ func (c *Controller) maintenancePass(ctx context.Context, healAfter time.Duratio
 				if healing {
 					continue // a down node's masters are the failover's
 				}
-				if _, err := c.switchShard(ctx, pi.DB.Name, pi.Shard, id); err != nil && c.note(fmt.Sprintf("drain-blocked/%s/%s/%d", id, pi.ID, sh.Epoch)) {
-					c.event(ctx, state.Event{Type: "drain-blocked", DB: pi.DB.Name, Shard: pi.Shard, Node: id, Instance: pi.ID, Reason: err.Error()})
+				key := fmt.Sprintf("%s/%d", pi.DB.Name, pi.Shard)
+				c.fo.mu.Lock()
+				wait := now.Before(c.fo.retryAt[key])
+				c.fo.mu.Unlock()
+				if wait {
+					continue // each try pauses writes: back off after a failure
+				}
+				if _, err := c.switchShard(ctx, pi.DB.Name, pi.Shard, id); err != nil {
+					c.fo.mu.Lock()
+					c.fo.retryAt[key] = time.Now().Add(5 * time.Second)
+					c.fo.mu.Unlock()
+					if c.note(fmt.Sprintf("drain-blocked/%s/%s/%d", id, pi.ID, sh.Epoch)) {
+						c.event(ctx, state.Event{Type: "drain-blocked", DB: pi.DB.Name, Shard: pi.Shard, Node: id, Instance: pi.ID, Reason: err.Error()})
+					}
 				}
 				return // one change per pass: the state has moved on
 			}

@@ -26,7 +26,8 @@ type Config struct {
 	Secret      string // the internal user's password
 	ReplicaOf   string // host:port of the master, empty for a master
 	// Fenced makes a master refuse writes (min-replicas-to-write set out of
-	// reach): demoted masters and masters whose agent lost the leader.
+	// reach) and replication syncs (the internal user loses SYNC and PSYNC):
+	// demoted masters, masters whose agent lost the leader, and replicas.
 	Fenced bool
 }
 
@@ -81,7 +82,11 @@ func (c Config) Render() string {
 	w("min-replicas-to-write %s", live["min-replicas-to-write"])
 	// The internal user survives client password changes, so replication and
 	// the agent never lock themselves out.
-	w("user %s on >%s ~* &* +@all", InternalUser, c.Secret)
+	sync := "+sync +psync"
+	if c.Fenced {
+		sync = "-sync -psync" // see Fenced: no replica resyncs from a fenced server
+	}
+	w("user %s on >%s ~* &* +@all %s", InternalUser, c.Secret, sync)
 	w("masteruser %s", InternalUser)
 	w("masterauth %s", c.Secret)
 	// Disk-based full syncs: after a diskless one, Redis 7.0 starts the

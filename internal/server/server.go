@@ -361,6 +361,9 @@ func (n *Node) heartbeats(ctx context.Context) {
 	var peerAddr string
 	for {
 		rep := controller.Report{Node: n.self(), Instances: n.Agent.Statuses(), Probes: n.Agent.Probes(), Fences: n.Agent.Fences()}
+		// The lease counts from when the report left, not when the answer
+		// came back: the leader counts its wait from when it arrived.
+		sent := time.Now()
 		hctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat*2)
 		var err error
 		id := n.Raft.LeaderID()
@@ -379,7 +382,7 @@ func (n *Node) heartbeats(ctx context.Context) {
 		}
 		cancel()
 		if err == nil {
-			n.Agent.Contact(time.Now())
+			n.Agent.Contact(sent)
 			n.Agent.AckFences(rep.Fences)
 		}
 		if err != nil && ctx.Err() == nil {

@@ -231,8 +231,19 @@ func apply(st *State, c Command) error {
 		if c.DB == nil {
 			return fmt.Errorf("update without database")
 		}
-		if _, ok := st.DBs[c.DB.Name]; !ok {
+		cur, ok := st.DBs[c.DB.Name]
+		if !ok {
 			return fmt.Errorf("database %s not found", c.DB.Name)
+		}
+		// The update was computed from a copy: refuse it if a failover or
+		// switchover changed the shards since (it would undo them).
+		if len(cur.Shards) != len(c.DB.Shards) {
+			return fmt.Errorf("database %s changed during the update; retry", c.DB.Name)
+		}
+		for i := range cur.Shards {
+			if cur.Shards[i].Epoch != c.DB.Shards[i].Epoch || cur.Shards[i].Pending != nil {
+				return fmt.Errorf("database %s shard %d changed during the update (failover); retry", c.DB.Name, i)
+			}
 		}
 		if err := c.DB.Spec.Validate(); err != nil {
 			return err

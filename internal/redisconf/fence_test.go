@@ -1,0 +1,62 @@
+package redisconf
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/testutil"
+)
+
+// A fenced server refuses writes and refuses to be a sync source for the
+// internal user replicas log in as; an unfenced one does both.
+func TestFenceOnRealRedis(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	for _, fenced := range []bool{true, false} {
+		port := testutil.FreePort(t, host)
+		dir := t.TempDir()
+		c := Config{Port: port, Bind: host, Dir: dir, MaxMemory: 8 << 20, Policy: "noeviction", Persistence: state.PersistNone,
+			Password: "password1", Secret: "secret-123", Fenced: fenced}
+		conf := filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(conf, []byte(c.Render()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("redis-server", conf)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		ctx := context.Background()
+		addr := fmt.Sprintf("%s:%d", host, port)
+		client := redis.NewClient(&redis.Options{Addr: addr, Password: "password1", Protocol: 2, DisableIdentity: true})
+		internal := redis.NewClient(&redis.Options{Addr: addr, Username: InternalUser, Password: "secret-123", Protocol: 2, DisableIdentity: true})
+		testutil.WaitFor(t, 5*time.Second, "redis up", func() error { return client.Ping(ctx).Err() })
+		werr := client.Set(ctx, "k", "v", 0).Err()
+		serr := internal.Do(ctx, "PSYNC", "?", "-1").Err()
+		if fenced {
+			if werr == nil || !strings.Contains(werr.Error(), "NOREPLICAS") {
+				t.Errorf("fenced: write answered %v, want NOREPLICAS", werr)
+			}
+			if serr == nil || !strings.Contains(serr.Error(), "NOPERM") {
+				t.Errorf("fenced: PSYNC answered %v, want NOPERM", serr)
+			}
+		} else {
+			if werr != nil {
+				t.Errorf("unfenced: write refused: %v", werr)
+			}
+			if serr != nil && strings.Contains(serr.Error(), "NOPERM") {
+				t.Errorf("unfenced: PSYNC refused: %v", serr)
+			}
+		}
+		client.Close()
+		internal.Close()
+	}
+}
