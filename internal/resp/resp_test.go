@@ -1,0 +1,149 @@
+package resp
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestReadCommand(t *testing.T) {
+	cases := []struct {
+		in      string
+		want    []string
+		wantErr string
+	}{
+		{"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", []string{"GET", "k"}, ""},
+		{"*1\r\n$0\r\n\r\n", []string{""}, ""},
+		{"PING\r\n", []string{"PING"}, ""},
+		{"set k \"a b\\\"c\"\r\n", []string{"set", "k", "a b\"c"}, ""},
+		{"set k 'x y'\n", []string{"set", "k", "x y"}, ""},
+		{"\r\n*0\r\nPING\r\n", []string{"PING"}, ""},
+		{"*1\r\n$3\r\nGETX\r\n", nil, "expected CRLF after bulk"},
+		{"*1\r\n:3\r\n", nil, "expected '$'"},
+		{"*x\r\n", nil, "invalid length"},
+		{"*1\r\n$-5\r\n", nil, "invalid bulk length"},
+		{"set k \"open\r\n", nil, "unbalanced quotes"},
+	}
+	for _, c := range cases {
+		r := NewReader(strings.NewReader(c.in), 4096)
+		got, err := r.ReadCommand()
+		if c.wantErr != "" {
+			var pe *ProtocolError
+			if !errors.As(err, &pe) || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%q: err %v, want %q", c.in, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", c.in, err)
+			continue
+		}
+		var s []string
+		for _, a := range got {
+			s = append(s, string(a))
+		}
+		if strings.Join(s, "|") != strings.Join(c.want, "|") {
+			t.Errorf("%q: got %q, want %q", c.in, s, c.want)
+		}
+	}
+}
+
+func TestPipelineAndLimit(t *testing.T) {
+	var in []byte
+	for i := 0; i < 1000; i++ {
+		in = AppendCommand(in, []byte("SET"), []byte("key"), bytes.Repeat([]byte("v"), i%50))
+	}
+	r := NewReader(bytes.NewReader(in), 1024)
+	for i := 0; i < 1000; i++ {
+		args, err := r.ReadCommand()
+		if err != nil || len(args) != 3 || len(args[2]) != i%50 {
+			t.Fatalf("command %d: %v %q", i, err, args)
+		}
+	}
+	r = NewReader(bytes.NewReader(AppendCommand(nil, []byte("SET"), []byte("k"), bytes.Repeat([]byte("x"), 100))), 1024)
+	r.MaxSize = 50
+	if _, err := r.ReadCommand(); err == nil || !strings.Contains(err.Error(), "invalid bulk length") {
+		t.Fatalf("oversized request: %v", err)
+	}
+}
+
+func TestReadReplyAndElements(t *testing.T) {
+	replies := []string{
+		"+OK\r\n", "-ERR x\r\n", ":42\r\n", "$3\r\nabc\r\n", "$-1\r\n", "*-1\r\n",
+		"*3\r\n$1\r\na\r\n$-1\r\n:1\r\n", "*2\r\n*1\r\n+x\r\n$0\r\n\r\n",
+		"%1\r\n+k\r\n:1\r\n", "_\r\n", ",3.14\r\n", "#t\r\n", "~1\r\n+a\r\n", ">2\r\n+message\r\n$1\r\nx\r\n",
+	}
+	all := strings.Join(replies, "")
+	r := NewReader(strings.NewReader(all), 64)
+	for _, want := range replies {
+		got, err := r.ReadReply(nil)
+		if err != nil || string(got) != want {
+			t.Fatalf("ReadReply = %q %v, want %q", got, err, want)
+		}
+	}
+	rest := []byte(all)
+	for _, want := range replies {
+		var got []byte
+		var err error
+		got, rest, err = Next(rest)
+		if err != nil || string(got) != want {
+			t.Fatalf("Next = %q %v, want %q", got, err, want)
+		}
+	}
+	els, err := Elements([]byte("*3\r\n$1\r\na\r\n$-1\r\n:1\r\n"))
+	if err != nil || len(els) != 3 || string(els[1]) != "$-1\r\n" {
+		t.Fatalf("Elements %q %v", els, err)
+	}
+	if n, ok := Int([]byte(":-7\r\n")); !ok || n != -7 {
+		t.Fatalf("Int %d %v", n, ok)
+	}
+	if b, ok := BulkBytes([]byte("$3\r\nabc\r\n")); !ok || string(b) != "abc" {
+		t.Fatalf("BulkBytes %q", b)
+	}
+}
+
+// FuzzReadCommand: no input may panic, hang or yield an argument that
+// does not round-trip.
+func FuzzReadCommand(f *testing.F) {
+	f.Add([]byte("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"))
+	f.Add([]byte("PING\r\n"))
+	f.Add([]byte("set a \"b c\"\r\n"))
+	f.Add([]byte("*1\r\n$-1\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := NewReader(bytes.NewReader(in), 256)
+		r.MaxSize = 1 << 16
+		for i := 0; i < 100; i++ {
+			args, err := r.ReadCommand()
+			if err != nil {
+				return
+			}
+			enc := AppendCommand(nil, args...)
+			back, err := NewReader(bytes.NewReader(enc), 256).ReadCommand()
+			if err != nil || len(back) != len(args) {
+				t.Fatalf("round trip of %q: %v", args, err)
+			}
+			for j := range args {
+				if !bytes.Equal(back[j], args[j]) {
+					t.Fatalf("round trip changed %q to %q", args[j], back[j])
+				}
+			}
+		}
+	})
+}
+
+// FuzzReply: ReadReply and Next agree on every input.
+func FuzzReply(f *testing.F) {
+	f.Add([]byte("*2\r\n$1\r\na\r\n:1\r\n"))
+	f.Add([]byte("%1\r\n+k\r\n*0\r\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		got, err := NewReader(bytes.NewReader(in), 256).ReadReply(nil)
+		if err != nil {
+			return
+		}
+		n, _, err2 := Next(in)
+		if err2 != nil || !bytes.Equal(n, got) {
+			t.Fatalf("ReadReply %q, Next %q %v", got, n, err2)
+		}
+	})
+}
