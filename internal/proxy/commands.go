@@ -1,0 +1,192 @@
+package proxy
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/marina-redis/marina/internal/resp"
+)
+
+// cmdInfo is what routing needs to know of a command, from COMMAND.
+type cmdInfo struct {
+	name              string
+	arity             int
+	first, last, step int
+	readonly, write   bool
+	movable           bool
+	blocking          bool
+	pubsub            bool
+}
+
+// cmdTable maps lower-case names ("get", and "object|encoding" for
+// subcommands) to their info. It is learned from a backend's COMMAND reply,
+// so it always matches the Redis version behind the proxy.
+type cmdTable map[string]*cmdInfo
+
+func parseCommandTable(raw []byte) (cmdTable, error) {
+	entries, err := resp.Elements(raw)
+	if err != nil {
+		return nil, fmt.Errorf("COMMAND reply: %w", err)
+	}
+	t := cmdTable{}
+	for _, e := range entries {
+		if err := t.add(e); err != nil {
+			return nil, err
+		}
+	}
+	if t["get"] == nil || t["mget"] == nil {
+		return nil, fmt.Errorf("COMMAND reply lacks basic commands")
+	}
+	return t, nil
+}
+
+func (t cmdTable) add(entry []byte) error {
+	f, err := resp.Elements(entry)
+	if err != nil || len(f) < 6 {
+		return fmt.Errorf("COMMAND entry: %v", err)
+	}
+	name, ok := resp.BulkBytes(f[0])
+	if !ok {
+		if len(f[0]) > 1 && f[0][0] == '+' {
+			name = f[0][1 : len(f[0])-2]
+		} else {
+			return fmt.Errorf("COMMAND entry without a name")
+		}
+	}
+	ci := &cmdInfo{name: strings.ToLower(string(name))}
+	a, _ := resp.Int(f[1])
+	first, _ := resp.Int(f[3])
+	last, _ := resp.Int(f[4])
+	step, _ := resp.Int(f[5])
+	ci.arity, ci.first, ci.last, ci.step = int(a), int(first), int(last), int(step)
+	if flags, err := resp.Elements(f[2]); err == nil {
+		for _, fl := range flags {
+			switch strings.Trim(string(fl), "+\r\n") {
+			case "readonly":
+				ci.readonly = true
+			case "write":
+				ci.write = true
+			case "movablekeys":
+				ci.movable = true
+			case "blocking":
+				ci.blocking = true
+			case "pubsub":
+				ci.pubsub = true
+			}
+		}
+	}
+	t[ci.name] = ci
+	// Redis 7: element 10 lists subcommands, each a full entry.
+	if len(f) >= 10 {
+		if subs, err := resp.Elements(f[9]); err == nil {
+			for _, s := range subs {
+				if err := t.add(s); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func lower(b []byte) string {
+	for _, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			return strings.ToLower(string(b))
+		}
+	}
+	return string(b)
+}
+
+// lookup finds the command (or its subcommand) of args.
+func (t cmdTable) lookup(args [][]byte) (*cmdInfo, string) {
+	name := lower(args[0])
+	ci := t[name]
+	if ci != nil && len(args) > 1 {
+		if sub := t[name+"|"+lower(args[1])]; sub != nil {
+			return sub, name
+		}
+	}
+	return ci, name
+}
+
+// arityOK checks the argument count against COMMAND's arity.
+func (ci *cmdInfo) arityOK(n int) bool {
+	if ci.arity >= 0 {
+		return n == ci.arity
+	}
+	return n >= -ci.arity
+}
+
+// keyPositions returns the indexes of args that are keys.
+func (ci *cmdInfo) keyPositions(args [][]byte) ([]int, error) {
+	base := strings.SplitN(ci.name, "|", 2)[0]
+	switch base {
+	case "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro":
+		return numkeysAt(args, 2, 3)
+	case "zunion", "zinter", "zdiff", "sintercard", "zintercard", "lmpop", "zmpop":
+		return numkeysAt(args, 1, 2)
+	case "zunionstore", "zinterstore", "zdiffstore":
+		ks, err := numkeysAt(args, 2, 3)
+		return append([]int{1}, ks...), err
+	case "blmpop", "bzmpop":
+		return numkeysAt(args, 2, 3)
+	case "xread", "xreadgroup":
+		for i := 1; i < len(args); i++ {
+			if strings.EqualFold(string(args[i]), "streams") {
+				rest := len(args) - i - 1
+				if rest%2 != 0 || rest == 0 {
+					return nil, fmt.Errorf("Unbalanced '%s' list of streams", base)
+				}
+				var out []int
+				for k := 0; k < rest/2; k++ {
+					out = append(out, i+1+k)
+				}
+				return out, nil
+			}
+		}
+		return nil, fmt.Errorf("syntax error")
+	}
+	if ci.first <= 0 {
+		return nil, nil
+	}
+	last := ci.last
+	if last < 0 {
+		last = len(args) + last
+	}
+	step := max(ci.step, 1)
+	var out []int
+	for i := ci.first; i <= last && i < len(args); i += step {
+		out = append(out, i)
+	}
+	return out, nil
+}
+
+func numkeysAt(args [][]byte, at, from int) ([]int, error) {
+	if len(args) <= at {
+		return nil, fmt.Errorf("wrong number of arguments")
+	}
+	n, err := strconv.Atoi(string(args[at]))
+	if err != nil || n < 0 || from+n > len(args) {
+		return nil, fmt.Errorf("Number of keys can't be greater than number of args")
+	}
+	out := make([]int, n)
+	for i := range out {
+		out[i] = from + i
+	}
+	return out, nil
+}
+
+// denied are commands a database's clients may not run through the proxy:
+// they would reconfigure or stop a server Marina manages, or take over the
+// shared backend connection.
+var denied = map[string]bool{
+	"config": true, "shutdown": true, "replicaof": true, "slaveof": true, "debug": true, "acl": true,
+	"sync": true, "psync": true, "failover": true, "module": true, "cluster": true, "bgrewriteaof": true,
+	"save": true, "bgsave": true, "monitor": true, "migrate": true, "restore-asking": true, "readonly": true,
+	"readwrite": true, "asking": true, "latency": true, "lastsave": true, "swapdb": true, "move": true,
+	"replconf": true, "pfdebug": true, "pfselftest": true, "function": true, "script": false,
+}
+
+var crlf = []byte("\r\n")

@@ -1,0 +1,801 @@
+// Package proxy serves every database's endpoint on every node: the Redis
+// protocol, pipelined, sharded over the 16384 hash slots, with multi-key
+// commands split and merged, many clients multiplexed over a few backend
+// connections, per-database AUTH, and topology changes applied live.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/resp"
+	"github.com/marina-redis/marina/internal/slots"
+)
+
+// ShardRoute is where one shard's commands go.
+type ShardRoute struct {
+	Index     int
+	SlotStart int
+	SlotEnd   int
+	Master    string // host:port, "" while a failover is in progress
+	Replicas  []string
+}
+
+// Route is everything the proxy needs to serve one database.
+type Route struct {
+	Name       string
+	Addr       string // host:port the proxy listens on
+	Password   string
+	Secret     string
+	Shards     []ShardRoute
+	MaxClients int
+	MaxRequest int // bytes
+	Idle       time.Duration
+}
+
+// topology is an immutable routing snapshot; swapped atomically on change.
+type topology struct {
+	route   Route
+	slotMap [slots.Count]uint16
+}
+
+func newTopology(r Route) *topology {
+	t := &topology{route: r}
+	for i, sh := range r.Shards {
+		for s := sh.SlotStart; s <= sh.SlotEnd && s < slots.Count; s++ {
+			t.slotMap[s] = uint16(i)
+		}
+	}
+	return t
+}
+
+// Stats are a database proxy's counters.
+type Stats struct {
+	Ops         atomic.Int64
+	Errors      atomic.Int64
+	Connections atomic.Int64
+	Accepted    atomic.Int64
+	Rejected    atomic.Int64
+}
+
+// DB is the proxy of one database.
+type DB struct {
+	log     *slog.Logger
+	ln      net.Listener
+	topo    atomic.Pointer[topology]
+	mu      sync.Mutex
+	pools   map[string]*pool
+	cmds    atomic.Pointer[cmdTable]
+	clients sync.WaitGroup
+	nextID  atomic.Uint64
+	Stats   Stats
+	ctx     context.Context
+	cancel  context.CancelFunc
+	conns   sync.Map // net.Conn -> struct{}
+}
+
+// Listen starts the proxy of one database.
+func Listen(r Route, log *slog.Logger) (*DB, error) {
+	ln, err := net.Listen("tcp", r.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy for %s on %s: %w", r.Name, r.Addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &DB{log: log.With("component", "proxy", "db", r.Name), ln: ln, pools: map[string]*pool{}, ctx: ctx, cancel: cancel}
+	d.topo.Store(newTopology(r))
+	go d.accept()
+	return d, nil
+}
+
+// Addr is the listening address.
+func (d *DB) Addr() string { return d.ln.Addr().String() }
+
+// Update swaps the routing live: new commands go to the new masters,
+// client connections stay open.
+func (d *DB) Update(r Route) {
+	d.topo.Store(newTopology(r))
+	// Drop pools of backends no longer in the route.
+	keep := map[string]bool{}
+	for _, sh := range r.Shards {
+		keep[sh.Master] = true
+		for _, rep := range sh.Replicas {
+			keep[rep] = true
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for addr, p := range d.pools {
+		if !keep[addr] {
+			p.close()
+			delete(d.pools, addr)
+		}
+	}
+}
+
+// Close stops the listener, closes client connections and backends.
+func (d *DB) Close() {
+	d.cancel()
+	d.ln.Close()
+	d.conns.Range(func(k, _ any) bool {
+		k.(net.Conn).Close()
+		return true
+	})
+	d.clients.Wait()
+	d.mu.Lock()
+	for _, p := range d.pools {
+		p.close()
+	}
+	d.mu.Unlock()
+}
+
+func (d *DB) accept() {
+	for {
+		conn, err := d.ln.Accept()
+		if err != nil {
+			if d.ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		t := d.topo.Load()
+		if max := t.route.MaxClients; max > 0 && d.Stats.Connections.Load() >= int64(max) {
+			d.Stats.Rejected.Add(1)
+			_, _ = conn.Write([]byte("-ERR max number of clients reached\r\n"))
+			conn.Close()
+			continue
+		}
+		d.Stats.Connections.Add(1)
+		d.Stats.Accepted.Add(1)
+		d.clients.Add(1)
+		d.conns.Store(conn, struct{}{})
+		go func() {
+			defer d.clients.Done()
+			defer d.Stats.Connections.Add(-1)
+			defer d.conns.Delete(conn)
+			defer conn.Close()
+			d.serve(conn)
+		}()
+	}
+}
+
+func (d *DB) pool(addr string) *pool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, ok := d.pools[addr]
+	if !ok {
+		t := d.topo.Load()
+		p = newPool(addr, redisconf.InternalUser, t.route.Secret)
+		d.pools[addr] = p
+	}
+	return p
+}
+
+// table returns the command table, learned from a backend on first use.
+func (d *DB) table(ctx context.Context) (cmdTable, error) {
+	if t := d.cmds.Load(); t != nil {
+		return *t, nil
+	}
+	topo := d.topo.Load()
+	var lastErr error
+	for _, sh := range topo.route.Shards {
+		for _, addr := range append([]string{sh.Master}, sh.Replicas...) {
+			if addr == "" {
+				continue
+			}
+			raw, err := d.roundTrip(ctx, addr, 0, resp.AppendCommand(nil, []byte("COMMAND")))
+			if err == nil {
+				var t cmdTable
+				if t, err = parseCommandTable(raw); err == nil {
+					d.cmds.Store(&t)
+					return t, nil
+				}
+			}
+			lastErr = err
+		}
+	}
+	return nil, fmt.Errorf("no backend answered COMMAND: %v", lastErr)
+}
+
+func (d *DB) roundTrip(ctx context.Context, addr string, id uint64, cmd []byte) ([]byte, error) {
+	c, err := d.pool(addr).get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	r := &request{cmd: cmd, done: wg.Done}
+	c.send(r)
+	wg.Wait()
+	return r.reply, r.err
+}
+
+// slot of a reply in the client's ordered output.
+type pending struct {
+	imm   []byte     // an answer the proxy gave itself
+	reqs  []*request // backend requests whose replies make up the answer
+	merge func(reqs []*request) []byte
+}
+
+// client is one client connection.
+type client struct {
+	d      *DB
+	id     uint64
+	conn   net.Conn
+	r      *resp.Reader
+	out    []byte
+	pend   []pending
+	wg     sync.WaitGroup
+	authed bool
+	name   string
+	quit   bool
+}
+
+func (d *DB) serve(conn net.Conn) {
+	t := d.topo.Load()
+	c := &client{d: d, id: d.nextID.Add(1), conn: conn, r: resp.NewReader(conn, 16<<10)}
+	c.r.MaxSize = t.route.MaxRequest
+	c.authed = t.route.Password == ""
+	for !c.quit {
+		if idle := d.topo.Load().route.Idle; idle > 0 && c.r.Buffered() == 0 {
+			_ = conn.SetReadDeadline(time.Now().Add(idle))
+		}
+		args, err := c.r.ReadCommand()
+		if err != nil {
+			var pe *resp.ProtocolError
+			if errors.As(err, &pe) {
+				c.flush()
+				_, _ = conn.Write(resp.AppendError(nil, "ERR "+pe.Error()))
+			} else if !errors.Is(err, io.EOF) {
+				c.flush()
+			}
+			return
+		}
+		d.Stats.Ops.Add(1)
+		c.dispatch(args)
+		// Answer a whole pipeline at once: everything the client sent so far.
+		if c.r.Buffered() == 0 || len(c.pend) >= 512 {
+			if !c.flush() {
+				return
+			}
+		}
+	}
+	c.flush()
+}
+
+// flush waits for the backend replies and writes every answer in order.
+func (c *client) flush() bool {
+	c.wg.Wait()
+	c.out = c.out[:0]
+	for _, p := range c.pend {
+		switch {
+		case p.imm != nil:
+			c.out = append(c.out, p.imm...)
+		case p.merge != nil:
+			c.out = append(c.out, p.merge(p.reqs)...)
+		default:
+			c.out = append(c.out, replyOf(p.reqs[0])...)
+		}
+	}
+	for i := range c.pend {
+		c.pend[i] = pending{}
+	}
+	c.pend = c.pend[:0]
+	if len(c.out) == 0 {
+		return true
+	}
+	if _, err := c.conn.Write(c.out); err != nil {
+		return false
+	}
+	if cap(c.out) > 1<<20 {
+		c.out = nil // do not keep a huge buffer per idle client
+	}
+	return true
+}
+
+func replyOf(r *request) []byte {
+	if r.err != nil {
+		return resp.AppendError(nil, "ERR backend unavailable: "+r.err.Error())
+	}
+	return r.reply
+}
+
+func (c *client) answer(b []byte) { c.pend = append(c.pend, pending{imm: b}) }
+
+func (c *client) errorf(format string, args ...any) {
+	c.d.Stats.Errors.Add(1)
+	c.answer(resp.AppendError(nil, fmt.Sprintf(format, args...)))
+}
+
+// send queues one command to a backend and returns its request.
+func (c *client) send(addr string, cmd []byte) *request {
+	c.wg.Add(1)
+	r := &request{cmd: cmd, done: c.wg.Done}
+	bc, err := c.d.pool(addr).get(c.d.ctx, c.id)
+	if err != nil {
+		r.err = err
+		r.done()
+		return r
+	}
+	bc.send(r)
+	return r
+}
+
+func copyCmd(args [][]byte) []byte { return resp.AppendCommand(nil, args...) }
+
+func eq(a []byte, s string) bool { return strings.EqualFold(string(a), s) }
+
+func (c *client) dispatch(args [][]byte) {
+	t := c.d.topo.Load()
+	name := lower(args[0])
+	switch name {
+	case "auth":
+		c.auth(t, args)
+		return
+	case "quit":
+		c.answer(resp.OK)
+		c.quit = true
+		return
+	case "hello":
+		c.hello(t, args)
+		return
+	}
+	if !c.authed {
+		c.errorf("NOAUTH Authentication required.")
+		return
+	}
+	switch name {
+	case "ping":
+		switch len(args) {
+		case 1:
+			c.answer([]byte("+PONG\r\n"))
+		case 2:
+			c.answer(resp.AppendBulk(nil, args[1]))
+		default:
+			c.errorf("ERR wrong number of arguments for 'ping' command")
+		}
+		return
+	case "echo":
+		if len(args) != 2 {
+			c.errorf("ERR wrong number of arguments for 'echo' command")
+			return
+		}
+		c.answer(resp.AppendBulk(nil, args[1]))
+		return
+	case "select":
+		if len(args) != 2 {
+			c.errorf("ERR wrong number of arguments for 'select' command")
+		} else if string(args[1]) != "0" {
+			c.errorf("ERR DB index is out of range")
+		} else {
+			c.answer(resp.OK)
+		}
+		return
+	case "client":
+		c.clientCmd(args)
+		return
+	}
+	tab, err := c.d.table(c.d.ctx)
+	if err != nil {
+		c.errorf("ERR proxy: %v", err)
+		return
+	}
+	ci, base := tab.lookup(args)
+	if ci == nil {
+		c.errorf("ERR unknown command '%s', with args beginning with: %s", trunc(args[0]), argsPreview(args[1:]))
+		return
+	}
+	if !ci.arityOK(len(args)) {
+		c.errorf("ERR wrong number of arguments for '%s' command", ci.name)
+		return
+	}
+	if denied[base] {
+		c.errorf("ERR command '%s' is not allowed through the Marina proxy", base)
+		return
+	}
+	if ci.blocking || ci.pubsub || base == "multi" || base == "exec" || base == "discard" || base == "watch" || base == "unwatch" {
+		// These hold a backend connection to themselves; the shared,
+		// multiplexed ones cannot carry them.
+		c.errorf("ERR '%s' needs a dedicated connection, which the Marina proxy does not support yet", base)
+		return
+	}
+	shards := t.route.Shards
+	switch base {
+	case "mget":
+		c.splitKeys(t, args, 1, "mget")
+		return
+	case "mset":
+		c.splitKeys(t, args, 2, "mset")
+		return
+	case "del", "unlink", "exists", "touch":
+		c.splitKeys(t, args, 1, base)
+		return
+	case "dbsize":
+		c.fanout(t, args, sumInts)
+		return
+	case "flushdb", "flushall":
+		c.fanout(t, args, allOK)
+		return
+	case "keys":
+		if len(shards) > 1 {
+			c.fanout(t, args, concatArrays)
+			return
+		}
+	case "scan":
+		if len(shards) > 1 {
+			c.scan(t, args)
+			return
+		}
+	case "randomkey":
+		if len(shards) > 1 {
+			c.fanout(t, args, firstNonNull)
+			return
+		}
+	}
+	keys, err := ci.keyPositions(args)
+	if err != nil {
+		c.errorf("ERR %v", err)
+		return
+	}
+	shard := 0
+	if len(shards) > 1 {
+		if len(keys) == 0 {
+			c.errorf("ERR '%s' has no key to route by on a sharded database", base)
+			return
+		}
+		s0 := slots.Of(args[keys[0]])
+		for _, k := range keys[1:] {
+			if slots.Of(args[k]) != s0 {
+				c.errorf("CROSSSLOT Keys in request don't hash to the same slot")
+				return
+			}
+		}
+		shard = int(t.slotMap[s0])
+	}
+	c.toShard(t, shard, copyCmd(args))
+}
+
+func (c *client) toShard(t *topology, shard int, cmd []byte) {
+	m := t.route.Shards[shard].Master
+	if m == "" {
+		c.errorf("TRYAGAIN shard %d is failing over; retry shortly", shard)
+		return
+	}
+	c.pend = append(c.pend, pending{reqs: []*request{c.send(m, cmd)}})
+}
+
+func trunc(b []byte) string {
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < ' ' {
+			return ' '
+		}
+		return r
+	}, string(b))
+}
+
+func argsPreview(args [][]byte) string {
+	var parts []string
+	for i, a := range args {
+		if i == 3 {
+			break
+		}
+		parts = append(parts, "'"+trunc(a)+"'")
+	}
+	return strings.Join(parts, " ")
+}
+
+func (c *client) auth(t *topology, args [][]byte) {
+	var user, pw []byte
+	switch len(args) {
+	case 2:
+		pw = args[1]
+	case 3:
+		user, pw = args[1], args[2]
+	default:
+		c.errorf("ERR wrong number of arguments for 'auth' command")
+		return
+	}
+	if c.checkPassword(t, user, pw) {
+		c.authed = true
+		c.answer(resp.OK)
+		return
+	}
+	c.authed = false
+	c.errorf("WRONGPASS invalid username-password pair or user is disabled.")
+}
+
+func (c *client) checkPassword(t *topology, user, pw []byte) bool {
+	if user != nil && !eq(user, "default") {
+		return false
+	}
+	want := t.route.Password
+	return want != "" && subtle.ConstantTimeCompare(pw, []byte(want)) == 1
+}
+
+func (c *client) hello(t *topology, args [][]byte) {
+	if len(args) >= 2 && string(args[1]) != "2" {
+		if string(args[1]) == "3" {
+			c.errorf("NOPROTO the Marina proxy speaks RESP2")
+		} else {
+			c.errorf("NOPROTO unsupported protocol version")
+		}
+		return
+	}
+	for i := 2; i < len(args); i++ {
+		switch {
+		case eq(args[i], "auth") && i+2 < len(args):
+			if !c.checkPassword(t, args[i+1], args[i+2]) {
+				c.errorf("WRONGPASS invalid username-password pair or user is disabled.")
+				return
+			}
+			c.authed = true
+			i += 2
+		case eq(args[i], "setname") && i+1 < len(args):
+			c.name = string(args[i+1])
+			i++
+		default:
+			c.errorf("ERR Syntax error in HELLO option '%s'", trunc(args[i]))
+			return
+		}
+	}
+	if !c.authed {
+		c.errorf("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		return
+	}
+	out := resp.AppendArrayHeader(nil, 14)
+	kv := func(k, v string) {
+		out = resp.AppendBulk(out, []byte(k))
+		out = resp.AppendBulk(out, []byte(v))
+	}
+	kv("server", "redis")
+	kv("version", "7.0.0")
+	out = resp.AppendBulk(out, []byte("proto"))
+	out = resp.AppendInt(out, 2)
+	out = resp.AppendBulk(out, []byte("id"))
+	out = resp.AppendInt(out, int64(c.id))
+	kv("mode", "standalone")
+	kv("role", "master")
+	out = resp.AppendBulk(out, []byte("modules"))
+	out = resp.AppendArrayHeader(out, 0)
+	c.answer(out)
+}
+
+func (c *client) clientCmd(args [][]byte) {
+	if len(args) < 2 {
+		c.errorf("ERR wrong number of arguments for 'client' command")
+		return
+	}
+	switch lower(args[1]) {
+	case "setname":
+		if len(args) != 3 || bytes.ContainsAny(args[2], " \n") {
+			c.errorf("ERR Client names cannot contain spaces, newlines or special characters.")
+			return
+		}
+		c.name = string(args[2])
+		c.answer(resp.OK)
+	case "getname":
+		if c.name == "" {
+			c.answer(resp.Null)
+		} else {
+			c.answer(resp.AppendBulk(nil, []byte(c.name)))
+		}
+	case "id":
+		c.answer(resp.AppendInt(nil, int64(c.id)))
+	case "setinfo":
+		c.answer(resp.OK)
+	default:
+		c.errorf("ERR CLIENT %s is not supported by the Marina proxy", trunc(args[1]))
+	}
+}
+
+// splitKeys sends a multi-key command per shard (keys grouped, order kept)
+// and merges the answers. stride is 1 for keys, 2 for key/value pairs.
+func (c *client) splitKeys(t *topology, args [][]byte, stride int, op string) {
+	if (len(args)-1)%stride != 0 {
+		c.errorf("ERR wrong number of arguments for '%s' command", op)
+		return
+	}
+	shards := t.route.Shards
+	if len(shards) == 1 {
+		c.toShard(t, 0, copyCmd(args))
+		return
+	}
+	type part struct {
+		args [][]byte
+		pos  []int // index of each key in the original command
+	}
+	parts := map[int]*part{}
+	var order []int
+	for i := 1; i < len(args); i += stride {
+		s := int(t.slotMap[slots.Of(args[i])])
+		p, ok := parts[s]
+		if !ok {
+			p = &part{args: [][]byte{args[0]}}
+			parts[s] = p
+			order = append(order, s)
+		}
+		p.args = append(p.args, args[i:i+stride]...)
+		p.pos = append(p.pos, (i-1)/stride)
+	}
+	for _, s := range order {
+		if shards[s].Master == "" {
+			c.errorf("TRYAGAIN shard %d is failing over; retry shortly", s)
+			return
+		}
+	}
+	reqs := make([]*request, len(order))
+	for i, s := range order {
+		reqs[i] = c.send(shards[s].Master, copyCmd(parts[s].args))
+	}
+	n := (len(args) - 1) / stride
+	c.pend = append(c.pend, pending{reqs: reqs, merge: func(reqs []*request) []byte {
+		for _, r := range reqs {
+			if r.err != nil || resp.IsError(r.reply) {
+				return replyOf(r)
+			}
+		}
+		switch op {
+		case "mget":
+			vals := make([][]byte, n)
+			for i, s := range order {
+				els, err := resp.Elements(reqs[i].reply)
+				if err != nil || len(els) != len(parts[s].pos) {
+					return resp.AppendError(nil, "ERR proxy: bad MGET reply from shard")
+				}
+				for j, e := range els {
+					vals[parts[s].pos[j]] = e
+				}
+			}
+			out := resp.AppendArrayHeader(nil, n)
+			for _, v := range vals {
+				out = append(out, v...)
+			}
+			return out
+		case "mset":
+			return resp.OK
+		default:
+			return sumInts(reqs)
+		}
+	}})
+}
+
+// fanout sends a command to every shard's master and merges.
+func (c *client) fanout(t *topology, args [][]byte, merge func([]*request) []byte) {
+	var reqs []*request
+	for _, sh := range t.route.Shards {
+		if sh.Master == "" {
+			c.errorf("TRYAGAIN shard %d is failing over; retry shortly", sh.Index)
+			return
+		}
+		reqs = append(reqs, c.send(sh.Master, copyCmd(args)))
+	}
+	c.pend = append(c.pend, pending{reqs: reqs, merge: merge})
+}
+
+func firstErr(reqs []*request) []byte {
+	for _, r := range reqs {
+		if r.err != nil || resp.IsError(r.reply) {
+			return replyOf(r)
+		}
+	}
+	return nil
+}
+
+func sumInts(reqs []*request) []byte {
+	if e := firstErr(reqs); e != nil {
+		return e
+	}
+	var sum int64
+	for _, r := range reqs {
+		n, ok := resp.Int(r.reply)
+		if !ok {
+			return resp.AppendError(nil, "ERR proxy: expected an integer reply")
+		}
+		sum += n
+	}
+	return resp.AppendInt(nil, sum)
+}
+
+func allOK(reqs []*request) []byte {
+	if e := firstErr(reqs); e != nil {
+		return e
+	}
+	return resp.OK
+}
+
+func concatArrays(reqs []*request) []byte {
+	if e := firstErr(reqs); e != nil {
+		return e
+	}
+	var all [][]byte
+	for _, r := range reqs {
+		els, err := resp.Elements(r.reply)
+		if err != nil {
+			return resp.AppendError(nil, "ERR proxy: expected an array reply")
+		}
+		all = append(all, els...)
+	}
+	out := resp.AppendArrayHeader(nil, len(all))
+	for _, e := range all {
+		out = append(out, e...)
+	}
+	return out
+}
+
+func firstNonNull(reqs []*request) []byte {
+	if e := firstErr(reqs); e != nil {
+		return e
+	}
+	for _, r := range reqs {
+		if !bytes.Equal(r.reply, resp.Null) {
+			return r.reply
+		}
+	}
+	return resp.Null
+}
+
+// scan walks the shards one after the other. The cursor the client sees is
+// the shard's cursor shifted left by 8 bits plus the shard index (at most
+// 256 shards).
+func (c *client) scan(t *topology, args [][]byte) {
+	cur, err := strconv.ParseUint(string(args[1]), 10, 64)
+	if err != nil {
+		c.errorf("ERR invalid cursor")
+		return
+	}
+	shards := t.route.Shards
+	idx := int(cur & 0xff)
+	if idx >= len(shards) {
+		c.errorf("ERR invalid cursor")
+		return
+	}
+	sub := append([][]byte{args[0], []byte(strconv.FormatUint(cur>>8, 10))}, args[2:]...)
+	if shards[idx].Master == "" {
+		c.errorf("TRYAGAIN shard %d is failing over; retry shortly", idx)
+		return
+	}
+	r := c.send(shards[idx].Master, copyCmd(sub))
+	n := len(shards)
+	c.pend = append(c.pend, pending{reqs: []*request{r}, merge: func(reqs []*request) []byte {
+		if e := firstErr(reqs); e != nil {
+			return e
+		}
+		els, err := resp.Elements(reqs[0].reply)
+		if err != nil || len(els) != 2 {
+			return resp.AppendError(nil, "ERR proxy: bad SCAN reply")
+		}
+		cb, _ := resp.BulkBytes(els[0])
+		next, _ := strconv.ParseUint(string(cb), 10, 64)
+		var out uint64
+		switch {
+		case next != 0:
+			out = next<<8 | uint64(idx)
+		case idx+1 < n:
+			out = uint64(idx + 1)
+		default:
+			out = 0
+		}
+		b := resp.AppendArrayHeader(nil, 2)
+		b = resp.AppendBulk(b, []byte(strconv.FormatUint(out, 10)))
+		return append(b, els[1]...)
+	}})
+}

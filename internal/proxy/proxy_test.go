@@ -1,0 +1,286 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/slots"
+	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/testutil"
+)
+
+const (
+	testPW     = "client-password-1"
+	testSecret = "internal-secret-1"
+)
+
+// backend starts a real redis-server configured as Marina configures one.
+func backend(t *testing.T, host string) string {
+	t.Helper()
+	port := testutil.FreePort(t, host)
+	dir := t.TempDir()
+	c := redisconf.Config{Port: port, Bind: host, Dir: dir, MaxMemory: 64 << 20, Policy: "noeviction", Persistence: state.PersistNone,
+		Password: testPW, Secret: testSecret}
+	conf := filepath.Join(dir, "redis.conf")
+	if err := os.WriteFile(conf, []byte(c.Render()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := fmt.Sprintf("%s:%d", host, port)
+	cl := redis.NewClient(&redis.Options{Addr: addr, Password: testPW, Protocol: 2, DisableIdentity: true})
+	defer cl.Close()
+	testutil.WaitFor(t, 5*time.Second, "redis up", func() error { return cl.Ping(context.Background()).Err() })
+	return addr
+}
+
+func startProxy(t *testing.T, host string, shards ...string) (*DB, *redis.Client) {
+	t.Helper()
+	ranges := slots.Split(len(shards))
+	var sr []ShardRoute
+	for i, a := range shards {
+		sr = append(sr, ShardRoute{Index: i, SlotStart: ranges[i].Start, SlotEnd: ranges[i].End, Master: a})
+	}
+	d, err := Listen(Route{Name: "t", Addr: host + ":0", Password: testPW, Secret: testSecret, Shards: sr, MaxRequest: 1 << 20}, testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	cl := redis.NewClient(&redis.Options{Addr: d.Addr(), Password: testPW, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+	t.Cleanup(func() { cl.Close() })
+	return d, cl
+}
+
+func direct(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: addr, Password: testPW, Protocol: 2, DisableIdentity: true})
+}
+
+// Every command family gives the same reply through the proxy as directly.
+func TestCommandFamiliesMatchDirect(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	ref := direct(backend(t, host))
+	defer ref.Close()
+	_, px := startProxy(t, host, backend(t, host))
+	ctx := context.Background()
+	cmds := [][]any{
+		{"SET", "s", "v"}, {"GET", "s"}, {"APPEND", "s", "x"}, {"STRLEN", "s"}, {"GETRANGE", "s", 0, 1}, {"SETNX", "s", "y"},
+		{"INCR", "n"}, {"INCRBY", "n", 5}, {"DECR", "n"}, {"INCRBYFLOAT", "f", "1.5"},
+		{"SET", "e", "1", "EX", 100}, {"TTL", "e"}, {"PERSIST", "e"}, {"TTL", "e"}, {"EXPIRE", "e", 50}, {"TYPE", "e"},
+		{"LPUSH", "l", "a", "b", "c"}, {"RPUSH", "l", "d"}, {"LRANGE", "l", 0, -1}, {"LPOP", "l"}, {"LLEN", "l"}, {"LINDEX", "l", 1},
+		{"HSET", "h", "f1", "v1", "f2", "v2"}, {"HGET", "h", "f1"}, {"HGETALL", "h"}, {"HDEL", "h", "f1"}, {"HLEN", "h"}, {"HINCRBY", "h", "c", 3},
+		{"SADD", "set", "a", "b", "c"}, {"SISMEMBER", "set", "a"}, {"SCARD", "set"}, {"SREM", "set", "a"},
+		{"ZADD", "z", 1, "a", 2, "b", 3, "c"}, {"ZRANGE", "z", 0, -1, "WITHSCORES"}, {"ZSCORE", "z", "b"}, {"ZRANK", "z", "c"}, {"ZINCRBY", "z", 5, "a"},
+		{"PFADD", "hll", "a", "b"}, {"PFCOUNT", "hll"},
+		{"XADD", "x", "1-1", "f", "v"}, {"XLEN", "x"}, {"XRANGE", "x", "-", "+"},
+		{"SETBIT", "b", 7, 1}, {"GETBIT", "b", 7}, {"BITCOUNT", "b"},
+		{"GEOADD", "g", "13.361389", "38.115556", "Palermo"}, {"GEOPOS", "g", "Palermo"},
+		{"MSET", "m1", "1", "m2", "2"}, {"MGET", "m1", "m2", "nope"}, {"EXISTS", "m1", "m2", "nope"}, {"DEL", "m1", "nope"},
+		{"EVAL", "return redis.call('GET', KEYS[1])", 1, "s"}, {"OBJECT", "ENCODING", "n"},
+		{"RENAME", "s", "s2"}, {"GET", "s2"}, {"DBSIZE"}, {"PING"}, {"ECHO", "hi"},
+		{"GET"}, {"SET", "k"}, {"LPUSH", "s2", "x"}, {"INCR", "s2"},
+	}
+	for _, c := range cmds {
+		want, werr := ref.Do(ctx, c...).Result()
+		got, gerr := px.Do(ctx, c...).Result()
+		if fmt.Sprint(want) != fmt.Sprint(got) || fmt.Sprint(werr) != fmt.Sprint(gerr) {
+			t.Errorf("%v: proxy %v %v, direct %v %v", c, got, gerr, want, werr)
+		}
+	}
+}
+
+func TestShardedSplitMergeAndErrors(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	b0, b1, b2 := backend(t, host), backend(t, host), backend(t, host)
+	_, px := startProxy(t, host, b0, b1, b2)
+	ctx := context.Background()
+	var kv []any
+	var keys []string
+	for i := 0; i < 300; i++ {
+		k := fmt.Sprintf("key:%d", i)
+		keys = append(keys, k)
+		kv = append(kv, k, i)
+	}
+	if err := px.MSet(ctx, kv...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// The keys really are spread: every backend holds some.
+	total := int64(0)
+	for _, b := range []string{b0, b1, b2} {
+		n, _ := direct(b).DBSize(ctx).Result()
+		if n == 0 {
+			t.Fatalf("backend %s holds no key", b)
+		}
+		total += n
+	}
+	if total != 300 {
+		t.Fatalf("backends hold %d keys", total)
+	}
+	vals, err := px.MGet(ctx, append(keys, "missing")...).Result()
+	if err != nil || len(vals) != 301 || vals[300] != nil {
+		t.Fatalf("MGET: %v %d", err, len(vals))
+	}
+	for i := 0; i < 300; i++ {
+		if vals[i] != fmt.Sprint(i) {
+			t.Fatalf("MGET[%d] = %v", i, vals[i])
+		}
+	}
+	if n, err := px.Exists(ctx, keys[:50]...).Result(); err != nil || n != 50 {
+		t.Fatalf("EXISTS %d %v", n, err)
+	}
+	if n, err := px.DBSize(ctx).Result(); err != nil || n != 300 {
+		t.Fatalf("DBSIZE %d %v", n, err)
+	}
+	// SCAN walks every shard with one cursor.
+	seen := map[string]bool{}
+	var cur uint64
+	for {
+		ks, next, err := px.Scan(ctx, cur, "key:*", 50).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range ks {
+			seen[k] = true
+		}
+		if cur = next; cur == 0 {
+			break
+		}
+	}
+	if len(seen) != 300 {
+		t.Fatalf("SCAN saw %d keys", len(seen))
+	}
+	ks, _ := px.Keys(ctx, "key:1*").Result()
+	sort.Strings(ks)
+	if len(ks) != 111 {
+		t.Fatalf("KEYS key:1* = %d", len(ks))
+	}
+	if n, err := px.Del(ctx, keys[:100]...).Result(); err != nil || n != 100 {
+		t.Fatalf("DEL %d %v", n, err)
+	}
+	// Keys in different slots: refused with CROSSSLOT; hash tags keep them together.
+	if err := px.Rename(ctx, "key:150", "key:151").Err(); err == nil || !strings.HasPrefix(err.Error(), "CROSSSLOT") {
+		t.Fatalf("RENAME across slots: %v", err)
+	}
+	if err := px.MSetNX(ctx, "a", 1, "b", 2).Err(); err == nil || !strings.HasPrefix(err.Error(), "CROSSSLOT") {
+		t.Fatalf("MSETNX across slots: %v", err)
+	}
+	if err := px.Set(ctx, "{user1}:a", 1, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := px.Rename(ctx, "{user1}:a", "{user1}:b").Err(); err != nil {
+		t.Fatalf("RENAME within a hash tag: %v", err)
+	}
+	if err := px.Eval(ctx, "return redis.call('INCR', KEYS[1]) + redis.call('INCR', KEYS[2])", []string{"{t}x", "{t}y"}).Err(); err != nil {
+		t.Fatalf("EVAL with keys in one slot: %v", err)
+	}
+	if err := px.Eval(ctx, "return 1", []string{"x", "y"}).Err(); err == nil || !strings.HasPrefix(err.Error(), "CROSSSLOT") {
+		t.Fatalf("EVAL across slots: %v", err)
+	}
+	if err := px.Do(ctx, "RANDOMKEY").Err(); err != nil {
+		t.Fatalf("RANDOMKEY: %v", err)
+	}
+}
+
+func TestErrorsKeepTheConnection(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	d, _ := startProxy(t, host, backend(t, host))
+	conn, err := net.Dial("tcp", d.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rd := bufio.NewReader(conn)
+	say := func(cmd string) string {
+		if _, err := io.WriteString(conn, cmd); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatalf("%q: %v", cmd, err)
+		}
+		return strings.TrimSpace(line)
+	}
+	cases := []struct{ cmd, want string }{
+		{"GET k\r\n", "-NOAUTH Authentication required."},
+		{"AUTH wrong-password\r\n", "-WRONGPASS invalid username-password pair or user is disabled."},
+		{"AUTH " + testPW + "\r\n", "+OK"},
+		{"PING\r\n", "+PONG"},
+		{"NOSUCHCMD a b\r\n", "-ERR unknown command 'NOSUCHCMD', with args beginning with: 'a' 'b'"},
+		{"CONFIG SET maxmemory 1\r\n", "-ERR command 'config' is not allowed through the Marina proxy"},
+		{"SHUTDOWN\r\n", "-ERR command 'shutdown' is not allowed through the Marina proxy"},
+		{"GET\r\n", "-ERR wrong number of arguments for 'get' command"},
+		{"SELECT 1\r\n", "-ERR DB index is out of range"},
+		{"SELECT 0\r\n", "+OK"},
+		{"CLIENT SETNAME app\r\n", "+OK"},
+		{"SET k v\r\n", "+OK"},
+		{"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", "$1"},
+	}
+	for _, c := range cases {
+		if got := say(c.cmd); got != c.want {
+			t.Errorf("%q: got %q, want %q", c.cmd, got, c.want)
+		}
+	}
+	if line, _ := rd.ReadString('\n'); strings.TrimSpace(line) != "v" {
+		t.Fatalf("GET payload %q", line)
+	}
+	// A protocol error is answered, then the connection closes.
+	if got := say("*1\r\n$x\r\n"); !strings.HasPrefix(got, "-ERR Protocol error") {
+		t.Fatalf("protocol error: %q", got)
+	}
+}
+
+func TestPipelineOfThousands(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	_, px := startProxy(t, host, backend(t, host), backend(t, host))
+	ctx := context.Background()
+	pipe := px.Pipeline()
+	const n = 5000
+	for i := 0; i < n; i++ {
+		switch i % 4 {
+		case 0:
+			pipe.Set(ctx, fmt.Sprintf("p:%d", i), i, 0)
+		case 1:
+			pipe.Get(ctx, fmt.Sprintf("p:%d", i-1))
+		case 2:
+			pipe.Incr(ctx, "{c}counter")
+		case 3:
+			pipe.MGet(ctx, fmt.Sprintf("p:%d", i-3), "nope")
+		}
+	}
+	cmds, err := pipe.Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cmds {
+		switch i % 4 {
+		case 1:
+			if v, _ := c.(*redis.StringCmd).Result(); v != fmt.Sprint(i-1) {
+				t.Fatalf("reply %d out of order: %q", i, v)
+			}
+		case 2:
+			if v, _ := c.(*redis.IntCmd).Result(); v != int64(i/4+1) {
+				t.Fatalf("INCR %d = %d", i, v)
+			}
+		case 3:
+			if v, _ := c.(*redis.SliceCmd).Result(); len(v) != 2 || v[0] != fmt.Sprint(i-3) {
+				t.Fatalf("MGET %d = %v", i, v)
+			}
+		}
+	}
+}
