@@ -130,9 +130,11 @@ type DB struct {
 	Owner       string            `json:"owner,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Status      string            `json:"status"`
-	Shards      []Shard           `json:"shards"`
-	CreatedAt   time.Time         `json:"created_at"`
-	UpdatedAt   time.Time         `json:"updated_at"`
+	// Endpoints: the database's proxy on every node, host:port.
+	Endpoints []string  `json:"endpoints"`
+	Shards    []Shard   `json:"shards"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Node is a cluster node as the API shows it.

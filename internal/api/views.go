@@ -54,7 +54,14 @@ func dbView(st *state.State, db *state.Database, obs map[string]controller.Repor
 	haveObs := obs != nil
 	v := DB{Name: db.Name, Memory: db.Memory, ShardCount: db.Spec.Shards, Replicas: db.Spec.Replicas,
 		Persistence: db.Persistence, Eviction: db.Eviction, Password: db.Password, Owner: db.Owner, Labels: db.Labels,
-		CreatedAt: db.CreatedAt, UpdatedAt: db.UpdatedAt, Shards: []Shard{}}
+		CreatedAt: db.CreatedAt, UpdatedAt: db.UpdatedAt, Shards: []Shard{}, Endpoints: []string{}}
+	if db.ProxyPort != 0 {
+		for _, id := range st.NodeIDs() {
+			if n := st.Nodes[id]; n.Status == state.NodeUp && n.ProxyMin != 0 {
+				v.Endpoints = append(v.Endpoints, HostPort(n.Addr, db.ProxyPort))
+			}
+		}
+	}
 	ok := true
 	for _, sh := range db.Shards {
 		sv := Shard{Index: sh.Index, SlotStart: sh.SlotStart, SlotEnd: sh.SlotEnd, Replicas: []Instance{}}

@@ -237,6 +237,7 @@ func (a *app) showDB(d *api.DB) error {
 	fmt.Fprintf(tw, "persistence:\t%s\n", d.Persistence)
 	fmt.Fprintf(tw, "eviction:\t%s\n", d.Eviction)
 	fmt.Fprintf(tw, "password:\t%s\n", d.Password)
+	fmt.Fprintf(tw, "endpoints:\t%s\n", strings.Join(d.Endpoints, " "))
 	if d.Owner != "" {
 		fmt.Fprintf(tw, "owner:\t%s\n", d.Owner)
 	}

@@ -15,7 +15,7 @@ import (
 
 func (a *app) serverCmd() *cobra.Command {
 	var cfg server.Config
-	var memory, ports, join, logLevel string
+	var memory, ports, proxyPorts, join, logLevel string
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
 		Use:   "server --id ID --data DIR --bind HOST [--join ADDR]",
@@ -37,6 +37,9 @@ func (a *app) serverCmd() *cobra.Command {
 			var err error
 			if cfg.PortMin, cfg.PortMax, err = server.ParsePortRange(ports); err != nil {
 				return fmt.Errorf("--redis-ports: %v", err)
+			}
+			if cfg.ProxyMin, cfg.ProxyMax, err = server.ParsePortRange(proxyPorts); err != nil {
+				return fmt.Errorf("--proxy-ports: %v", err)
 			}
 			cfg.Join, cfg.Token, cfg.Out = join, a.token, a.out
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -63,6 +66,7 @@ func (a *app) serverCmd() *cobra.Command {
 	f.StringVar(&cfg.Zone, "zone", "", "zone label, replicas are spread over zones")
 	f.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "redis-server binary")
 	f.StringVar(&ports, "redis-ports", "7100-7999", "port range for this node's redis-servers")
+	f.StringVar(&proxyPorts, "proxy-ports", "6400-6999", "port range for database endpoints (a database's port is the same on every node)")
 	f.BoolVar(&cfg.StopInstancesOnExit, "stop-instances-on-exit", false, "stop this node's redis-servers when the server stops (default: they keep serving)")
 	f.DurationVar(&cfg.NodeDownAfter, "node-down-after", 0, "mark a node down after missing heartbeats this long (default 5s)")
 	f.DurationVar(&cfg.ElectionTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 500ms)")

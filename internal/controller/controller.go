@@ -145,11 +145,15 @@ func (c *Controller) CreateDB(ctx context.Context, spec state.Spec) (*state.Data
 	if err != nil {
 		return nil, 0, errf(Conflict, "%v", err)
 	}
+	port, err := scheduler.ProxyPort(st)
+	if err != nil {
+		return nil, 0, errf(Conflict, "database %s does not fit: %v", spec.Name, err)
+	}
 	if spec.Password == "" {
 		spec.Password = RandomSecret(18)
 	}
 	now := time.Now().UTC()
-	db := &state.Database{Spec: spec, Secret: RandomSecret(24), Shards: shards, CreatedAt: now, UpdatedAt: now}
+	db := &state.Database{Spec: spec, Secret: RandomSecret(24), ProxyPort: port, Shards: shards, CreatedAt: now, UpdatedAt: now}
 	idx, err := c.apply(ctx, state.Command{Op: state.OpCreateDB, DB: db})
 	if err != nil {
 		return nil, 0, err
@@ -285,8 +289,8 @@ func (c *Controller) upsertNode(ctx context.Context, n state.Node) error {
 	st := c.fsm.State()
 	if old, ok := st.Nodes[n.ID]; ok {
 		same := *old
-		same.Addr, same.RaftAddr, same.HTTPAddr, same.Memory, same.Zone, same.PortMin, same.PortMax =
-			n.Addr, n.RaftAddr, n.HTTPAddr, n.Memory, n.Zone, n.PortMin, n.PortMax
+		same.Addr, same.RaftAddr, same.HTTPAddr, same.Memory, same.Zone, same.PortMin, same.PortMax, same.ProxyMin, same.ProxyMax =
+			n.Addr, n.RaftAddr, n.HTTPAddr, n.Memory, n.Zone, n.PortMin, n.PortMax, n.ProxyMin, n.ProxyMax
 		if same == *old {
 			return nil
 		}

@@ -360,3 +360,28 @@ func PlaceReplica(nodes []Node, sh state.Shard, mem int64, id string) (state.Ins
 	}
 	return state.Instance{}, fmt.Errorf("no node with %s free and no instance of shard %d (%s)", humanize.IBytes(uint64(mem)), sh.Index, summary(nodes))
 }
+
+// ProxyPort picks the lowest port free for a database endpoint in every
+// node's proxy range (the same port serves it on all nodes).
+func ProxyPort(st *state.State) (int, error) {
+	lo, hi := 0, 1<<16
+	for _, n := range st.Nodes {
+		if n.ProxyMin == 0 {
+			continue
+		}
+		lo, hi = max(lo, n.ProxyMin), min(hi, n.ProxyMax)
+	}
+	if lo == 0 {
+		return 0, nil // no node serves endpoints
+	}
+	used := map[int]bool{}
+	for _, db := range st.DBs {
+		used[db.ProxyPort] = true
+	}
+	for p := lo; p <= hi; p++ {
+		if !used[p] {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("no free proxy port in %d-%d (the ranges all nodes share)", lo, hi)
+}

@@ -39,7 +39,7 @@ func newTestClusterWith(t *testing.T, n int, memory int64, mod func(i int, c *Co
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not installed: apt-get install redis-server")
 	}
-	hosts := testutil.LoopbackHosts(t, n, 7000, 7001, 7100)
+	hosts := testutil.LoopbackHosts(t, n, 7000, 7001, 7100, 7050)
 	root := t.TempDir()
 	tc := &testCluster{t: t}
 	t.Cleanup(func() {
@@ -52,7 +52,7 @@ func newTestClusterWith(t *testing.T, n int, memory int64, mod func(i int, c *Co
 	})
 	for i, h := range hosts {
 		cfg := Config{ID: fmt.Sprintf("n%d", i+1), DataDir: filepath.Join(root, fmt.Sprintf("n%d", i+1)), Bind: h,
-			HTTPPort: 7000, RaftPort: 7001, PortMin: 7100, PortMax: 7199, Memory: memory, Token: testToken,
+			HTTPPort: 7000, RaftPort: 7001, PortMin: 7100, PortMax: 7199, ProxyMin: 7050, ProxyMax: 7099, Memory: memory, Token: testToken,
 			StopInstancesOnExit: true, ElectionTimeout: 500 * time.Millisecond, NodeDownAfter: 3 * time.Second,
 			Heartbeat: 200 * time.Millisecond, Logger: testutil.Logger().With("test", t.Name()), RaftLog: testutil.RaftLog(), Out: &strings.Builder{}}
 		if i > 0 {

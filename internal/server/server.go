@@ -23,6 +23,7 @@ import (
 	"github.com/marina-redis/marina/internal/client"
 	"github.com/marina-redis/marina/internal/cluster"
 	"github.com/marina-redis/marina/internal/controller"
+	"github.com/marina-redis/marina/internal/proxy"
 	"github.com/marina-redis/marina/internal/state"
 )
 
@@ -40,6 +41,8 @@ type Config struct {
 	Token       string
 	PortMin     int
 	PortMax     int
+	ProxyMin    int // database endpoints: one port per database, the same on every node
+	ProxyMax    int
 	// StopInstancesOnExit stops this node's redis-servers when it stops
 	// (marina up); by default they keep serving and are adopted on restart.
 	StopInstancesOnExit bool
@@ -100,6 +103,19 @@ func (c *Config) Validate() error {
 	for _, p := range []int{c.HTTPPort, c.RaftPort} {
 		if p >= c.PortMin && p <= c.PortMax {
 			return fmt.Errorf("--redis-ports %d-%d overlaps the HTTP or Raft port %d", c.PortMin, c.PortMax, p)
+		}
+	}
+	if c.ProxyMin != 0 {
+		if c.ProxyMin < 1024 || c.ProxyMax > 65535 || c.ProxyMin > c.ProxyMax {
+			return fmt.Errorf("--proxy-ports %d-%d: must be a range within 1024-65535", c.ProxyMin, c.ProxyMax)
+		}
+		if c.ProxyMin <= c.PortMax && c.PortMin <= c.ProxyMax {
+			return fmt.Errorf("--proxy-ports %d-%d overlaps --redis-ports %d-%d", c.ProxyMin, c.ProxyMax, c.PortMin, c.PortMax)
+		}
+		for _, p := range []int{c.HTTPPort, c.RaftPort} {
+			if p >= c.ProxyMin && p <= c.ProxyMax {
+				return fmt.Errorf("--proxy-ports %d-%d overlaps the HTTP or Raft port %d", c.ProxyMin, c.ProxyMax, p)
+			}
 		}
 	}
 	if c.Memory == 0 {
@@ -163,16 +179,17 @@ func checkRedisVersion(path string) error {
 
 // Node is a running `marina server`.
 type Node struct {
-	cfg    Config
-	FSM    *state.FSM
-	Raft   *cluster.Cluster
-	Ctl    *controller.Controller
-	Agent  *agent.Agent
-	http   *http.Server
-	ln     net.Listener
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	log    *slog.Logger
+	cfg     Config
+	FSM     *state.FSM
+	Raft    *cluster.Cluster
+	Ctl     *controller.Controller
+	Agent   *agent.Agent
+	Proxies *proxy.Manager
+	http    *http.Server
+	ln      net.Listener
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	log     *slog.Logger
 }
 
 // Start starts a node and returns once it is a member of a cluster.
@@ -226,6 +243,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	})
 	n.goRun(func() { n.Ctl.Run(runCtx) })
+	n.Proxies = &proxy.Manager{Node: cfg.ID, Src: n.FSM, Log: log,
+		Limits: proxy.Limits{MaxClients: 10000, MaxRequest: 512 << 20}}
+	n.goRun(func() { n.Proxies.Run(runCtx) })
 	n.goRun(func() { n.heartbeats(runCtx) })
 	log.Info("node started", "http", ln.Addr().String(), "raft", api.HostPort(cfg.Bind, cfg.RaftPort))
 	return n, nil
@@ -243,7 +263,7 @@ func (n *Node) goRun(f func()) {
 func (n *Node) self() state.Node {
 	c := n.cfg
 	return state.Node{ID: c.ID, Addr: c.Bind, RaftAddr: api.HostPort(c.Bind, c.RaftPort), HTTPAddr: api.HostPort(c.Bind, c.HTTPPort),
-		Memory: c.Memory, Zone: c.Zone, PortMin: c.PortMin, PortMax: c.PortMax}
+		Memory: c.Memory, Zone: c.Zone, PortMin: c.PortMin, PortMax: c.PortMax, ProxyMin: c.ProxyMin, ProxyMax: c.ProxyMax}
 }
 
 // enter bootstraps a new cluster, joins an existing one, or (with Raft

@@ -238,6 +238,13 @@ func (s *State) checkPlacement(db *Database) error {
 			return fmt.Errorf("database %s: shard %d has %d masters", db.Name, i, masters)
 		}
 	}
+	if db.ProxyPort != 0 {
+		for name, other := range s.DBs {
+			if name != db.Name && other.ProxyPort == db.ProxyPort {
+				return fmt.Errorf("database %s: proxy port %d already used by %s", db.Name, db.ProxyPort, name)
+			}
+		}
+	}
 	// Capacity: every node this database uses must hold what is placed on it.
 	alloc := map[string]int64{}
 	for name, other := range s.DBs {

@@ -61,7 +61,11 @@ type Node struct {
 	DownSince time.Time `json:"down_since,omitempty"`
 	PortMin   int       `json:"port_min"`
 	PortMax   int       `json:"port_max"`
-	JoinedAt  time.Time `json:"joined_at"`
+	// ProxyMin..ProxyMax: ports for database endpoints. A database's proxy
+	// port is the same on every node, so it is chosen free in all ranges.
+	ProxyMin int       `json:"proxy_min,omitempty"`
+	ProxyMax int       `json:"proxy_max,omitempty"`
+	JoinedAt time.Time `json:"joined_at"`
 }
 
 // Spec is what a user asks for.
@@ -113,7 +117,9 @@ type Database struct {
 	Spec
 	// Secret is the password of the internal "marina" ACL user that agents,
 	// replication and proxies use, so a client password change never breaks them.
-	Secret    string    `json:"secret"`
+	Secret string `json:"secret"`
+	// ProxyPort is the database's endpoint port on every node (0: none).
+	ProxyPort int       `json:"proxy_port,omitempty"`
 	Shards    []Shard   `json:"shard_list"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`

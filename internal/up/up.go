@@ -112,6 +112,7 @@ func Run(ctx context.Context, o Options) error {
 		args := []string{"server", "--id", fmt.Sprintf("n%d", i+1), "--data", ndir, "--bind", host(i),
 			"--http-port", strconv.Itoa(o.BasePort), "--raft-port", strconv.Itoa(o.BasePort + 1),
 			"--redis-ports", fmt.Sprintf("%d-%d", o.BasePort+100, o.BasePort+999),
+			"--proxy-ports", fmt.Sprintf("%d-%d", o.BasePort+10, o.BasePort+99),
 			"--memory", strconv.FormatInt(o.Memory, 10), "--redis-server", o.RedisServer, "--stop-instances-on-exit"}
 		if i > 0 {
 			args = append(args, "--join", net.JoinHostPort(host(0), strconv.Itoa(o.BasePort)))

@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// Source is the local desired state.
+type Source interface {
+	State() *state.State
+	Changed() <-chan struct{}
+}
+
+// Limits are the proxy's per-database defaults.
+type Limits struct {
+	MaxClients int
+	MaxRequest int
+	Idle       time.Duration
+}
+
+// Routes computes the routes of every database for the proxies of node.
+// Pure: a shard failing over has no master, and traffic to it is refused
+// with TRYAGAIN until the promotion is in the log.
+func Routes(st *state.State, node string, lim Limits) []Route {
+	self, ok := st.Nodes[node]
+	if !ok {
+		return nil
+	}
+	addr := func(in state.Instance) string {
+		n, ok := st.Nodes[in.Node]
+		if !ok {
+			return ""
+		}
+		return net.JoinHostPort(n.Addr, strconv.Itoa(in.Port))
+	}
+	var out []Route
+	for _, name := range st.DBNames() {
+		db := st.DBs[name]
+		if db.ProxyPort == 0 {
+			continue
+		}
+		r := Route{Name: name, Addr: net.JoinHostPort(self.Addr, strconv.Itoa(db.ProxyPort)), Password: db.Password, Secret: db.Secret,
+			MaxClients: lim.MaxClients, MaxRequest: lim.MaxRequest, Idle: lim.Idle}
+		for _, sh := range db.Shards {
+			sr := ShardRoute{Index: sh.Index, SlotStart: sh.SlotStart, SlotEnd: sh.SlotEnd}
+			if m, ok := sh.Master(); ok && sh.Pending == nil {
+				sr.Master = addr(m)
+			}
+			for _, rep := range sh.Replicas() {
+				if a := addr(rep); a != "" {
+					sr.Replicas = append(sr.Replicas, a)
+				}
+			}
+			r.Shards = append(r.Shards, sr)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// Manager runs a node's database proxies from the local state.
+type Manager struct {
+	Node   string
+	Src    Source
+	Limits Limits
+	Log    *slog.Logger
+	mu     sync.Mutex
+	dbs    map[string]*DB
+}
+
+// Run keeps the proxies in line with the state until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	m.dbs = map[string]*DB{}
+	t := time.NewTicker(time.Second) // retries listeners that failed
+	defer t.Stop()
+	defer m.closeAll()
+	for {
+		changed := m.Src.Changed()
+		m.sync(Routes(m.Src.State(), m.Node, m.Limits))
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Manager) sync(routes []Route) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	want := map[string]bool{}
+	for _, r := range routes {
+		want[r.Name] = true
+		if d, ok := m.dbs[r.Name]; ok {
+			if d.Addr() == r.Addr {
+				d.Update(r)
+				continue
+			}
+			d.Close()
+			delete(m.dbs, r.Name)
+		}
+		d, err := Listen(r, m.Log)
+		if err != nil {
+			m.Log.Error("proxy listen", "db", r.Name, "addr", r.Addr, "err", err)
+			continue
+		}
+		m.Log.Info("proxy serving", "db", r.Name, "addr", r.Addr)
+		m.dbs[r.Name] = d
+	}
+	for name, d := range m.dbs {
+		if !want[name] {
+			d.Close()
+			delete(m.dbs, name)
+		}
+	}
+}
+
+// DBs returns the running proxies by database name.
+func (m *Manager) DBs() map[string]*DB {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]*DB, len(m.dbs))
+	for k, v := range m.dbs {
+		out[k] = v
+	}
+	return out
+}
+
+func (m *Manager) closeAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, d := range m.dbs {
+		d.Close()
+		delete(m.dbs, name)
+	}
+}
