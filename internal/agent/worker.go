@@ -517,6 +517,7 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
 		if err := c.Do(cctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
 			return fmt.Errorf("replicaof no one: %w", err)
 		}
+		f["role"] = "master" // what it is now, not what INFO said before
 		wk.a.log.Info("promoted to master", "instance", w.id)
 	case w.role == state.RoleReplica && w.conf.ReplicaOf != "":
 		host, port, _ := net.SplitHostPort(w.conf.ReplicaOf)
@@ -524,6 +525,7 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
 			if err := c.Do(cctx, "REPLICAOF", host, port).Err(); err != nil {
 				return fmt.Errorf("replicaof %s: %w", w.conf.ReplicaOf, err)
 			}
+			f["role"], f["master_link_status"] = "slave", "down"
 			wk.a.log.Info("replicating", "instance", w.id, "master", w.conf.ReplicaOf)
 		}
 	}
