@@ -21,6 +21,7 @@ test: deps
 bench: deps build
 	$(GO) run ./bench/provision --marina bin/marina
 	$(GO) run ./bench/failover --marina bin/marina
+	$(GO) run ./bench/proxy --marina bin/marina
 
 clean:
 	rm -rf bin .marina

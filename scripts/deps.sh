@@ -8,6 +8,8 @@ command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 # ip (network namespaces) for the partition tests; redis-sentinel for the failover benchmark.
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
+# nutcracker (twemproxy) for the proxy benchmark.
+command -v nutcracker >/dev/null 2>&1 || need+=(nutcracker)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -68,7 +68,7 @@ func (a *app) root() *cobra.Command {
 	pf.StringVar(&a.addr, "addr", "http://127.0.0.1:7070", "API address of any node (MARINA_ADDR)")
 	pf.StringVar(&a.token, "token", "", "API token (MARINA_TOKEN)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
-	root.AddCommand(a.serverCmd(), a.upCmd(), a.dbCmd(), a.nodeCmd(), a.statusCmd(), a.eventsCmd(), a.zoneCmd())
+	root.AddCommand(a.serverCmd(), a.upCmd(), a.dbCmd(), a.nodeCmd(), a.statusCmd(), a.eventsCmd(), a.zoneCmd(), a.proxyCmd())
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }

@@ -1,12 +1,12 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/marina-redis/marina/internal/resp"
@@ -21,16 +21,23 @@ type request struct {
 	done  func()
 }
 
-// backendConn multiplexes many clients' commands over one connection:
-// a writer batches whatever is queued into one write, a reader matches the
-// replies to the requests in order.
+// backendConn multiplexes many clients' commands over one connection.
+// Senders write themselves, combined: whoever finds no write in progress
+// writes everything queued by then, so concurrent clients' commands share
+// one syscall without a hand-off to a writer goroutine. A reader matches
+// replies to requests in order.
 type backendConn struct {
-	addr     string
-	user, pw string
-	queue    chan *request
-	mu       sync.Mutex
-	broken   bool
+	addr    string
+	conn    net.Conn
+	broken  atomic.Bool
+	mu      sync.Mutex
+	buf     []byte
+	writing bool
+	// inflight is the order commands were written in; the reader takes
+	// requests from it as replies arrive.
+	inflight chan *request
 	closed   chan struct{}
+	once     sync.Once
 }
 
 var errBackendClosed = errors.New("backend connection closed")
@@ -50,7 +57,7 @@ func dialBackend(ctx context.Context, addr, user, pw string) (*backendConn, erro
 		conn.Close()
 		return nil, err
 	}
-	rd := resp.NewReader(conn, 32<<10)
+	rd := resp.NewReader(conn, 64<<10)
 	rep, err := rd.ReadReply(nil)
 	if err != nil {
 		conn.Close()
@@ -61,10 +68,8 @@ func dialBackend(ctx context.Context, addr, user, pw string) (*backendConn, erro
 		return nil, fmt.Errorf("backend %s refused AUTH: %s", addr, trimCRLF(rep))
 	}
 	_ = conn.SetDeadline(time.Time{})
-	b := &backendConn{addr: addr, user: user, pw: pw, queue: make(chan *request, 8192), closed: make(chan struct{})}
-	pending := make(chan *request, 65536)
-	go b.writeLoop(conn, pending)
-	go b.readLoop(conn, rd, pending)
+	b := &backendConn{addr: addr, conn: conn, inflight: make(chan *request, 1<<16), closed: make(chan struct{})}
+	go b.readLoop(rd)
 	return b, nil
 }
 
@@ -75,104 +80,90 @@ func trimCRLF(b []byte) string {
 	return string(b)
 }
 
-func (b *backendConn) usable() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return !b.broken
-}
+func (b *backendConn) usable() bool { return !b.broken.Load() }
 
 func (b *backendConn) fail() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.broken {
-		b.broken = true
+	b.once.Do(func() {
+		b.broken.Store(true)
+		b.conn.Close()
 		close(b.closed)
-	}
+	})
 }
 
-// send queues a request; it fails at once if the connection is broken.
-func (b *backendConn) send(r *request) {
+// send writes a batch of requests (combined with concurrent batches) and
+// registers them for their replies, in order.
+func (b *backendConn) send(rs []*request) {
 	b.mu.Lock()
-	if b.broken {
+	if b.broken.Load() {
 		b.mu.Unlock()
-		r.err = errBackendClosed
-		r.done()
+		for _, r := range rs {
+			r.err = errBackendClosed
+			r.done()
+		}
 		return
 	}
-	select {
-	case b.queue <- r:
-		b.mu.Unlock()
-		return
-	default:
+	for i, r := range rs {
+		// In flight before it is written, so the reader always finds it.
+		// The channel is large; if full, this blocks (backpressure).
+		select {
+		case b.inflight <- r:
+		case <-b.closed:
+			b.mu.Unlock()
+			for _, r := range rs[i:] {
+				r.err = errBackendClosed
+				r.done()
+			}
+			return
+		}
+		b.buf = append(b.buf, r.cmd...)
 	}
+	if b.writing {
+		b.mu.Unlock()
+		return // the writer in progress takes it along
+	}
+	b.writing = true
+	for len(b.buf) > 0 {
+		out := b.buf
+		b.buf = nil
+		b.mu.Unlock()
+		_, err := b.conn.Write(out)
+		b.mu.Lock()
+		if err != nil {
+			b.writing = false
+			b.mu.Unlock()
+			b.fail()
+			return
+		}
+		if cap(out) <= 64<<10 && b.buf == nil {
+			b.buf = out[:0] // reuse the buffer
+		}
+	}
+	b.writing = false
 	b.mu.Unlock()
-	// Queue full: wait for room (backpressure), or for the connection to break.
-	select {
-	case b.queue <- r:
-	case <-b.closed:
-		r.err = errBackendClosed
-		r.done()
-	}
 }
 
-func (b *backendConn) writeLoop(conn net.Conn, pending chan<- *request) {
-	w := bufio.NewWriterSize(conn, 64<<10)
-	defer close(pending)
+func (b *backendConn) readLoop(rd *resp.Reader) {
+	var err error
 	for {
 		var r *request
 		select {
-		case r = <-b.queue:
+		case r = <-b.inflight:
 		case <-b.closed:
-			b.drainQueue()
-			return
-		}
-		// Batch: everything already queued goes in the same write.
-		for r != nil {
-			pending <- r
-			if _, err := w.Write(r.cmd); err != nil {
-				b.fail()
-				conn.Close()
-				b.drainQueue()
-				return
-			}
-			select {
-			case r = <-b.queue:
-			default:
-				r = nil
+			// Fail what is left; senders see broken and stop adding.
+			for {
+				select {
+				case r = <-b.inflight:
+					r.err = errBackendClosed
+					r.done()
+				default:
+					return
+				}
 			}
 		}
-		if err := w.Flush(); err != nil {
-			b.fail()
-			conn.Close()
-			b.drainQueue()
-			return
-		}
-	}
-}
-
-// drainQueue fails what is queued on a broken connection, and keeps doing
-// so for a while: a sender that was blocked on a full queue may still get in.
-func (b *backendConn) drainQueue() {
-	deadline := time.After(5 * time.Second)
-	for {
-		select {
-		case r := <-b.queue:
-			r.err = errBackendClosed
-			r.done()
-		case <-deadline:
-			return
-		}
-	}
-}
-
-func (b *backendConn) readLoop(conn net.Conn, rd *resp.Reader, pending <-chan *request) {
-	var err error
-	for r := range pending {
 		if err == nil {
 			r.reply, err = rd.ReadReply(nil)
 			if err != nil {
 				b.fail()
-				conn.Close()
 			}
 		}
 		if err != nil {
@@ -180,7 +171,6 @@ func (b *backendConn) readLoop(conn net.Conn, rd *resp.Reader, pending <-chan *r
 		}
 		r.done()
 	}
-	conn.Close()
 }
 
 func (b *backendConn) close() { b.fail() }
@@ -193,7 +183,7 @@ type pool struct {
 	conns          []*backendConn
 }
 
-const connsPerBackend = 4
+const connsPerBackend = 1
 
 func newPool(addr, user, pw string) *pool {
 	return &pool{addr: addr, user: user, pw: pw, conns: make([]*backendConn, connsPerBackend)}

@@ -101,9 +101,14 @@ func lower(b []byte) string {
 
 // lookup finds the command (or its subcommand) of args.
 func (t cmdTable) lookup(args [][]byte) (*cmdInfo, string) {
-	name := lower(args[0])
+	return t.lookupName(lower(args[0]), args)
+}
+
+// lookupName is lookup with the lower-case name already known.
+func (t cmdTable) lookupName(name string, args [][]byte) (*cmdInfo, string) {
 	ci := t[name]
-	if ci != nil && len(args) > 1 {
+	if ci != nil && len(args) > 1 && ci.first == 0 {
+		// Only container commands (no key of their own) have subcommands.
 		if sub := t[name+"|"+lower(args[1])]; sub != nil {
 			return sub, name
 		}

@@ -221,7 +221,7 @@ func (d *DB) roundTrip(ctx context.Context, addr string, id uint64, cmd []byte) 
 	var wg sync.WaitGroup
 	wg.Add(1)
 	r := &request{cmd: cmd, done: wg.Done}
-	c.send(r)
+	c.send([]*request{r})
 	wg.Wait()
 	return r.reply, r.err
 }
@@ -245,6 +245,10 @@ type client struct {
 	authed bool
 	name   string
 	quit   bool
+	conns  map[string]*backendConn // this client's backend connections, by address
+	// batch holds the commands of the pipeline being read, per backend
+	// connection, sent together at flush time.
+	batch map[*backendConn][]*request
 }
 
 func (d *DB) serve(conn net.Conn) {
@@ -279,8 +283,13 @@ func (d *DB) serve(conn net.Conn) {
 	c.flush()
 }
 
-// flush waits for the backend replies and writes every answer in order.
+// flush sends the pipeline's commands (one batch per backend), waits for
+// the replies and writes every answer in order.
 func (c *client) flush() bool {
+	for bc, rs := range c.batch {
+		bc.send(rs)
+		delete(c.batch, bc)
+	}
 	c.wg.Wait()
 	c.out = c.out[:0]
 	for _, p := range c.pend {
@@ -327,23 +336,53 @@ func (c *client) errorf(format string, args ...any) {
 func (c *client) send(addr string, cmd []byte) *request {
 	c.wg.Add(1)
 	r := &request{cmd: cmd, done: c.wg.Done}
-	bc, err := c.d.pool(addr).get(c.d.ctx, c.id)
-	if err != nil {
-		r.err = err
-		r.done()
-		return r
+	bc := c.conns[addr]
+	if bc == nil || !bc.usable() {
+		var err error
+		if bc, err = c.d.pool(addr).get(c.d.ctx, c.id); err != nil {
+			r.err = err
+			r.done()
+			return r
+		}
+		if c.conns == nil {
+			c.conns = map[string]*backendConn{}
+		}
+		c.conns[addr] = bc
 	}
-	bc.send(r)
+	if c.batch == nil {
+		c.batch = map[*backendConn][]*request{}
+	}
+	c.batch[bc] = append(c.batch[bc], r)
 	return r
 }
 
 func copyCmd(args [][]byte) []byte { return resp.AppendCommand(nil, args...) }
 
+// names maps the common spellings of command names to lower case, so the
+// hot path does not allocate to look a command up. Never written after init.
+var names = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"get", "set", "mget", "mset", "del", "incr", "decr", "exists", "expire", "ttl", "hget", "hset",
+		"hgetall", "lpush", "rpush", "lpop", "rpop", "lrange", "sadd", "smembers", "zadd", "zrange", "ping", "echo", "auth",
+		"select", "client", "quit", "hello", "unlink", "touch", "dbsize", "scan", "keys", "info", "setex", "incrby", "eval", "evalsha"} {
+		m[n] = n
+		m[strings.ToUpper(n)] = n
+	}
+	return m
+}()
+
+func cmdName(b []byte) string {
+	if n, ok := names[string(b)]; ok {
+		return n
+	}
+	return lower(b)
+}
+
 func eq(a []byte, s string) bool { return strings.EqualFold(string(a), s) }
 
 func (c *client) dispatch(args [][]byte) {
 	t := c.d.topo.Load()
-	name := lower(args[0])
+	name := cmdName(args[0])
 	switch name {
 	case "auth":
 		c.auth(t, args)
@@ -396,7 +435,7 @@ func (c *client) dispatch(args [][]byte) {
 		c.errorf("ERR proxy: %v", err)
 		return
 	}
-	ci, base := tab.lookup(args)
+	ci, base := tab.lookupName(name, args)
 	if ci == nil {
 		c.errorf("ERR unknown command '%s', with args beginning with: %s", trunc(args[0]), argsPreview(args[1:]))
 		return

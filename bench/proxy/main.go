@@ -1,0 +1,284 @@
+// Command proxy benchmarks the Marina proxy against twemproxy (nutcracker)
+// and a direct redis-server, on the same machine and the same backends, in
+// one run: redis-benchmark GET, SET and MSET (10 keys) with -c 50, -P 1 and
+// -P 16, random keys; and the memory of 1000 idle client connections.
+// It prints figures and ratios; it asserts nothing.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/marina-redis/marina/internal/proxy"
+	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/slots"
+	"github.com/marina-redis/marina/internal/state"
+)
+
+const (
+	pw     = "bench-password-1"
+	secret = "bench-secret-1"
+	host   = "127.0.0.1"
+)
+
+func main() {
+	bin := flag.String("marina", "bin/marina", "marina binary")
+	shards := flag.Int("shards", 2, "backend redis-servers (shards)")
+	requests := flag.Int("n", 200000, "requests per redis-benchmark run")
+	flag.Parse()
+	if err := run(*bin, *shards, *requests); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/proxy:", err)
+		os.Exit(1)
+	}
+}
+
+type proc struct{ cmd *exec.Cmd }
+
+func (p *proc) stop() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = p.cmd.Process.Kill()
+		}
+	}
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		return 0
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func waitPort(addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not listening", addr)
+}
+
+func start(name string, args ...string) (*proc, error) {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &proc{cmd: cmd}, nil
+}
+
+type result struct {
+	rps, p50, p99 float64
+}
+
+// benchmark runs redis-benchmark for one test and returns its figures.
+func benchmark(port int, test string, pipeline, n int) (result, error) {
+	args := []string{"-h", host, "-p", strconv.Itoa(port), "-a", pw, "-c", "50", "-n", strconv.Itoa(n), "-r", "100000",
+		"-P", strconv.Itoa(pipeline), "-t", test, "--csv", "-d", "32"}
+	out, err := exec.Command("redis-benchmark", args...).Output()
+	if err != nil {
+		return result{}, fmt.Errorf("redis-benchmark %s: %v", test, err)
+	}
+	recs, err := csv.NewReader(strings.NewReader(string(out))).ReadAll()
+	if err != nil || len(recs) < 2 {
+		return result{}, fmt.Errorf("redis-benchmark output %q", out)
+	}
+	head, row := recs[0], recs[1]
+	get := func(col string) float64 {
+		for i, h := range head {
+			if h == col && i < len(row) {
+				v, _ := strconv.ParseFloat(row[i], 64)
+				return v
+			}
+		}
+		return 0
+	}
+	return result{rps: get("rps"), p50: get("p50_latency_ms"), p99: get("p99_latency_ms")}, nil
+}
+
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// idleMemory opens 1000 authenticated idle connections and returns the
+// growth of the process's resident memory.
+func idleMemory(pid, port int) (int64, error) {
+	before := rss(pid)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 1000; i++ {
+		c, err := net.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return 0, err
+		}
+		conns = append(conns, c)
+		fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*1\r\n$4\r\nPING\r\n", len(pw), pw)
+		r := bufio.NewReader(c)
+		for k := 0; k < 2; k++ {
+			if _, err := r.ReadString('\n'); err != nil {
+				return 0, err
+			}
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // let the server settle (a measurement pause, not a wait for a condition)
+	return rss(pid) - before, nil
+}
+
+func run(bin string, nshards, n int) error {
+	for _, tool := range []string{"redis-server", "redis-benchmark", "nutcracker"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s not installed (apt-get install redis-server redis-tools nutcracker)", tool)
+		}
+	}
+	dir, err := os.MkdirTemp("", "marina-proxy-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	var procs []*proc
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	// Backends configured exactly as Marina configures them.
+	var backends []string
+	for i := 0; i < nshards; i++ {
+		port := freePort()
+		d := filepath.Join(dir, fmt.Sprintf("r%d", i))
+		_ = os.MkdirAll(d, 0o700)
+		c := redisconf.Config{Port: port, Bind: host, Dir: d, MaxMemory: 1 << 30, Policy: "allkeys-lru", Persistence: state.PersistNone, Password: pw, Secret: secret}
+		if err := os.WriteFile(filepath.Join(d, "redis.conf"), []byte(c.Render()), 0o600); err != nil {
+			return err
+		}
+		p, err := start("redis-server", filepath.Join(d, "redis.conf"))
+		if err != nil {
+			return err
+		}
+		procs = append(procs, p)
+		addr := net.JoinHostPort(host, strconv.Itoa(port))
+		if err := waitPort(addr); err != nil {
+			return err
+		}
+		backends = append(backends, addr)
+	}
+	// twemproxy: ketama over the same backends.
+	twPort := freePort()
+	var servers strings.Builder
+	for i, b := range backends {
+		fmt.Fprintf(&servers, "   - %s:1 s%d\n", b, i)
+	}
+	twConf := fmt.Sprintf("bench:\n  listen: %s:%d\n  hash: fnv1a_64\n  distribution: ketama\n  redis: true\n  redis_auth: %s\n  auto_eject_hosts: false\n  timeout: 2000\n  server_connections: 1\n  servers:\n%s",
+		host, twPort, pw, servers.String())
+	if err := os.WriteFile(filepath.Join(dir, "nutcracker.yml"), []byte(twConf), 0o600); err != nil {
+		return err
+	}
+	tw, err := start("nutcracker", "-c", filepath.Join(dir, "nutcracker.yml"), "-o", filepath.Join(dir, "nutcracker.log"), "-s", strconv.Itoa(freePort()))
+	if err != nil {
+		return err
+	}
+	procs = append(procs, tw)
+	// Marina's proxy, in its own process like on a node.
+	mPort := freePort()
+	ranges := slots.Split(nshards)
+	route := proxy.Route{Name: "bench", Addr: net.JoinHostPort(host, strconv.Itoa(mPort)), Password: pw, Secret: secret, MaxRequest: 512 << 20}
+	for i, b := range backends {
+		route.Shards = append(route.Shards, proxy.ShardRoute{Index: i, SlotStart: ranges[i].Start, SlotEnd: ranges[i].End, Master: b})
+	}
+	rb, _ := json.Marshal(route)
+	if err := os.WriteFile(filepath.Join(dir, "route.json"), rb, 0o600); err != nil {
+		return err
+	}
+	mp, err := start(bin, "proxy", filepath.Join(dir, "route.json"))
+	if err != nil {
+		return err
+	}
+	procs = append(procs, mp)
+	for _, port := range []int{twPort, mPort} {
+		if err := waitPort(net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
+			return err
+		}
+	}
+	_ = context.Background()
+
+	fmt.Printf("proxy benchmark: redis-benchmark -c 50 -n %d -r 100000 -d 32, %d shards (redis-server %s), one host\n", n, nshards, redisVersion())
+	fmt.Printf("%-8s %-4s %14s %14s %14s %9s   %-22s %-22s %-22s\n", "test", "-P", "direct rps", "twemproxy rps", "marina rps", "m/tw", "p50/p99 direct ms", "p50/p99 twemproxy ms", "p50/p99 marina ms")
+	for _, test := range []string{"get", "set", "mset"} {
+		for _, pl := range []int{1, 16} {
+			var rs [3]result
+			for i, port := range []int{portOf(backends[0]), twPort, mPort} {
+				r, err := benchmark(port, test, pl, n)
+				if err != nil {
+					return err
+				}
+				rs[i] = r
+			}
+			fmt.Printf("%-8s %-4d %14.0f %14.0f %14.0f %8.2fx   %-22s %-22s %-22s\n", test, pl, rs[0].rps, rs[1].rps, rs[2].rps, rs[2].rps/rs[1].rps,
+				fmt.Sprintf("%.3f/%.3f", rs[0].p50, rs[0].p99), fmt.Sprintf("%.3f/%.3f", rs[1].p50, rs[1].p99), fmt.Sprintf("%.3f/%.3f", rs[2].p50, rs[2].p99))
+		}
+	}
+	twMem, err := idleMemory(tw.cmd.Process.Pid, twPort)
+	if err != nil {
+		return err
+	}
+	mMem, err := idleMemory(mp.cmd.Process.Pid, mPort)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("memory per 1000 idle client connections: twemproxy %.1f MiB, marina %.1f MiB\n", float64(twMem)/(1<<20), float64(mMem)/(1<<20))
+	return nil
+}
+
+func portOf(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+func redisVersion() string {
+	out, _ := exec.Command("redis-server", "--version").Output()
+	for _, f := range strings.Fields(string(out)) {
+		if strings.HasPrefix(f, "v=") {
+			return f[2:]
+		}
+	}
+	return "?"
+}

@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/marina-redis/marina/internal/proxy"
+)
+
+// proxyCmd runs one database proxy from a route file, outside a cluster:
+// for benchmarks and for debugging a route.
+func (a *app) proxyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "proxy ROUTE.json",
+		Short:  "Run one database proxy from a route file (benchmarks, debugging)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			var r proxy.Route
+			if err := json.Unmarshal(b, &r); err != nil {
+				return fmt.Errorf("%s: %v", args[0], err)
+			}
+			d, err := proxy.Listen(r, slog.New(slog.NewTextHandler(a.errOut, nil)))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.out, "proxy %s listening on %s\n", r.Name, d.Addr())
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			<-ctx.Done()
+			d.Close()
+			return nil
+		},
+	}
+}
