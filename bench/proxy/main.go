@@ -263,7 +263,7 @@ func run(bin string, nshards, n int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("memory per 1000 idle client connections: twemproxy %.1f MiB, marina %.1f MiB\n", float64(twMem)/(1<<20), float64(mMem)/(1<<20))
+	fmt.Printf("memory per 1000 idle client connections (resident set growth): twemproxy %d KiB, marina %d KiB\n", twMem>>10, mMem>>10)
 	return nil
 }
 

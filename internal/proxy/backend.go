@@ -19,6 +19,10 @@ type request struct {
 	reply []byte
 	err   error
 	done  func()
+	// Event loop engine: the client waiting for it, and whether the reply
+	// (or error) is in. Only the loop goroutine touches them.
+	owner    *client
+	finished bool
 }
 
 // backendConn multiplexes many clients' commands over one connection.

@@ -43,6 +43,9 @@ type Route struct {
 	MaxClients int
 	MaxRequest int // bytes
 	Idle       time.Duration
+	// Engine is "loop" (default on Linux: one epoll loop per database owns
+	// its client and backend sockets) or "goroutine" (a goroutine per client).
+	Engine string
 }
 
 // topology is an immutable routing snapshot; swapped atomically on change.
@@ -84,10 +87,24 @@ type DB struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	conns   sync.Map // net.Conn -> struct{}
+	lp      *loop    // event loop engine
 }
 
 // Listen starts the proxy of one database.
 func Listen(r Route, log *slog.Logger) (*DB, error) {
+	if r.Engine != "goroutine" && loopSupported {
+		ctx, cancel := context.WithCancel(context.Background())
+		d := &DB{log: log.With("component", "proxy", "db", r.Name), pools: map[string]*pool{}, ctx: ctx, cancel: cancel}
+		d.topo.Store(newTopology(r))
+		lp, err := newLoop(d, r.Addr)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("proxy for %s on %s: %w", r.Name, r.Addr, err)
+		}
+		d.lp = lp
+		go lp.run()
+		return d, nil
+	}
 	ln, err := net.Listen("tcp", r.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("proxy for %s on %s: %w", r.Name, r.Addr, err)
@@ -100,7 +117,12 @@ func Listen(r Route, log *slog.Logger) (*DB, error) {
 }
 
 // Addr is the listening address.
-func (d *DB) Addr() string { return d.ln.Addr().String() }
+func (d *DB) Addr() string {
+	if d.lp != nil {
+		return d.lp.addr
+	}
+	return d.ln.Addr().String()
+}
 
 // Update swaps the routing live: new commands go to the new masters,
 // client connections stay open.
@@ -127,6 +149,15 @@ func (d *DB) Update(r Route) {
 // Close stops the listener, closes client connections and backends.
 func (d *DB) Close() {
 	d.cancel()
+	if d.lp != nil {
+		<-d.lp.done
+		d.mu.Lock()
+		for _, p := range d.pools {
+			p.close()
+		}
+		d.mu.Unlock()
+		return
+	}
 	d.ln.Close()
 	d.conns.Range(func(k, _ any) bool {
 		k.(net.Conn).Close()
@@ -249,6 +280,39 @@ type client struct {
 	// batch holds the commands of the pipeline being read, per backend
 	// connection, sent together at flush time.
 	batch map[*backendConn][]*request
+
+	// Event loop engine.
+	lp         *loop
+	fd         int
+	in         []byte
+	inOff      int
+	closed     bool
+	closeAfter bool
+	lastActive time.Time
+	scratch    [][]byte
+}
+
+func nop() {}
+
+// render is the answer of one pending slot.
+func (p *pending) render() []byte {
+	switch {
+	case p.imm != nil:
+		return p.imm
+	case p.merge != nil:
+		return p.merge(p.reqs)
+	default:
+		return replyOf(p.reqs[0])
+	}
+}
+
+func (p *pending) complete() bool {
+	for _, r := range p.reqs {
+		if !r.finished {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *DB) serve(conn net.Conn) {
@@ -292,15 +356,8 @@ func (c *client) flush() bool {
 	}
 	c.wg.Wait()
 	c.out = c.out[:0]
-	for _, p := range c.pend {
-		switch {
-		case p.imm != nil:
-			c.out = append(c.out, p.imm...)
-		case p.merge != nil:
-			c.out = append(c.out, p.merge(p.reqs)...)
-		default:
-			c.out = append(c.out, replyOf(p.reqs[0])...)
-		}
+	for i := range c.pend {
+		c.out = append(c.out, c.pend[i].render()...)
 	}
 	for i := range c.pend {
 		c.pend[i] = pending{}
@@ -334,6 +391,11 @@ func (c *client) errorf(format string, args ...any) {
 
 // send queues one command to a backend and returns its request.
 func (c *client) send(addr string, cmd []byte) *request {
+	if c.lp != nil {
+		r := &request{cmd: cmd, done: nop, owner: c}
+		c.lp.enqueue(addr, r)
+		return r
+	}
 	c.wg.Add(1)
 	r := &request{cmd: cmd, done: c.wg.Done}
 	bc := c.conns[addr]

@@ -15,9 +15,15 @@ func skip(b []byte, i, depth int) (int, error) {
 	if depth > maxNesting {
 		return 0, ErrNesting
 	}
+	if i >= len(b) {
+		return 0, ErrIncomplete
+	}
 	j := bytes.Index(b[i:], []byte("\r\n"))
+	if j < 0 {
+		return 0, ErrIncomplete
+	}
 	if j < 1 {
-		return 0, perr("incomplete reply")
+		return 0, perr("empty reply line")
 	}
 	head, body := b[i], b[i+1:i+j]
 	next := i + j + 2
@@ -32,8 +38,11 @@ func skip(b []byte, i, depth int) (int, error) {
 		if n < 0 {
 			return next, nil
 		}
+		if n > MaxBulk {
+			return 0, perr("bulk too long")
+		}
 		if next+int(n)+2 > len(b) {
-			return 0, perr("incomplete bulk")
+			return 0, ErrIncomplete
 		}
 		return next + int(n) + 2, nil
 	case '*', '%', '~', '>', '|':

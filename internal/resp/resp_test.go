@@ -147,3 +147,32 @@ func FuzzReply(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseCommand: the buffer parser agrees with the stream reader on every
+// input, whole or cut anywhere.
+func FuzzParseCommand(f *testing.F) {
+	f.Add([]byte("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), 5)
+	f.Add([]byte("PING\r\nset a \"b c\"\r\n"), 3)
+	f.Fuzz(func(t *testing.T, in []byte, cut int) {
+		want, werr := NewReader(bytes.NewReader(in), 1<<16).ReadCommand()
+		got, n, err := ParseCommand(in, 1<<16, nil)
+		if err == nil && len(got) == 0 && n > 0 {
+			return // an empty line or *0: the reader skips to the next command
+		}
+		if werr == nil {
+			if err != nil || len(got) != len(want) {
+				t.Fatalf("%q: ParseCommand %q %v, reader %q", in, got, err, want)
+			}
+			for i := range got {
+				if !bytes.Equal(got[i], want[i]) {
+					t.Fatalf("%q: arg %d %q vs %q", in, i, got[i], want[i])
+				}
+			}
+			if cut > 0 && cut < n {
+				if _, _, err := ParseCommand(in[:cut], 1<<16, nil); err != ErrIncomplete {
+					t.Fatalf("%q cut at %d: %v, want incomplete", in, cut, err)
+				}
+			}
+		}
+	})
+}

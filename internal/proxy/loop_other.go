@@ -1,0 +1,16 @@
+//go:build !linux
+
+package proxy
+
+import "errors"
+
+const loopSupported = false
+
+type loop struct {
+	addr string
+	done chan struct{}
+}
+
+func newLoop(*DB, string) (*loop, error) { return nil, errors.New("event loop needs Linux") }
+func (l *loop) run()                     {}
+func (l *loop) enqueue(string, *request) {}
