@@ -290,6 +290,7 @@ type client struct {
 	closeAfter bool
 	lastActive time.Time
 	scratch    [][]byte
+	polling    uint32 // current epoll mask
 }
 
 func nop() {}
