@@ -70,6 +70,8 @@ type lbackend struct {
 	pending []*request
 	head    int
 	polling uint32 // current epoll mask
+	// tunnelOf is the client this connection is pinned to (raw relay).
+	tunnelOf *client
 }
 
 func sockaddr(addr string) (unix.Sockaddr, int, error) {
@@ -209,6 +211,14 @@ func (l *loop) closeClient(c *client) {
 		return
 	}
 	c.closed = true
+	if c.tunnel != nil {
+		t := c.tunnel
+		c.tunnel, t.tunnelOf = nil, nil
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, t.fd, nil)
+		unix.Close(t.fd)
+		delete(l.byFD, t.fd)
+		delete(l.dirtyB, t)
+	}
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
 	unix.Close(c.fd)
 	delete(l.clients, c.fd)
@@ -227,6 +237,11 @@ func (l *loop) clientEvent(c *client, events uint32) {
 			return
 		}
 		c.lastActive = time.Now()
+		if c.tunnel != nil {
+			c.tunnel.out = append(c.tunnel.out, l.rbuf[:n]...)
+			l.dirtyB[c.tunnel] = struct{}{}
+			return
+		}
 		c.in = append(c.in, l.rbuf[:n]...)
 		l.parse(c)
 	}
@@ -239,7 +254,7 @@ func (l *loop) clientEvent(c *client, events uint32) {
 func (l *loop) parse(c *client) {
 	t := l.d.topo.Load()
 	max := t.route.MaxRequest
-	for !c.closeAfter {
+	for !c.closeAfter && c.pin == nil && c.tunnel == nil {
 		args, n, err := resp.ParseCommand(c.in[c.inOff:], max, c.scratch[:0])
 		if err == resp.ErrIncomplete {
 			if max > 0 && len(c.in)-c.inOff > max+(64<<10) {
@@ -276,6 +291,39 @@ func (l *loop) parse(c *client) {
 	l.dirtyC[c] = struct{}{}
 }
 
+// dial connects and authenticates with the standard library, then takes
+// the socket over as a non-blocking fd. On a LAN this takes well under a
+// millisecond.
+func (l *loop) dial(addr, user, pw string) (int, error) {
+	conn, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+	if err != nil {
+		return -1, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(time.Second))
+	if _, err := conn.Write(resp.AppendCommand(nil, []byte("AUTH"), []byte(user), []byte(pw))); err != nil {
+		return -1, err
+	}
+	rep, err := resp.NewReader(conn, 4096).ReadReply(nil)
+	if err != nil {
+		return -1, err
+	}
+	if resp.IsError(rep) {
+		return -1, fmt.Errorf("backend %s refused AUTH: %s", addr, trimCRLF(rep))
+	}
+	raw, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if cerr := raw.Control(func(f uintptr) { fd, err = unix.Dup(int(f)) }); cerr != nil || err != nil {
+		return -1, fmt.Errorf("take over backend socket: %v %v", cerr, err)
+	}
+	_ = unix.SetNonblock(fd, true)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	return fd, nil
+}
+
 // enqueue queues a request for a backend (dialled when first needed).
 func (l *loop) enqueue(addr string, r *request) {
 	b, err := l.backend(addr)
@@ -292,35 +340,10 @@ func (l *loop) backend(addr string) (*lbackend, error) {
 	if b, ok := l.backends[addr]; ok {
 		return b, nil
 	}
-	// Dial and authenticate with the standard library, then take the
-	// socket over. On a LAN this takes well under a millisecond.
-	conn, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+	fd, err := l.dial(addr, redisconf.InternalUser, l.d.topo.Load().route.Secret)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	secret := l.d.topo.Load().route.Secret
-	if _, err := conn.Write(resp.AppendCommand(nil, []byte("AUTH"), []byte(redisconf.InternalUser), []byte(secret))); err != nil {
-		return nil, err
-	}
-	rep, err := resp.NewReader(conn, 4096).ReadReply(nil)
-	if err != nil {
-		return nil, err
-	}
-	if resp.IsError(rep) {
-		return nil, fmt.Errorf("backend %s refused AUTH: %s", addr, trimCRLF(rep))
-	}
-	raw, err := conn.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	fd := -1
-	if cerr := raw.Control(func(f uintptr) { fd, err = unix.Dup(int(f)) }); cerr != nil || err != nil {
-		return nil, fmt.Errorf("take over backend socket: %v %v", cerr, err)
-	}
-	_ = unix.SetNonblock(fd, true)
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	b := &lbackend{addr: addr, fd: fd, polling: unix.EPOLLIN}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: b.polling, Fd: int32(fd)}); err != nil {
 		unix.Close(fd)
@@ -331,9 +354,46 @@ func (l *loop) backend(addr string) (*lbackend, error) {
 	return b, nil
 }
 
+// openTunnel gives c a backend connection of its own, logged in with the
+// database's password (the client's own rights, nothing more), and relays
+// the pinning command and everything after it raw from now on.
+func (l *loop) openTunnel(c *client) {
+	t := l.d.topo.Load()
+	master := t.route.Shards[0].Master
+	fd, err := l.dial(master, "default", t.route.Password)
+	if err != nil {
+		c.pin = nil
+		c.answer(resp.AppendError(nil, "ERR backend unavailable: "+err.Error()))
+		c.closeAfter = true
+		l.dirtyC[c] = struct{}{}
+		return
+	}
+	b := &lbackend{addr: master, fd: fd, polling: unix.EPOLLIN, tunnelOf: c}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: b.polling, Fd: int32(fd)}); err != nil {
+		unix.Close(fd)
+		c.closeAfter = true
+		return
+	}
+	l.byFD[fd] = b
+	c.tunnel = b
+	b.out = append(append(b.out, c.pin...), c.in[c.inOff:]...)
+	c.pin, c.in, c.inOff = nil, nil, 0
+	l.dirtyB[b] = struct{}{}
+}
+
 func (l *loop) failBackend(b *lbackend, err error) {
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, b.fd, nil)
 	unix.Close(b.fd)
+	delete(l.byFD, b.fd)
+	delete(l.dirtyB, b)
+	if c := b.tunnelOf; c != nil {
+		// The pinned connection ended (QUIT, or the backend went away):
+		// so does the client's, once what was relayed is written.
+		b.tunnelOf, c.tunnel = nil, nil
+		c.closeAfter = true
+		l.dirtyC[c] = struct{}{}
+		return
+	}
 	delete(l.backends, b.addr)
 	delete(l.byFD, b.fd)
 	delete(l.dirtyB, b)
@@ -357,6 +417,11 @@ func (l *loop) backendEvent(b *lbackend, events uint32) {
 				err = errors.New("connection closed")
 			}
 			l.failBackend(b, err)
+			return
+		}
+		if c := b.tunnelOf; c != nil {
+			c.out = append(c.out, l.rbuf[:n]...)
+			l.dirtyC[c] = struct{}{}
 			return
 		}
 		b.in = append(b.in, l.rbuf[:n]...)
@@ -443,6 +508,10 @@ func (l *loop) flush() {
 		}
 		if c.closeAfter && len(c.out) == 0 && len(c.pend) == 0 {
 			l.closeClient(c)
+			continue
+		}
+		if c.pin != nil && len(c.out) == 0 && len(c.pend) == 0 {
+			l.openTunnel(c)
 		}
 	}
 }

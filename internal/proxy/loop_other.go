@@ -14,3 +14,5 @@ type loop struct {
 func newLoop(*DB, string) (*loop, error) { return nil, errors.New("event loop needs Linux") }
 func (l *loop) run()                     {}
 func (l *loop) enqueue(string, *request) {}
+
+type lbackend struct{}

@@ -291,6 +291,11 @@ type client struct {
 	lastActive time.Time
 	scratch    [][]byte
 	polling    uint32 // current epoll mask
+	// pin is the command that asked for a pinned backend connection; once
+	// the replies before it are out, the client's traffic is relayed raw to
+	// and from a connection of its own (tunnel) for the rest of its life.
+	pin    []byte
+	tunnel *lbackend
 }
 
 func nop() {}
@@ -513,8 +518,17 @@ func (c *client) dispatch(args [][]byte) {
 	}
 	if ci.blocking || ci.pubsub || base == "multi" || base == "exec" || base == "discard" || base == "watch" || base == "unwatch" {
 		// These hold a backend connection to themselves; the shared,
-		// multiplexed ones cannot carry them.
-		c.errorf("ERR '%s' needs a dedicated connection, which the Marina proxy does not support yet", base)
+		// multiplexed ones cannot carry them. On a single-shard database the
+		// client gets a pinned connection of its own.
+		if len(t.route.Shards) == 1 && c.lp != nil {
+			if t.route.Shards[0].Master == "" {
+				c.errorf("TRYAGAIN shard 0 is failing over; retry shortly")
+				return
+			}
+			c.pin = copyCmd(args)
+			return
+		}
+		c.errorf("ERR '%s' needs a pinned connection, which the Marina proxy offers on single-shard databases only", base)
 		return
 	}
 	shards := t.route.Shards

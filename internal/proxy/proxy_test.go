@@ -284,3 +284,89 @@ func TestPipelineOfThousands(t *testing.T) {
 		}
 	}
 }
+
+// On a single-shard database MULTI/EXEC, WATCH, blocking commands and
+// pub/sub work through the proxy on a pinned connection.
+func TestPinnedCommandsSingleShard(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	d, px := startProxy(t, host, backend(t, host))
+	ctx := context.Background()
+	// Replies before the pinning command come first, in order.
+	pipe := px.Pipeline()
+	set := pipe.Set(ctx, "before", "1", 0)
+	get := pipe.Get(ctx, "before")
+	if _, err := pipe.Exec(ctx); err != nil || set.Val() != "OK" || get.Val() != "1" {
+		t.Fatalf("pipeline: %v %v %v", err, set.Val(), get.Val())
+	}
+	// MULTI/EXEC.
+	cmds, err := px.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Incr(ctx, "tx")
+		p.Incr(ctx, "tx")
+		return nil
+	})
+	if err != nil || len(cmds) != 2 || cmds[1].(*redis.IntCmd).Val() != 2 {
+		t.Fatalf("MULTI/EXEC: %v %v", err, cmds)
+	}
+	// WATCH: a concurrent change aborts the transaction.
+	other := redis.NewClient(&redis.Options{Addr: d.Addr(), Password: testPW, Protocol: 2, DisableIdentity: true})
+	defer other.Close()
+	err = px.Watch(ctx, func(tx *redis.Tx) error {
+		if err := other.Set(ctx, "w", "changed", 0).Err(); err != nil {
+			return err
+		}
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Set(ctx, "w", "mine", 0)
+			return nil
+		})
+		return err
+	}, "w")
+	if err != redis.TxFailedErr {
+		t.Fatalf("WATCH conflict: %v", err)
+	}
+	// BLPOP waits for another client's push.
+	got := make(chan []string, 1)
+	go func() {
+		v, _ := px.BLPop(ctx, 5*time.Second, "queue").Result()
+		got <- v
+	}()
+	time.Sleep(200 * time.Millisecond) // let BLPOP block first (not a wait for a condition)
+	if err := other.RPush(ctx, "queue", "job").Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-got:
+		if len(v) != 2 || v[1] != "job" {
+			t.Fatalf("BLPOP %v", v)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("BLPOP did not return")
+	}
+	// SUBSCRIBE receives another client's PUBLISH.
+	sub := redis.NewClient(&redis.Options{Addr: d.Addr(), Password: testPW, Protocol: 2, DisableIdentity: true})
+	defer sub.Close()
+	ps := sub.Subscribe(ctx, "news")
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := other.Publish(ctx, "news", "hello").Result(); err != nil || n != 1 {
+		t.Fatalf("PUBLISH: %d %v", n, err)
+	}
+	msg, err := ps.ReceiveMessage(ctx)
+	if err != nil || msg.Payload != "hello" {
+		t.Fatalf("message %v %v", msg, err)
+	}
+}
+
+func TestPinnedCommandsRefusedWhenSharded(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	_, px := startProxy(t, host, backend(t, host), backend(t, host))
+	err := px.Do(context.Background(), "MULTI").Err()
+	if err == nil || !strings.Contains(err.Error(), "single-shard databases only") {
+		t.Fatalf("MULTI on a sharded database: %v", err)
+	}
+	// The connection is still usable.
+	if err := px.Set(context.Background(), "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
