@@ -563,6 +563,21 @@ func (c *client) dispatch(args [][]byte) {
 			c.fanout(t, args, firstNonNull)
 			return
 		}
+	case "script":
+		// Scripts must exist on every shard for EVALSHA to work on any key.
+		if len(shards) > 1 && len(args) >= 2 {
+			switch lower(args[1]) {
+			case "load":
+				c.fanout(t, args, sameReply)
+				return
+			case "flush":
+				c.fanout(t, args, allOK)
+				return
+			case "exists":
+				c.fanout(t, args, sameReply) // loaded everywhere or nowhere, through the proxy
+				return
+			}
+		}
 	}
 	keys, err := ci.keyPositions(args)
 	if err != nil {
@@ -649,8 +664,18 @@ func (c *client) checkPassword(t *topology, user, pw []byte) bool {
 
 func (c *client) hello(t *topology, args [][]byte) {
 	if len(args) >= 2 && string(args[1]) != "2" {
+		if string(args[1]) == "3" && len(t.route.Shards) == 1 && c.lp != nil && t.route.Shards[0].Master != "" {
+			// RESP3 passes through on a pinned connection: the backend
+			// checks HELLO's AUTH itself.
+			if !c.authed && !helloHasAuth(args) {
+				c.errorf("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+				return
+			}
+			c.pin = copyCmd(args)
+			return
+		}
 		if string(args[1]) == "3" {
-			c.errorf("NOPROTO the Marina proxy speaks RESP2")
+			c.errorf("NOPROTO RESP3 goes through the Marina proxy on single-shard databases only")
 		} else {
 			c.errorf("NOPROTO unsupported protocol version")
 		}
@@ -693,6 +718,15 @@ func (c *client) hello(t *topology, args [][]byte) {
 	out = resp.AppendBulk(out, []byte("modules"))
 	out = resp.AppendArrayHeader(out, 0)
 	c.answer(out)
+}
+
+func helloHasAuth(args [][]byte) bool {
+	for _, a := range args {
+		if eq(a, "auth") {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *client) clientCmd(args [][]byte) {
@@ -855,6 +889,19 @@ func concatArrays(reqs []*request) []byte {
 		out = append(out, e...)
 	}
 	return out
+}
+
+// sameReply returns the replies when they agree (SCRIPT LOAD's sha).
+func sameReply(reqs []*request) []byte {
+	if e := firstErr(reqs); e != nil {
+		return e
+	}
+	for _, r := range reqs[1:] {
+		if !bytes.Equal(r.reply, reqs[0].reply) {
+			return resp.AppendError(nil, "ERR proxy: shards answered differently")
+		}
+	}
+	return reqs[0].reply
 }
 
 func firstNonNull(reqs []*request) []byte {

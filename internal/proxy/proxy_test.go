@@ -370,3 +370,29 @@ func TestPinnedCommandsRefusedWhenSharded(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestScriptsOnEveryShardAndResp3(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	_, px := startProxy(t, host, backend(t, host), backend(t, host))
+	ctx := context.Background()
+	sha, err := px.ScriptLoad(ctx, "return redis.call('INCR', KEYS[1])").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := 0; k < 20; k++ { // keys on both shards
+		if err := px.EvalSha(ctx, sha, []string{fmt.Sprintf("c%d", k)}).Err(); err != nil {
+			t.Fatalf("EVALSHA on key %d: %v", k, err)
+		}
+	}
+	// RESP3 on a single-shard database, through the pinned connection.
+	d1, _ := startProxy(t, host, backend(t, host))
+	r3 := redis.NewClient(&redis.Options{Addr: d1.Addr(), Password: testPW, Protocol: 3})
+	defer r3.Close()
+	if err := r3.HSet(ctx, "h", "a", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := r3.HGetAll(ctx, "h").Result()
+	if err != nil || m["a"] != "1" {
+		t.Fatalf("RESP3 HGETALL %v %v", m, err)
+	}
+}
