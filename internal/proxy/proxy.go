@@ -296,6 +296,14 @@ type client struct {
 	// and from a connection of its own (tunnel) for the rest of its life.
 	pin    []byte
 	tunnel *lbackend
+	// txn queues a MULTI on a sharded database until EXEC.
+	txn *txn
+}
+
+type txn struct {
+	cmds    [][]byte
+	slot    int // -1 until a keyed command sets it
+	aborted bool
 }
 
 func nop() {}
@@ -467,6 +475,29 @@ func (c *client) dispatch(args [][]byte) {
 		c.errorf("NOAUTH Authentication required.")
 		return
 	}
+	if c.txn != nil {
+		// Inside a queued transaction every command is queued, PING included.
+		tab, err := c.d.table(c.d.ctx)
+		if err != nil {
+			c.errorf("ERR proxy: %v", err)
+			return
+		}
+		ci, base := tab.lookupName(name, args)
+		switch {
+		case ci == nil:
+			c.txn.aborted = true
+			c.errorf("ERR unknown command '%s'", trunc(args[0]))
+		case !ci.arityOK(len(args)):
+			c.txn.aborted = true
+			c.errorf("ERR wrong number of arguments for '%s' command", ci.name)
+		case denied[base]:
+			c.txn.aborted = true
+			c.errorf("ERR command '%s' is not allowed through the Marina proxy", base)
+		default:
+			c.queueTxn(t, ci, base, args)
+		}
+		return
+	}
 	switch name {
 	case "ping":
 		switch len(args) {
@@ -515,6 +546,11 @@ func (c *client) dispatch(args [][]byte) {
 	if denied[base] {
 		c.errorf("ERR command '%s' is not allowed through the Marina proxy", base)
 		return
+	}
+	if len(t.route.Shards) > 1 && (c.txn != nil || base == "multi") {
+		if c.queueTxn(t, ci, base, args) {
+			return
+		}
 	}
 	if ci.blocking || ci.pubsub || base == "multi" || base == "exec" || base == "discard" || base == "watch" || base == "unwatch" {
 		// These hold a backend connection to themselves; the shared,
@@ -600,6 +636,89 @@ func (c *client) dispatch(args [][]byte) {
 		shard = int(t.slotMap[s0])
 	}
 	c.toShard(t, shard, copyCmd(args))
+}
+
+// queueTxn handles MULTI...EXEC on a sharded database: the proxy queues
+// the commands (all keys in one slot) and sends MULTI, them and EXEC in one
+// piece to that slot's shard. It returns false for commands it does not
+// take (outside a transaction).
+func (c *client) queueTxn(t *topology, ci *cmdInfo, base string, args [][]byte) bool {
+	switch base {
+	case "multi":
+		if c.txn != nil {
+			c.errorf("ERR MULTI calls can not be nested")
+			return true
+		}
+		c.txn = &txn{slot: -1}
+		c.answer(resp.OK)
+		return true
+	case "discard":
+		c.txn = nil
+		c.answer(resp.OK)
+		return true
+	case "watch":
+		c.txn.aborted = true
+		c.errorf("ERR WATCH inside MULTI is not allowed")
+		return true
+	case "exec":
+		tx := c.txn
+		c.txn = nil
+		if tx.aborted {
+			c.errorf("EXECABORT Transaction discarded because of previous errors.")
+			return true
+		}
+		if len(tx.cmds) == 0 {
+			c.answer(resp.AppendArrayHeader(nil, 0))
+			return true
+		}
+		shard := 0
+		if tx.slot >= 0 {
+			shard = int(t.slotMap[tx.slot])
+		}
+		m := t.route.Shards[shard].Master
+		if m == "" {
+			c.errorf("TRYAGAIN shard %d is failing over; retry shortly", shard)
+			return true
+		}
+		reqs := []*request{c.send(m, resp.AppendCommand(nil, []byte("MULTI")))}
+		for _, cmd := range tx.cmds {
+			reqs = append(reqs, c.send(m, cmd))
+		}
+		reqs = append(reqs, c.send(m, resp.AppendCommand(nil, []byte("EXEC"))))
+		c.pend = append(c.pend, pending{reqs: reqs, merge: func(reqs []*request) []byte {
+			for _, r := range reqs {
+				if r.err != nil {
+					return replyOf(r)
+				}
+			}
+			return reqs[len(reqs)-1].reply // EXEC's answer; a queueing error makes it EXECABORT
+		}})
+		return true
+	}
+	if ci.blocking || ci.pubsub || base == "unwatch" {
+		c.txn.aborted = true
+		c.errorf("ERR '%s' is not allowed in a transaction through the Marina proxy", base)
+		return true
+	}
+	keys, err := ci.keyPositions(args)
+	if err != nil {
+		c.txn.aborted = true
+		c.errorf("ERR %v", err)
+		return true
+	}
+	for _, k := range keys {
+		s := slots.Of(args[k])
+		if c.txn.slot == -1 {
+			c.txn.slot = s
+		} else if s != c.txn.slot {
+			c.txn.aborted = true
+			c.errorf("CROSSSLOT Keys in request don't hash to the same slot")
+			return true
+		}
+	}
+	c.txn.cmds = append(c.txn.cmds, copyCmd(args))
+	c.answer([]byte("+QUEUED\r\n"))
+	return true
 }
 
 func (c *client) toShard(t *topology, shard int, cmd []byte) {

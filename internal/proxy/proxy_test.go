@@ -358,12 +358,40 @@ func TestPinnedCommandsSingleShard(t *testing.T) {
 	}
 }
 
-func TestPinnedCommandsRefusedWhenSharded(t *testing.T) {
+func TestTransactionsWhenSharded(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
 	_, px := startProxy(t, host, backend(t, host), backend(t, host))
-	err := px.Do(context.Background(), "MULTI").Err()
+	ctx := context.Background()
+	// MULTI/EXEC with every key in one slot works.
+	cmds, err := px.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, "{u7}:name", "ann", 0)
+		p.Incr(ctx, "{u7}:visits")
+		p.Ping(ctx)
+		return nil
+	})
+	if err != nil || len(cmds) != 3 || cmds[1].(*redis.IntCmd).Val() != 1 {
+		t.Fatalf("MULTI/EXEC in one slot: %v %v", err, cmds)
+	}
+	if v, _ := px.Get(ctx, "{u7}:name").Result(); v != "ann" {
+		t.Fatalf("after EXEC: %q", v)
+	}
+	// Keys in different slots abort the transaction; nothing is applied.
+	_, err = px.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, "a", "1", 0)
+		p.Set(ctx, "b", "2", 0)
+		return nil
+	})
+	// As in Redis Cluster: the command is refused when queued, EXEC aborts.
+	if err == nil || !strings.Contains(err.Error(), "EXECABORT") {
+		t.Fatalf("MULTI across slots: %v", err)
+	}
+	if n, _ := px.Exists(ctx, "a", "b").Result(); n != 0 {
+		t.Fatalf("aborted transaction applied %d keys", n)
+	}
+	// Blocking and pub/sub still need a single-shard database.
+	err = px.Do(ctx, "SUBSCRIBE", "x").Err()
 	if err == nil || !strings.Contains(err.Error(), "single-shard databases only") {
-		t.Fatalf("MULTI on a sharded database: %v", err)
+		t.Fatalf("SUBSCRIBE on a sharded database: %v", err)
 	}
 	// The connection is still usable.
 	if err := px.Set(context.Background(), "k", "v", 0).Err(); err != nil {
@@ -394,5 +422,30 @@ func TestScriptsOnEveryShardAndResp3(t *testing.T) {
 	m, err := r3.HGetAll(ctx, "h").Result()
 	if err != nil || m["a"] != "1" {
 		t.Fatalf("RESP3 HGETALL %v %v", m, err)
+	}
+}
+
+func TestCrossSlotQueueingError(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	d, _ := startProxy(t, host, backend(t, host), backend(t, host))
+	conn, err := net.Dial("tcp", d.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rd := bufio.NewReader(conn)
+	fmt.Fprintf(conn, "AUTH %s\r\nMULTI\r\nSET a 1\r\nSET b 2\r\nEXEC\r\n", testPW)
+	var got []string
+	for i := 0; i < 5; i++ {
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, strings.TrimSpace(line))
+	}
+	want := []string{"+OK", "+OK", "+QUEUED", "-CROSSSLOT Keys in request don't hash to the same slot", "-EXECABORT Transaction discarded because of previous errors."}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q\nwant %q", got, want)
 	}
 }
