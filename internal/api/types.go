@@ -74,6 +74,7 @@ type CreateDBRequest struct {
 	Password    string            `json:"password,omitempty"`
 	Owner       string            `json:"owner,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
+	Durability  string            `json:"durability,omitempty"`
 }
 
 // UpdateDBRequest is the body of PATCH /v1/dbs/NAME; absent fields stay.
@@ -86,6 +87,7 @@ type UpdateDBRequest struct {
 	Password    *string           `json:"password,omitempty"`
 	Owner       *string           `json:"owner,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
+	Durability  *string           `json:"durability,omitempty"`
 }
 
 // DB statuses.
@@ -126,6 +128,7 @@ type DB struct {
 	Replicas    int               `json:"replicas"`
 	Persistence string            `json:"persistence"`
 	Eviction    string            `json:"eviction"`
+	Durability  string            `json:"durability"`
 	Password    string            `json:"password"`
 	Owner       string            `json:"owner,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`

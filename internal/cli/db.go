@@ -19,9 +19,9 @@ func (a *app) dbCmd() *cobra.Command {
 }
 
 type specFlags struct {
-	memory, persistence, eviction, password, owner string
-	shards, replicas                               int
-	labels                                         []string
+	memory, persistence, eviction, password, owner, durability string
+	shards, replicas                                           int
+	labels                                                     []string
 }
 
 func (f *specFlags) register(cmd *cobra.Command) {
@@ -34,6 +34,7 @@ func (f *specFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.password, "password", "", "client password (generated when not given)")
 	fl.StringVar(&f.owner, "owner", "", "owner")
 	fl.StringArrayVar(&f.labels, "label", nil, "label KEY=VALUE (repeatable)")
+	fl.StringVar(&f.durability, "durability", "async", "async, or replicated: the endpoint acknowledges a write once a replica has it")
 }
 
 func parseLabels(in []string) (map[string]string, error) {
@@ -76,7 +77,7 @@ func (a *app) dbCreate() *cobra.Command {
 			ctx, cancel := ctx(cmd)
 			defer cancel()
 			db, err := c.CreateDB(ctx, api.CreateDBRequest{Name: args[0], Memory: api.Size(mem), Shards: f.shards, Replicas: f.replicas,
-				Persistence: f.persistence, Eviction: f.eviction, Password: f.password, Owner: f.owner, Labels: labels})
+				Persistence: f.persistence, Eviction: f.eviction, Password: f.password, Owner: f.owner, Labels: labels, Durability: f.durability})
 			if err != nil {
 				return err
 			}
@@ -119,6 +120,9 @@ func (a *app) dbUpdate() *cobra.Command {
 			}
 			if fl.Changed("password") {
 				req.Password, changed = &f.password, true
+			}
+			if fl.Changed("durability") {
+				req.Durability, changed = &f.durability, true
 			}
 			if fl.Changed("owner") {
 				req.Owner, changed = &f.owner, true
@@ -236,6 +240,7 @@ func (a *app) showDB(d *api.DB) error {
 	fmt.Fprintf(tw, "shards:\t%d x (1 master + %d replicas)\n", d.ShardCount, d.Replicas)
 	fmt.Fprintf(tw, "persistence:\t%s\n", d.Persistence)
 	fmt.Fprintf(tw, "eviction:\t%s\n", d.Eviction)
+	fmt.Fprintf(tw, "durability:\t%s\n", d.Durability)
 	fmt.Fprintf(tw, "password:\t%s\n", d.Password)
 	fmt.Fprintf(tw, "endpoints:\t%s\n", strings.Join(d.Endpoints, " "))
 	if d.Owner != "" {

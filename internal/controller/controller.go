@@ -172,6 +172,7 @@ type Update struct {
 	Password    *string
 	Owner       *string
 	Labels      map[string]string
+	Durability  *string
 }
 
 // UpdateDB applies a spec change: the agents then apply it live where Redis
@@ -216,6 +217,9 @@ func (c *Controller) UpdateDB(ctx context.Context, name string, u Update) (*stat
 	}
 	if u.Labels != nil {
 		spec.Labels = u.Labels
+	}
+	if u.Durability != nil {
+		spec.Durability = *u.Durability
 	}
 	if err := spec.Validate(); err != nil {
 		return nil, 0, errf(Invalid, "%v", err)

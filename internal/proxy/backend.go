@@ -23,6 +23,11 @@ type request struct {
 	// (or error) is in. Only the loop goroutine touches them.
 	owner    *client
 	finished bool
+	// Durability (loop engine): a write is held until a WAIT after it
+	// says a replica has it; wait is that WAIT, holding its writes.
+	write bool
+	held  bool
+	waits []*request
 }
 
 // backendConn multiplexes many clients' commands over one connection.

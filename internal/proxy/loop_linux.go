@@ -72,6 +72,8 @@ type lbackend struct {
 	polling uint32 // current epoll mask
 	// tunnelOf is the client this connection is pinned to (raw relay).
 	tunnelOf *client
+	// unconfirmed: writes queued since the last WAIT (durability).
+	unconfirmed []*request
 }
 
 func sockaddr(addr string) (unix.Sockaddr, int, error) {
@@ -333,7 +335,43 @@ func (l *loop) enqueue(addr string, r *request) {
 	}
 	b.out = append(b.out, r.cmd...)
 	b.pending = append(b.pending, r)
+	if r.write && l.d.topo.Load().route.Replicated {
+		r.held = true
+		b.unconfirmed = append(b.unconfirmed, r)
+	}
 	l.dirtyB[b] = struct{}{}
+}
+
+// confirm appends one WAIT after a backend's batch of writes: the writes
+// are answered only when it says a replica has them all.
+func (l *loop) confirm(b *lbackend) {
+	if len(b.unconfirmed) == 0 {
+		return
+	}
+	timeout := l.d.topo.Load().route.WaitTimeout
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	w := &request{cmd: resp.AppendCommand(nil, []byte("WAIT"), []byte("1"), []byte(strconv.FormatInt(timeout.Milliseconds(), 10))),
+		done: nop, waits: b.unconfirmed}
+	b.unconfirmed = nil
+	b.out = append(b.out, w.cmd...)
+	b.pending = append(b.pending, w)
+}
+
+// settle finishes the writes a WAIT held.
+func (l *loop) settle(w *request) {
+	n, ok := resp.Int(w.reply)
+	for _, r := range w.waits {
+		if r.err == nil && !resp.IsError(r.reply) && (!ok || n < 1 || w.err != nil) {
+			r.reply = resp.AppendError(nil, "NOREPLICAS the write was not confirmed by a replica in time (durability: replicated); it may or may not have been applied")
+			l.d.Stats.Errors.Add(1)
+		}
+		r.held, r.finished = false, true
+		if r.owner != nil && !r.owner.closed {
+			l.dirtyC[r.owner] = struct{}{}
+		}
+	}
 }
 
 func (l *loop) backend(addr string) (*lbackend, error) {
@@ -397,13 +435,22 @@ func (l *loop) failBackend(b *lbackend, err error) {
 	delete(l.backends, b.addr)
 	delete(l.byFD, b.fd)
 	delete(l.dirtyB, b)
-	for _, r := range b.pending[b.head:] {
-		r.err, r.finished = fmt.Errorf("backend %s: %w", b.addr, err), true
+	fail := func(r *request) {
+		r.err, r.finished, r.held = fmt.Errorf("backend %s: %w", b.addr, err), true, false
 		if r.owner != nil && !r.owner.closed {
 			l.dirtyC[r.owner] = struct{}{}
 		}
 	}
-	b.pending, b.head = nil, 0
+	for _, r := range b.pending[b.head:] {
+		fail(r)
+		for _, h := range r.waits {
+			fail(h) // a held write whose confirmation is lost is not acknowledged
+		}
+	}
+	for _, r := range b.unconfirmed {
+		fail(r)
+	}
+	b.pending, b.head, b.unconfirmed = nil, 0, nil
 }
 
 func (l *loop) backendEvent(b *lbackend, events uint32) {
@@ -439,8 +486,16 @@ func (l *loop) backendEvent(b *lbackend, events uint32) {
 			b.pending[b.head] = nil
 			b.head++
 			r.reply = append([]byte(nil), reply...)
-			r.finished = true
 			off += len(reply)
+			if r.waits != nil {
+				r.finished = true
+				l.settle(r)
+				continue
+			}
+			if r.held {
+				continue // answered when its WAIT comes back
+			}
+			r.finished = true
 			if r.owner != nil && !r.owner.closed {
 				l.dirtyC[r.owner] = struct{}{}
 			}
@@ -461,6 +516,7 @@ func (l *loop) backendEvent(b *lbackend, events uint32) {
 func (l *loop) flush() {
 	for b := range l.dirtyB {
 		delete(l.dirtyB, b)
+		l.confirm(b)
 		if len(b.out) > 0 {
 			n, err := rawWrite(b.fd, b.out)
 			if err != nil && err != unix.EAGAIN {

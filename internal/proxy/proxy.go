@@ -43,6 +43,9 @@ type Route struct {
 	MaxClients int
 	MaxRequest int // bytes
 	Idle       time.Duration
+	// Replicated: acknowledge writes only once WAIT says a replica has them.
+	Replicated  bool
+	WaitTimeout time.Duration
 	// Engine is "loop" (default on Linux: one epoll loop per database owns
 	// its client and backend sockets) or "goroutine" (a goroutine per client).
 	Engine string
@@ -298,6 +301,8 @@ type client struct {
 	tunnel *lbackend
 	// txn queues a MULTI on a sharded database until EXEC.
 	txn *txn
+	// writing: the command being dispatched may write (durability).
+	writing bool
 }
 
 type txn struct {
@@ -406,7 +411,7 @@ func (c *client) errorf(format string, args ...any) {
 // send queues one command to a backend and returns its request.
 func (c *client) send(addr string, cmd []byte) *request {
 	if c.lp != nil {
-		r := &request{cmd: cmd, done: nop, owner: c}
+		r := &request{cmd: cmd, done: nop, owner: c, write: c.writing}
 		c.lp.enqueue(addr, r)
 		return r
 	}
@@ -535,6 +540,7 @@ func (c *client) dispatch(args [][]byte) {
 		return
 	}
 	ci, base := tab.lookupName(name, args)
+	c.writing = ci != nil && (ci.write || base == "eval" || base == "evalsha" || base == "fcall")
 	if ci == nil {
 		c.errorf("ERR unknown command '%s', with args beginning with: %s", trunc(args[0]), argsPreview(args[1:]))
 		return
@@ -663,6 +669,7 @@ func (c *client) queueTxn(t *topology, ci *cmdInfo, base string, args [][]byte) 
 	case "exec":
 		tx := c.txn
 		c.txn = nil
+		c.writing = true
 		if tx.aborted {
 			c.errorf("EXECABORT Transaction discarded because of previous errors.")
 			return true

@@ -449,3 +449,75 @@ func TestCrossSlotQueueingError(t *testing.T) {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}
 }
+
+func TestDurabilityReplicated(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	master := backend(t, host)
+	// A replica of it, configured as Marina does.
+	port := testutil.FreePort(t, host)
+	dir := t.TempDir()
+	rc := redisconf.Config{Port: port, Bind: host, Dir: dir, MaxMemory: 64 << 20, Policy: "noeviction", Persistence: state.PersistNone,
+		Password: testPW, Secret: testSecret, ReplicaOf: master, Fenced: true}
+	conf := filepath.Join(dir, "redis.conf")
+	if err := os.WriteFile(conf, []byte(rc.Render()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rcmd := exec.Command("redis-server", conf)
+	if err := rcmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rcmd.Process.Kill(); _ = rcmd.Wait() })
+	replica := direct(fmt.Sprintf("%s:%d", host, port))
+	defer replica.Close()
+	ctx := context.Background()
+	testutil.WaitFor(t, 10*time.Second, "replica in sync", func() error {
+		info, err := replica.Info(ctx, "replication").Result()
+		if err != nil || !strings.Contains(info, "master_link_status:up") {
+			return fmt.Errorf("link not up: %v", err)
+		}
+		return nil
+	})
+	d, err := Listen(Route{Name: "dur", Addr: host + ":0", Password: testPW, Secret: testSecret, Replicated: true, WaitTimeout: 300 * time.Millisecond,
+		Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 16383, Master: master}}}, testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	px := redis.NewClient(&redis.Options{Addr: d.Addr(), Password: testPW, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+	defer px.Close()
+	// An acknowledged write is on the replica already: no waiting here.
+	for i := 0; i < 200; i++ {
+		k := fmt.Sprintf("d%d", i)
+		if err := px.Set(ctx, k, i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := replica.Get(ctx, k).Result(); err != nil || v != fmt.Sprint(i) {
+			t.Fatalf("acknowledged %s not on the replica: %q %v", k, v, err)
+		}
+	}
+	// A pipeline of writes is confirmed by one WAIT.
+	pipe := px.Pipeline()
+	for i := 0; i < 1000; i++ {
+		pipe.Incr(ctx, "counter")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := replica.Get(ctx, "counter").Result(); v != "1000" {
+		t.Fatalf("replica counter %q", v)
+	}
+	// Without a replica, writes are refused as unconfirmed; reads still work.
+	_ = rcmd.Process.Kill()
+	_ = rcmd.Wait()
+	start := time.Now()
+	err = px.Set(ctx, "lonely", "1", 0).Err()
+	if err == nil || !strings.HasPrefix(err.Error(), "NOREPLICAS") {
+		t.Fatalf("write without a replica: %v", err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("unconfirmed write took %v", time.Since(start))
+	}
+	if v, err := px.Get(ctx, "d1").Result(); err != nil || v != "1" {
+		t.Fatalf("read without a replica: %q %v", v, err)
+	}
+}

@@ -17,10 +17,16 @@ import (
 // Every node serves every database's endpoint; a failover switches the
 // backend under the proxy without closing client connections.
 func TestProxyEndpoints(t *testing.T) {
+	for _, dur := range []string{"async", "replicated"} {
+		t.Run(dur, func(t *testing.T) { proxyFailover(t, dur) })
+	}
+}
+
+func proxyFailover(t *testing.T, durability string) {
 	tc := newTestClusterWith(t, 3, 256<<20, func(i int, c *Config) { c.DownAfter = time.Second })
 	ctx := testutil.Ctx(t, 3*time.Minute)
 	c := tc.client(0)
-	db, err := c.CreateDB(ctx, api.CreateDBRequest{Name: "px", Memory: 16 << 20, Shards: 2, Replicas: 1})
+	db, err := c.CreateDB(ctx, api.CreateDBRequest{Name: "px", Memory: 16 << 20, Shards: 2, Replicas: 1, Durability: durability})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +85,7 @@ func TestProxyEndpoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("failover through the proxy: %d acked, %d lost, write gap %v", r.Acked, len(r.Lost), r.Gap)
+	t.Logf("failover through the proxy (durability %s): %d acked, %d lost, write gap %v", durability, r.Acked, len(r.Lost), r.Gap)
 	if len(r.Lost) != 0 {
 		t.Fatalf("lost %d acknowledged writes", len(r.Lost))
 	}

@@ -79,7 +79,17 @@ type Spec struct {
 	Password    string            `json:"password,omitempty"`
 	Owner       string            `json:"owner,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
+	// Durability is "async" (default: a write is acknowledged by the
+	// master) or "replicated" (the proxy acknowledges a write only once a
+	// replica has it, so no acknowledged write is lost in a single fault).
+	Durability string `json:"durability,omitempty"`
 }
+
+// Durability modes.
+const (
+	DurabilityAsync      = "async"
+	DurabilityReplicated = "replicated"
+)
 
 // Instance is one redis-server process.
 type Instance struct {
@@ -167,6 +177,9 @@ func (s *Spec) Defaults() {
 	if s.Eviction == "" {
 		s.Eviction = "noeviction"
 	}
+	if s.Durability == "" {
+		s.Durability = DurabilityAsync
+	}
 }
 
 // Validate reports the first problem with a spec, in words a user can act on.
@@ -193,6 +206,15 @@ func (s Spec) Validate() error {
 	}
 	if err := ValidatePassword(s.Password); err != nil {
 		return err
+	}
+	switch s.Durability {
+	case "", DurabilityAsync:
+	case DurabilityReplicated:
+		if s.Replicas < 1 {
+			return fmt.Errorf("invalid durability replicated: needs at least 1 replica per shard")
+		}
+	default:
+		return fmt.Errorf("invalid durability %q: must be async or replicated", s.Durability)
 	}
 	if len(s.Owner) > 128 {
 		return fmt.Errorf("invalid owner: at most 128 characters")
