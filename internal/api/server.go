@@ -207,7 +207,7 @@ func (s *Server) createDB(w http.ResponseWriter, r *http.Request) {
 	}
 	spec := state.Spec{Name: req.Name, Memory: int64(req.Memory), Shards: req.Shards, Replicas: req.Replicas,
 		Persistence: req.Persistence, Eviction: req.Eviction, Password: req.Password, Owner: req.Owner, Labels: req.Labels,
-		Durability: req.Durability}
+		Durability: req.Durability, ReadFrom: req.ReadFrom}
 	db, idx, err := s.Ctl.CreateDB(r.Context(), spec)
 	if err != nil {
 		writeCtlErr(w, err)
@@ -223,7 +223,7 @@ func (s *Server) updateDB(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := controller.Update{Shards: req.Shards, Replicas: req.Replicas, Persistence: req.Persistence,
-		Eviction: req.Eviction, Password: req.Password, Owner: req.Owner, Labels: req.Labels, Durability: req.Durability}
+		Eviction: req.Eviction, Password: req.Password, Owner: req.Owner, Labels: req.Labels, Durability: req.Durability, ReadFrom: req.ReadFrom}
 	if req.Memory != nil {
 		m := int64(*req.Memory)
 		u.Memory = &m

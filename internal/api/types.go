@@ -75,6 +75,7 @@ type CreateDBRequest struct {
 	Owner       string            `json:"owner,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Durability  string            `json:"durability,omitempty"`
+	ReadFrom    string            `json:"read_from,omitempty"`
 }
 
 // UpdateDBRequest is the body of PATCH /v1/dbs/NAME; absent fields stay.
@@ -88,6 +89,7 @@ type UpdateDBRequest struct {
 	Owner       *string           `json:"owner,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	Durability  *string           `json:"durability,omitempty"`
+	ReadFrom    *string           `json:"read_from,omitempty"`
 }
 
 // DB statuses.
@@ -129,6 +131,7 @@ type DB struct {
 	Persistence string            `json:"persistence"`
 	Eviction    string            `json:"eviction"`
 	Durability  string            `json:"durability"`
+	ReadFrom    string            `json:"read_from"`
 	Password    string            `json:"password"`
 	Owner       string            `json:"owner,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`

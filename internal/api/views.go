@@ -53,7 +53,7 @@ func dbView(st *state.State, db *state.Database, obs map[string]controller.Repor
 	seen := statusIndex(obs)
 	haveObs := obs != nil
 	v := DB{Name: db.Name, Memory: db.Memory, ShardCount: db.Spec.Shards, Replicas: db.Spec.Replicas,
-		Persistence: db.Persistence, Eviction: db.Eviction, Durability: db.Durability, Password: db.Password, Owner: db.Owner, Labels: db.Labels,
+		Persistence: db.Persistence, Eviction: db.Eviction, Durability: db.Durability, ReadFrom: db.ReadFrom, Password: db.Password, Owner: db.Owner, Labels: db.Labels,
 		CreatedAt: db.CreatedAt, UpdatedAt: db.UpdatedAt, Shards: []Shard{}, Endpoints: []string{}}
 	if db.ProxyPort != 0 {
 		for _, id := range st.NodeIDs() {

@@ -19,9 +19,9 @@ func (a *app) dbCmd() *cobra.Command {
 }
 
 type specFlags struct {
-	memory, persistence, eviction, password, owner, durability string
-	shards, replicas                                           int
-	labels                                                     []string
+	memory, persistence, eviction, password, owner, durability, readFrom string
+	shards, replicas                                                     int
+	labels                                                               []string
 }
 
 func (f *specFlags) register(cmd *cobra.Command) {
@@ -34,6 +34,7 @@ func (f *specFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.password, "password", "", "client password (generated when not given)")
 	fl.StringVar(&f.owner, "owner", "", "owner")
 	fl.StringArrayVar(&f.labels, "label", nil, "label KEY=VALUE (repeatable)")
+	fl.StringVar(&f.readFrom, "read-from", "master", "where the endpoint sends reads: master, replica (in sync, else master) or any")
 	fl.StringVar(&f.durability, "durability", "async", "async, or replicated: the endpoint acknowledges a write once a replica has it")
 }
 
@@ -77,7 +78,7 @@ func (a *app) dbCreate() *cobra.Command {
 			ctx, cancel := ctx(cmd)
 			defer cancel()
 			db, err := c.CreateDB(ctx, api.CreateDBRequest{Name: args[0], Memory: api.Size(mem), Shards: f.shards, Replicas: f.replicas,
-				Persistence: f.persistence, Eviction: f.eviction, Password: f.password, Owner: f.owner, Labels: labels, Durability: f.durability})
+				Persistence: f.persistence, Eviction: f.eviction, Password: f.password, Owner: f.owner, Labels: labels, Durability: f.durability, ReadFrom: f.readFrom})
 			if err != nil {
 				return err
 			}
@@ -120,6 +121,9 @@ func (a *app) dbUpdate() *cobra.Command {
 			}
 			if fl.Changed("password") {
 				req.Password, changed = &f.password, true
+			}
+			if fl.Changed("read-from") {
+				req.ReadFrom, changed = &f.readFrom, true
 			}
 			if fl.Changed("durability") {
 				req.Durability, changed = &f.durability, true
@@ -241,6 +245,7 @@ func (a *app) showDB(d *api.DB) error {
 	fmt.Fprintf(tw, "persistence:\t%s\n", d.Persistence)
 	fmt.Fprintf(tw, "eviction:\t%s\n", d.Eviction)
 	fmt.Fprintf(tw, "durability:\t%s\n", d.Durability)
+	fmt.Fprintf(tw, "read-from:\t%s\n", d.ReadFrom)
 	fmt.Fprintf(tw, "password:\t%s\n", d.Password)
 	fmt.Fprintf(tw, "endpoints:\t%s\n", strings.Join(d.Endpoints, " "))
 	if d.Owner != "" {

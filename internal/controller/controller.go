@@ -173,6 +173,7 @@ type Update struct {
 	Owner       *string
 	Labels      map[string]string
 	Durability  *string
+	ReadFrom    *string
 }
 
 // UpdateDB applies a spec change: the agents then apply it live where Redis
@@ -220,6 +221,9 @@ func (c *Controller) UpdateDB(ctx context.Context, name string, u Update) (*stat
 	}
 	if u.Durability != nil {
 		spec.Durability = *u.Durability
+	}
+	if u.ReadFrom != nil {
+		spec.ReadFrom = *u.ReadFrom
 	}
 	if err := spec.Validate(); err != nil {
 		return nil, 0, errf(Invalid, "%v", err)

@@ -26,8 +26,9 @@ type Limits struct {
 
 // Routes computes the routes of every database for the proxies of node.
 // Pure: a shard failing over has no master, and traffic to it is refused
-// with TRYAGAIN until the promotion is in the log.
-func Routes(st *state.State, node string, lim Limits) []Route {
+// with TRYAGAIN until the promotion is in the log. inSync says whether a
+// replica (host:port) may serve reads; nil means all.
+func Routes(st *state.State, node string, lim Limits, inSync func(addr string) bool) []Route {
 	self, ok := st.Nodes[node]
 	if !ok {
 		return nil
@@ -46,14 +47,15 @@ func Routes(st *state.State, node string, lim Limits) []Route {
 			continue
 		}
 		r := Route{Name: name, Addr: net.JoinHostPort(self.Addr, strconv.Itoa(db.ProxyPort)), Password: db.Password, Secret: db.Secret,
-			MaxClients: lim.MaxClients, MaxRequest: lim.MaxRequest, Idle: lim.Idle, Replicated: db.Durability == state.DurabilityReplicated}
+			MaxClients: lim.MaxClients, MaxRequest: lim.MaxRequest, Idle: lim.Idle, Replicated: db.Durability == state.DurabilityReplicated,
+			ReadFrom: db.ReadFrom}
 		for _, sh := range db.Shards {
 			sr := ShardRoute{Index: sh.Index, SlotStart: sh.SlotStart, SlotEnd: sh.SlotEnd}
 			if m, ok := sh.Master(); ok && sh.Pending == nil {
 				sr.Master = addr(m)
 			}
 			for _, rep := range sh.Replicas() {
-				if a := addr(rep); a != "" {
+				if a := addr(rep); a != "" && (inSync == nil || inSync(a)) {
 					sr.Replicas = append(sr.Replicas, a)
 				}
 			}
@@ -72,17 +74,23 @@ type Manager struct {
 	Log    *slog.Logger
 	mu     sync.Mutex
 	dbs    map[string]*DB
+	lag    *lagProber
 }
 
 // Run keeps the proxies in line with the state until ctx ends.
 func (m *Manager) Run(ctx context.Context) {
 	m.dbs = map[string]*DB{}
-	t := time.NewTicker(time.Second) // retries listeners that failed
+	m.lag = newLagProber()
+	defer m.lag.close()
+	// Retries failed listeners, and refreshes which replicas may serve reads.
+	t := time.NewTicker(500 * time.Millisecond)
 	defer t.Stop()
 	defer m.closeAll()
 	for {
 		changed := m.Src.Changed()
-		m.sync(Routes(m.Src.State(), m.Node, m.Limits))
+		st := m.Src.State()
+		m.lag.probe(ctx, st)
+		m.sync(Routes(st, m.Node, m.Limits, m.lag.inSync))
 		select {
 		case <-ctx.Done():
 			return

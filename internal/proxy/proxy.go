@@ -43,6 +43,9 @@ type Route struct {
 	MaxClients int
 	MaxRequest int // bytes
 	Idle       time.Duration
+	// ReadFrom: "master", "replica" or "any" for read-only commands.
+	// Replicas listed in a ShardRoute are the ones in sync right now.
+	ReadFrom string
 	// Replicated: acknowledge writes only once WAIT says a replica has them.
 	Replicated  bool
 	WaitTimeout time.Duration
@@ -301,8 +304,10 @@ type client struct {
 	tunnel *lbackend
 	// txn queues a MULTI on a sharded database until EXEC.
 	txn *txn
-	// writing: the command being dispatched may write (durability).
+	// writing: the command being dispatched may write (durability);
+	// reading: it only reads (read/write split).
 	writing bool
+	reading bool
 }
 
 type txn struct {
@@ -541,6 +546,7 @@ func (c *client) dispatch(args [][]byte) {
 	}
 	ci, base := tab.lookupName(name, args)
 	c.writing = ci != nil && (ci.write || base == "eval" || base == "evalsha" || base == "fcall")
+	c.reading = ci != nil && ci.readonly && !c.writing
 	if ci == nil {
 		c.errorf("ERR unknown command '%s', with args beginning with: %s", trunc(args[0]), argsPreview(args[1:]))
 		return
@@ -728,7 +734,31 @@ func (c *client) queueTxn(t *topology, ci *cmdInfo, base string, args [][]byte) 
 	return true
 }
 
+// readAddr picks where a read of shard goes under the database's
+// read-from setting; a client sticks to one replica.
+func (c *client) readAddr(t *topology, shard int) string {
+	sh := t.route.Shards[shard]
+	switch t.route.ReadFrom {
+	case "replica":
+		if len(sh.Replicas) > 0 {
+			return sh.Replicas[int(c.id%uint64(len(sh.Replicas)))]
+		}
+	case "any":
+		n := uint64(len(sh.Replicas) + 1)
+		if i := int(c.id % n); i > 0 {
+			return sh.Replicas[i-1]
+		}
+	}
+	return sh.Master
+}
+
 func (c *client) toShard(t *topology, shard int, cmd []byte) {
+	if c.reading && t.route.ReadFrom != "" && t.route.ReadFrom != "master" {
+		if a := c.readAddr(t, shard); a != "" {
+			c.pend = append(c.pend, pending{reqs: []*request{c.send(a, cmd)}})
+			return
+		}
+	}
 	m := t.route.Shards[shard].Master
 	if m == "" {
 		c.errorf("TRYAGAIN shard %d is failing over; retry shortly", shard)

@@ -521,3 +521,65 @@ func TestDurabilityReplicated(t *testing.T) {
 		t.Fatalf("read without a replica: %q %v", v, err)
 	}
 }
+
+func TestReadFrom(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	master, other := backend(t, host), backend(t, host)
+	ctx := context.Background()
+	// Different values tell where a read went.
+	_ = direct(master).Set(ctx, "k", "master", 0).Err()
+	_ = direct(other).Set(ctx, "k", "replica", 0).Err()
+	for _, c := range []struct {
+		from string
+		want map[string]bool
+	}{
+		{"master", map[string]bool{"master": true}},
+		{"replica", map[string]bool{"replica": true}},
+		{"any", map[string]bool{"master": true, "replica": true}},
+	} {
+		d, err := Listen(Route{Name: "rf", Addr: host + ":0", Password: testPW, Secret: testSecret, ReadFrom: c.from,
+			Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 16383, Master: master, Replicas: []string{other}}}}, testutil.Logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for i := 0; i < 6; i++ { // several clients: "any" spreads them
+			cl := redis.NewClient(&redis.Options{Addr: d.Addr(), Password: testPW, Protocol: 2, DisableIdentity: true, PoolSize: 1})
+			v, err := cl.Get(ctx, "k").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[v] = true
+			// Writes always go to the master.
+			if err := cl.Set(ctx, "w", c.from, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			cl.Close()
+		}
+		d.Close()
+		if fmt.Sprint(seen) != fmt.Sprint(c.want) {
+			t.Errorf("read-from %s: reads went to %v", c.from, seen)
+		}
+		if v, _ := direct(master).Get(ctx, "w").Result(); v != c.from {
+			t.Errorf("read-from %s: write not on the master", c.from)
+		}
+	}
+}
+
+func TestReplicaFresh(t *testing.T) {
+	cases := []struct {
+		info string
+		want bool
+	}{
+		{"role:slave\r\nmaster_link_status:up\r\nmaster_last_io_seconds_ago:0\r\nmaster_sync_in_progress:0\r\n", true},
+		{"role:slave\r\nmaster_link_status:up\r\nmaster_last_io_seconds_ago:5\r\nmaster_sync_in_progress:0\r\n", false},
+		{"role:slave\r\nmaster_link_status:down\r\nmaster_last_io_seconds_ago:0\r\nmaster_sync_in_progress:0\r\n", false},
+		{"role:slave\r\nmaster_link_status:up\r\nmaster_last_io_seconds_ago:0\r\nmaster_sync_in_progress:1\r\n", false},
+		{"role:master\r\n", false},
+	}
+	for _, c := range cases {
+		if got := replicaFresh(c.info); got != c.want {
+			t.Errorf("%q: %v, want %v", c.info, got, c.want)
+		}
+	}
+}

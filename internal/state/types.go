@@ -83,6 +83,9 @@ type Spec struct {
 	// master) or "replicated" (the proxy acknowledges a write only once a
 	// replica has it, so no acknowledged write is lost in a single fault).
 	Durability string `json:"durability,omitempty"`
+	// ReadFrom is where the proxy sends read-only commands: "master"
+	// (default), "replica" (a replica in sync, else the master) or "any".
+	ReadFrom string `json:"read_from,omitempty"`
 }
 
 // Durability modes.
@@ -180,6 +183,9 @@ func (s *Spec) Defaults() {
 	if s.Durability == "" {
 		s.Durability = DurabilityAsync
 	}
+	if s.ReadFrom == "" {
+		s.ReadFrom = "master"
+	}
 }
 
 // Validate reports the first problem with a spec, in words a user can act on.
@@ -206,6 +212,11 @@ func (s Spec) Validate() error {
 	}
 	if err := ValidatePassword(s.Password); err != nil {
 		return err
+	}
+	switch s.ReadFrom {
+	case "", "master", "replica", "any":
+	default:
+		return fmt.Errorf("invalid read-from %q: must be master, replica or any", s.ReadFrom)
 	}
 	switch s.Durability {
 	case "", DurabilityAsync:

@@ -1,0 +1,114 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// maxReplicaLag: a replica whose master was last heard from longer ago, or
+// whose link is down or syncing, serves no reads.
+const maxReplicaLag = time.Second
+
+// lagProber asks the replicas of databases that read from replicas how
+// far behind they are.
+type lagProber struct {
+	mu      sync.Mutex
+	ok      map[string]bool
+	clients map[string]*redis.Client
+}
+
+func newLagProber() *lagProber {
+	return &lagProber{ok: map[string]bool{}, clients: map[string]*redis.Client{}}
+}
+
+func (p *lagProber) inSync(addr string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ok[addr]
+}
+
+func (p *lagProber) probe(ctx context.Context, st *state.State) {
+	type target struct{ addr, secret string }
+	var targets []target
+	for _, db := range st.DBs {
+		if db.ReadFrom != "replica" && db.ReadFrom != "any" {
+			continue
+		}
+		for _, sh := range db.Shards {
+			for _, in := range sh.Replicas() {
+				if n, ok := st.Nodes[in.Node]; ok {
+					targets = append(targets, target{net.JoinHostPort(n.Addr, strconv.Itoa(in.Port)), db.Secret})
+				}
+			}
+		}
+	}
+	ok := map[string]bool{}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, t := range targets {
+		c := p.client(t.addr, t.secret)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			qctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			defer cancel()
+			info, err := c.Info(qctx, "replication").Result()
+			good := err == nil && replicaFresh(info)
+			mu.Lock()
+			ok[t.addr] = good
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	p.mu.Lock()
+	p.ok = ok
+	for addr, c := range p.clients {
+		if _, used := ok[addr]; !used {
+			c.Close()
+			delete(p.clients, addr)
+		}
+	}
+	p.mu.Unlock()
+}
+
+func replicaFresh(info string) bool {
+	f := map[string]string{}
+	for _, line := range strings.Split(info, "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
+			f[k] = v
+		}
+	}
+	io, err := strconv.Atoi(f["master_last_io_seconds_ago"])
+	return f["role"] == "slave" && f["master_link_status"] == "up" && f["master_sync_in_progress"] == "0" &&
+		err == nil && time.Duration(io)*time.Second <= maxReplicaLag
+}
+
+func (p *lagProber) client(addr, secret string) *redis.Client {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.clients[addr]; ok {
+		return c
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr, Username: redisconf.InternalUser, Password: secret, Protocol: 2,
+		DisableIdentity: true, MaxRetries: -1, PoolSize: 1, DialTimeout: 200 * time.Millisecond})
+	p.clients[addr] = c
+	return c
+}
+
+func (p *lagProber) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for a, c := range p.clients {
+		c.Close()
+		delete(p.clients, a)
+	}
+}
