@@ -49,6 +49,8 @@ type Server struct {
 	Raft   *cluster.Cluster
 	Ctl    *controller.Controller
 	Log    *slog.Logger
+	// Proxies returns this node's proxy counters (node-local, not forwarded).
+	Proxies func() any
 }
 
 // Handler returns the API's routes behind authentication and leader routing.
@@ -64,6 +66,13 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("PATCH /v1/dbs/{name}", s.updateDB)
 	v1.HandleFunc("DELETE /v1/dbs/{name}", s.deleteDB)
 	v1.HandleFunc("GET /v1/events", s.events)
+	v1.HandleFunc("GET /v1/local/proxies", func(w http.ResponseWriter, r *http.Request) {
+		if s.Proxies == nil {
+			writeJSON(w, http.StatusOK, []any{})
+			return
+		}
+		writeJSON(w, http.StatusOK, s.Proxies())
+	})
 	v1.HandleFunc("POST /v1/dbs/{name}/failover", s.switchover)
 	v1.HandleFunc("POST /v1/nodes/{id}/drain", s.drain(true))
 	v1.HandleFunc("POST /v1/nodes/{id}/undrain", s.drain(false))
@@ -110,7 +119,7 @@ func (s *Server) leaderHTTP() string {
 // waited for locally so a client sees its own write on the node it asked.
 func (s *Server) toLeader(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.Raft.IsLeader() {
+		if s.Raft.IsLeader() || strings.HasPrefix(r.URL.Path, "/v1/local/") {
 			next.ServeHTTP(w, r)
 			return
 		}

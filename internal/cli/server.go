@@ -15,7 +15,7 @@ import (
 
 func (a *app) serverCmd() *cobra.Command {
 	var cfg server.Config
-	var memory, ports, proxyPorts, join, logLevel string
+	var memory, ports, proxyPorts, join, logLevel, maxRequest string
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
 		Use:   "server --id ID --data DIR --bind HOST [--join ADDR]",
@@ -41,6 +41,11 @@ func (a *app) serverCmd() *cobra.Command {
 			if cfg.ProxyMin, cfg.ProxyMax, err = server.ParsePortRange(proxyPorts); err != nil {
 				return fmt.Errorf("--proxy-ports: %v", err)
 			}
+			mr, err := api.ParseSize(maxRequest)
+			if err != nil || mr < 1024 {
+				return fmt.Errorf("--proxy-max-request %q: a size of at least 1KiB", maxRequest)
+			}
+			cfg.ProxyMaxRequest = int(mr)
 			cfg.Join, cfg.Token, cfg.Out = join, a.token, a.out
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -67,6 +72,9 @@ func (a *app) serverCmd() *cobra.Command {
 	f.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "redis-server binary")
 	f.StringVar(&ports, "redis-ports", "7100-7999", "port range for this node's redis-servers")
 	f.StringVar(&proxyPorts, "proxy-ports", "6400-6999", "port range for database endpoints (a database's port is the same on every node)")
+	f.IntVar(&cfg.ProxyMaxClients, "proxy-max-clients", 10000, "client connections per database endpoint on this node")
+	f.DurationVar(&cfg.ProxyIdle, "proxy-idle-timeout", 0, "close endpoint clients idle this long (0: never)")
+	f.StringVar(&maxRequest, "proxy-max-request", "512MiB", "largest request a client may send to an endpoint")
 	f.BoolVar(&cfg.StopInstancesOnExit, "stop-instances-on-exit", false, "stop this node's redis-servers when the server stops (default: they keep serving)")
 	f.DurationVar(&cfg.NodeDownAfter, "node-down-after", 0, "mark a node down after missing heartbeats this long (default 5s)")
 	f.DurationVar(&cfg.ElectionTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 500ms)")

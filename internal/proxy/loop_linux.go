@@ -276,7 +276,13 @@ func (l *loop) parse(c *client) {
 			continue
 		}
 		l.d.Stats.Ops.Add(1)
+		before := len(c.pend)
+		now := time.Now()
 		c.dispatch(args)
+		if len(c.pend) > before {
+			c.pend[len(c.pend)-1].start = now
+			c.pend[len(c.pend)-1].name = trunc(args[0])
+		}
 		if c.quit {
 			c.closeAfter = true
 		}
@@ -535,6 +541,9 @@ func (l *loop) flush() {
 		}
 		done := 0
 		for done < len(c.pend) && c.pend[done].complete() {
+			if p := &c.pend[done]; !p.start.IsZero() {
+				l.d.lat.observe(time.Since(p.start), p.name)
+			}
 			c.out = append(c.out, c.pend[done].render()...)
 			c.pend[done] = pending{}
 			done++

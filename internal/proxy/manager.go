@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -148,4 +149,14 @@ func (m *Manager) closeAll() {
 		d.Close()
 		delete(m.dbs, name)
 	}
+}
+
+// Snapshots returns the counters of every proxy on this node.
+func (m *Manager) Snapshots() []Snapshot {
+	var out []Snapshot
+	for _, d := range m.DBs() {
+		out = append(out, d.Snapshot())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].DB < out[j].DB })
+	return out
 }

@@ -94,13 +94,15 @@ type DB struct {
 	cancel  context.CancelFunc
 	conns   sync.Map // net.Conn -> struct{}
 	lp      *loop    // event loop engine
+	lat     latency
+	started time.Time
 }
 
 // Listen starts the proxy of one database.
 func Listen(r Route, log *slog.Logger) (*DB, error) {
 	if r.Engine != "goroutine" && loopSupported {
 		ctx, cancel := context.WithCancel(context.Background())
-		d := &DB{log: log.With("component", "proxy", "db", r.Name), pools: map[string]*pool{}, ctx: ctx, cancel: cancel}
+		d := &DB{log: log.With("component", "proxy", "db", r.Name), pools: map[string]*pool{}, ctx: ctx, cancel: cancel, started: time.Now()}
 		d.topo.Store(newTopology(r))
 		lp, err := newLoop(d, r.Addr)
 		if err != nil {
@@ -116,7 +118,7 @@ func Listen(r Route, log *slog.Logger) (*DB, error) {
 		return nil, fmt.Errorf("proxy for %s on %s: %w", r.Name, r.Addr, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &DB{log: log.With("component", "proxy", "db", r.Name), ln: ln, pools: map[string]*pool{}, ctx: ctx, cancel: cancel}
+	d := &DB{log: log.With("component", "proxy", "db", r.Name), ln: ln, pools: map[string]*pool{}, ctx: ctx, cancel: cancel, started: time.Now()}
 	d.topo.Store(newTopology(r))
 	go d.accept()
 	return d, nil
@@ -268,6 +270,8 @@ type pending struct {
 	imm   []byte     // an answer the proxy gave itself
 	reqs  []*request // backend requests whose replies make up the answer
 	merge func(reqs []*request) []byte
+	start time.Time // when the command arrived (loop engine: latency)
+	name  string
 }
 
 // client is one client connection.

@@ -583,3 +583,68 @@ func TestReplicaFresh(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitsAndStats(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	be := backend(t, host)
+	d, err := Listen(Route{Name: "lim", Addr: host + ":0", Password: testPW, Secret: testSecret, MaxClients: 2, MaxRequest: 1024,
+		Idle: 300 * time.Millisecond, Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 16383, Master: be}}}, testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", d.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, bufio.NewReader(c)
+	}
+	line := func(c net.Conn, r *bufio.Reader) (string, error) {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		s, err := r.ReadString('\n')
+		return strings.TrimSpace(s), err
+	}
+	c1, r1 := dial()
+	defer c1.Close()
+	c2, r2 := dial()
+	defer c2.Close()
+	fmt.Fprintf(c1, "AUTH %s\r\n", testPW)
+	fmt.Fprintf(c2, "AUTH %s\r\n", testPW)
+	line(c1, r1)
+	line(c2, r2)
+	c3, r3 := dial()
+	defer c3.Close()
+	if got, _ := line(c3, r3); got != "-ERR max number of clients reached" {
+		t.Fatalf("third client: %q", got)
+	}
+	// A request over the size limit: an error, then the connection closes.
+	fmt.Fprintf(c1, "SET k %s\r\n", strings.Repeat("x", 2000))
+	if got, _ := line(c1, r1); !strings.HasPrefix(got, "-ERR Protocol error") {
+		t.Fatalf("oversized request: %q", got)
+	}
+	// An idle client is closed.
+	start := time.Now()
+	if _, err := line(c2, r2); err == nil {
+		t.Fatal("idle client got data")
+	}
+	if time.Since(start) > 3*time.Second {
+		t.Fatalf("idle client closed after %v", time.Since(start))
+	}
+	px := redis.NewClient(&redis.Options{Addr: d.Addr(), Password: testPW, Protocol: 2, DisableIdentity: true})
+	defer px.Close()
+	testutil.WaitFor(t, 5*time.Second, "a free client slot", func() error { return px.Ping(ctx).Err() })
+	for i := 0; i < 50; i++ {
+		_ = px.Set(ctx, "s", i, 0).Err()
+	}
+	_ = px.Do(ctx, "NOSUCH").Err()
+	s := d.Snapshot()
+	var n int64
+	for _, b := range s.Buckets {
+		n += b
+	}
+	if s.Ops < 50 || s.Errors < 1 || n < 50 || s.Engine != "loop" || s.Rejected != 1 {
+		t.Fatalf("snapshot %+v", s)
+	}
+}

@@ -23,10 +23,11 @@ func ParseCommand(b []byte, maxSize int, args [][]byte) ([][]byte, int, error) {
 	args = args[:0]
 	if b[0] != '*' {
 		nl := bytes.IndexByte(b, '\n')
+		limit := min(MaxInline, maxSize)
+		if nl > limit || (nl < 0 && len(b) > limit) {
+			return nil, 0, perr("too big inline request")
+		}
 		if nl < 0 {
-			if len(b) > MaxInline {
-				return nil, 0, perr("too big inline request")
-			}
 			return nil, 0, ErrIncomplete
 		}
 		line := b[:nl]

@@ -43,6 +43,10 @@ type Config struct {
 	PortMax     int
 	ProxyMin    int // database endpoints: one port per database, the same on every node
 	ProxyMax    int
+	// Proxy limits, per database on this node.
+	ProxyMaxClients int
+	ProxyMaxRequest int
+	ProxyIdle       time.Duration
 	// StopInstancesOnExit stops this node's redis-servers when it stops
 	// (marina up); by default they keep serving and are adopted on restart.
 	StopInstancesOnExit bool
@@ -120,6 +124,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Memory == 0 {
 		c.Memory = DefaultMemory()
+	}
+	if c.ProxyMaxClients == 0 {
+		c.ProxyMaxClients = 10000
+	}
+	if c.ProxyMaxRequest == 0 {
+		c.ProxyMaxRequest = 512 << 20
 	}
 	if c.Memory < state.MinMemory {
 		return fmt.Errorf("--memory %d: must be at least 1MiB", c.Memory)
@@ -220,7 +230,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		MaxLinkDown: cfg.MaxLinkDown, FlapMax: cfg.FlapMax, FlapWindow: cfg.FlapWindow, Heartbeat: cfg.Heartbeat, HealAfter: cfg.HealAfter})
 	n.Agent = agent.New(agent.Config{NodeID: cfg.ID, Dir: filepath.Join(cfg.DataDir, "instances"), RedisServer: cfg.RedisServer,
 		StopOnExit: cfg.StopInstancesOnExit, Lease: cfg.Lease, Logger: log}, n.FSM)
-	srv := &api.Server{NodeID: cfg.ID, FSM: n.FSM, Raft: n.Raft, Ctl: n.Ctl, Log: log}
+	n.Proxies = &proxy.Manager{Node: cfg.ID, Src: n.FSM, Log: log,
+		Limits: proxy.Limits{MaxClients: cfg.ProxyMaxClients, MaxRequest: cfg.ProxyMaxRequest, Idle: cfg.ProxyIdle}}
+	srv := &api.Server{NodeID: cfg.ID, FSM: n.FSM, Raft: n.Raft, Ctl: n.Ctl, Log: log,
+		Proxies: func() any { return n.Proxies.Snapshots() }}
 	n.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -243,8 +256,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	})
 	n.goRun(func() { n.Ctl.Run(runCtx) })
-	n.Proxies = &proxy.Manager{Node: cfg.ID, Src: n.FSM, Log: log,
-		Limits: proxy.Limits{MaxClients: 10000, MaxRequest: 512 << 20}}
 	n.goRun(func() { n.Proxies.Run(runCtx) })
 	n.goRun(func() { n.heartbeats(runCtx) })
 	log.Info("node started", "http", ln.Addr().String(), "raft", api.HostPort(cfg.Bind, cfg.RaftPort))
