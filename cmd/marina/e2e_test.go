@@ -130,8 +130,9 @@ func TestUpAndCLI(t *testing.T) {
 		t.Fatalf("db create: %d %s", r.code, r.stderr)
 	}
 	var show struct {
-		Name     string `json:"name"`
-		Password string `json:"password"`
+		Name      string   `json:"name"`
+		Password  string   `json:"password"`
+		Endpoints []string `json:"endpoints"`
 		Shards   []struct {
 			Master   struct{ Node, Addr string }   `json:"master"`
 			Replicas []struct{ Node, Addr string } `json:"replicas"`
@@ -144,8 +145,17 @@ func TestUpAndCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &show); err != nil {
 		t.Fatalf("show json: %v\n%s", err, r.stdout)
 	}
-	if show.Name != "shop" || show.Password == "" || len(show.Shards) != 2 {
+	if show.Name != "shop" || show.Password == "" || len(show.Shards) != 2 || len(show.Endpoints) != 3 {
 		t.Fatalf("show: %+v", show)
+	}
+	// The endpoint on every node serves the (sharded) database.
+	for i, ep := range show.Endpoints {
+		e := redis.NewClient(&redis.Options{Addr: ep, Password: show.Password, Protocol: 2, DisableIdentity: true})
+		testutil.WaitFor(t, 10*time.Second, "endpoint "+ep, func() error { return e.Set(context.Background(), fmt.Sprintf("ep%d", i), i, 0).Err() })
+		if n, err := e.Exists(context.Background(), "ep0", fmt.Sprintf("ep%d", i)).Result(); err != nil || n < 1 {
+			t.Fatalf("endpoint %s: %d %v", ep, n, err)
+		}
+		e.Close()
 	}
 	ctx := context.Background()
 	for _, sh := range show.Shards {
