@@ -133,7 +133,7 @@ func TestUpAndCLI(t *testing.T) {
 		Name      string   `json:"name"`
 		Password  string   `json:"password"`
 		Endpoints []string `json:"endpoints"`
-		Shards   []struct {
+		Shards    []struct {
 			Master   struct{ Node, Addr string }   `json:"master"`
 			Replicas []struct{ Node, Addr string } `json:"replicas"`
 		} `json:"shards"`
