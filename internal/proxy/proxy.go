@@ -929,34 +929,61 @@ func (c *client) splitKeys(t *topology, args [][]byte, stride int, op string) {
 		c.toShard(t, 0, copyCmd(args))
 		return
 	}
+	n := (len(args) - 1) / stride
+	// Slot of each key once; then, per shard in first-seen order, how many
+	// keys and how many bytes its sub-command takes.
+	keyShard := make([]uint16, n)
+	var partOf [slotsMaxShards]int16
+	for i := range partOf[:len(shards)] {
+		partOf[i] = -1
+	}
 	type part struct {
-		args [][]byte
-		pos  []int // index of each key in the original command
+		shard, keys, size int
+		pos               []int32 // MGET: where each key's value goes
 	}
-	parts := map[int]*part{}
-	var order []int
-	for i := 1; i < len(args); i += stride {
-		s := int(t.slotMap[slots.Of(args[i])])
-		p, ok := parts[s]
-		if !ok {
-			p = &part{args: [][]byte{args[0]}}
-			parts[s] = p
-			order = append(order, s)
+	var parts []part
+	for k := 0; k < n; k++ {
+		sh := t.slotMap[slots.Of(args[1+k*stride])]
+		keyShard[k] = sh
+		p := partOf[sh]
+		if p < 0 {
+			p = int16(len(parts))
+			partOf[sh] = p
+			parts = append(parts, part{shard: int(sh), size: 16 + len(args[0]) + 16})
 		}
-		p.args = append(p.args, args[i:i+stride]...)
-		p.pos = append(p.pos, (i-1)/stride)
+		parts[p].keys++
+		for a := 0; a < stride; a++ {
+			parts[p].size += len(args[1+k*stride+a]) + 16
+		}
 	}
-	for _, s := range order {
-		if shards[s].Master == "" {
-			c.errorf("TRYAGAIN shard %d is failing over; retry shortly", s)
+	for _, p := range parts {
+		if shards[p.shard].Master == "" {
+			c.errorf("TRYAGAIN shard %d is failing over; retry shortly", p.shard)
 			return
 		}
 	}
-	reqs := make([]*request, len(order))
-	for i, s := range order {
-		reqs[i] = c.send(shards[s].Master, copyCmd(parts[s].args))
+	cmds := make([][]byte, len(parts))
+	for i := range parts {
+		b := make([]byte, 0, parts[i].size)
+		b = resp.AppendArrayHeader(b, 1+parts[i].keys*stride)
+		cmds[i] = resp.AppendBulk(b, args[0])
+		if op == "mget" {
+			parts[i].pos = make([]int32, 0, parts[i].keys)
+		}
 	}
-	n := (len(args) - 1) / stride
+	for k := 0; k < n; k++ {
+		p := partOf[keyShard[k]]
+		for a := 0; a < stride; a++ {
+			cmds[p] = resp.AppendBulk(cmds[p], args[1+k*stride+a])
+		}
+		if op == "mget" {
+			parts[p].pos = append(parts[p].pos, int32(k))
+		}
+	}
+	reqs := make([]*request, len(parts))
+	for i, p := range parts {
+		reqs[i] = c.send(shards[p.shard].Master, cmds[i])
+	}
 	c.pend = append(c.pend, pending{reqs: reqs, merge: func(reqs []*request) []byte {
 		for _, r := range reqs {
 			if r.err != nil || resp.IsError(r.reply) {
@@ -966,16 +993,18 @@ func (c *client) splitKeys(t *topology, args [][]byte, stride int, op string) {
 		switch op {
 		case "mget":
 			vals := make([][]byte, n)
-			for i, s := range order {
+			size := 16
+			for i := range parts {
 				els, err := resp.Elements(reqs[i].reply)
-				if err != nil || len(els) != len(parts[s].pos) {
+				if err != nil || len(els) != len(parts[i].pos) {
 					return resp.AppendError(nil, "ERR proxy: bad MGET reply from shard")
 				}
 				for j, e := range els {
-					vals[parts[s].pos[j]] = e
+					vals[parts[i].pos[j]] = e
+					size += len(e)
 				}
 			}
-			out := resp.AppendArrayHeader(nil, n)
+			out := resp.AppendArrayHeader(make([]byte, 0, size), n)
 			for _, v := range vals {
 				out = append(out, v...)
 			}
@@ -987,6 +1016,9 @@ func (c *client) splitKeys(t *topology, args [][]byte, stride int, op string) {
 		}
 	}})
 }
+
+// slotsMaxShards bounds the shard count (state.MaxShards).
+const slotsMaxShards = 256
 
 // fanout sends a command to every shard's master and merges.
 func (c *client) fanout(t *topology, args [][]byte, merge func([]*request) []byte) {
