@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -239,17 +240,25 @@ func run(bin string, nshards, n int) error {
 	}
 	_ = context.Background()
 
-	fmt.Printf("proxy benchmark: redis-benchmark -c 50 -n %d -r 100000 -d 32, %d shards (redis-server %s), one host\n", n, nshards, redisVersion())
+	fmt.Printf("proxy benchmark: redis-benchmark -c 50 -n %d -r 100000 -d 32, %d shards (redis-server %s), one host, median of 3 runs\n", n, nshards, redisVersion())
 	fmt.Printf("%-8s %-4s %14s %14s %14s %9s   %-22s %-22s %-22s\n", "test", "-P", "direct rps", "twemproxy rps", "marina rps", "m/tw", "p50/p99 direct ms", "p50/p99 twemproxy ms", "p50/p99 marina ms")
 	for _, test := range []string{"get", "set", "mset"} {
 		for _, pl := range []int{1, 16} {
-			var rs [3]result
-			for i, port := range []int{portOf(backends[0]), twPort, mPort} {
-				r, err := benchmark(port, test, pl, n)
-				if err != nil {
-					return err
+			// Median of three runs each, interleaved, against the noise of a
+			// shared two-core machine.
+			var runs [3][]result
+			for round := 0; round < 3; round++ {
+				for i, port := range []int{portOf(backends[0]), twPort, mPort} {
+					r, err := benchmark(port, test, pl, n)
+					if err != nil {
+						return err
+					}
+					runs[i] = append(runs[i], r)
 				}
-				rs[i] = r
+			}
+			var rs [3]result
+			for i := range runs {
+				rs[i] = median(runs[i])
 			}
 			fmt.Printf("%-8s %-4d %14.0f %14.0f %14.0f %8.2fx   %-22s %-22s %-22s\n", test, pl, rs[0].rps, rs[1].rps, rs[2].rps, rs[2].rps/rs[1].rps,
 				fmt.Sprintf("%.3f/%.3f", rs[0].p50, rs[0].p99), fmt.Sprintf("%.3f/%.3f", rs[1].p50, rs[1].p99), fmt.Sprintf("%.3f/%.3f", rs[2].p50, rs[2].p99))
@@ -265,6 +274,19 @@ func run(bin string, nshards, n int) error {
 	}
 	fmt.Printf("memory per 1000 idle client connections (resident set growth): twemproxy %d KiB, marina %d KiB\n", twMem>>10, mMem>>10)
 	return nil
+}
+
+func median(rs []result) result {
+	pick := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	return result{rps: pick(func(r result) float64 { return r.rps }), p50: pick(func(r result) float64 { return r.p50 }),
+		p99: pick(func(r result) float64 { return r.p99 })}
 }
 
 func portOf(addr string) int {

@@ -53,12 +53,14 @@ type loop struct {
 	clients  map[int]*client
 	backends map[string]*lbackend
 	byFD     map[int]*lbackend
-	dirtyC   map[*client]struct{}
-	dirtyB   map[*lbackend]struct{}
-	events   []unix.EpollEvent
-	rbuf     []byte
-	done     chan struct{}
-	swept    time.Time
+	// Clients and backends with output to write at the end of the pass;
+	// a flag on each keeps them listed once.
+	dirtyC []*client
+	dirtyB []*lbackend
+	events []unix.EpollEvent
+	rbuf   []byte
+	done   chan struct{}
+	swept  time.Time
 }
 
 // lbackend is a backend connection owned by the loop.
@@ -74,6 +76,22 @@ type lbackend struct {
 	tunnelOf *client
 	// unconfirmed: writes queued since the last WAIT (durability).
 	unconfirmed []*request
+	dirty       bool
+	dead        bool
+}
+
+func (l *loop) markC(c *client) {
+	if !c.dirty && !c.closed {
+		c.dirty = true
+		l.dirtyC = append(l.dirtyC, c)
+	}
+}
+
+func (l *loop) markB(b *lbackend) {
+	if !b.dirty && !b.dead {
+		b.dirty = true
+		l.dirtyB = append(l.dirtyB, b)
+	}
 }
 
 func sockaddr(addr string) (unix.Sockaddr, int, error) {
@@ -136,7 +154,7 @@ func newLoop(d *DB, addr string) (*loop, error) {
 		return nil, err
 	}
 	return &loop{d: d, addr: actual, epfd: epfd, lnfd: lnfd, clients: map[int]*client{}, backends: map[string]*lbackend{},
-		byFD: map[int]*lbackend{}, dirtyC: map[*client]struct{}{}, dirtyB: map[*lbackend]struct{}{},
+		byFD:   map[int]*lbackend{},
 		events: make([]unix.EpollEvent, 512), rbuf: make([]byte, 64<<10), done: make(chan struct{}), swept: time.Now()}, nil
 }
 
@@ -219,12 +237,11 @@ func (l *loop) closeClient(c *client) {
 		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, t.fd, nil)
 		unix.Close(t.fd)
 		delete(l.byFD, t.fd)
-		delete(l.dirtyB, t)
+		t.dead = true
 	}
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
 	unix.Close(c.fd)
 	delete(l.clients, c.fd)
-	delete(l.dirtyC, c)
 	l.d.Stats.Connections.Add(-1)
 }
 
@@ -241,14 +258,14 @@ func (l *loop) clientEvent(c *client, events uint32) {
 		c.lastActive = time.Now()
 		if c.tunnel != nil {
 			c.tunnel.out = append(c.tunnel.out, l.rbuf[:n]...)
-			l.dirtyB[c.tunnel] = struct{}{}
+			l.markB(c.tunnel)
 			return
 		}
 		c.in = append(c.in, l.rbuf[:n]...)
 		l.parse(c)
 	}
 	if events&unix.EPOLLOUT != 0 {
-		l.dirtyC[c] = struct{}{}
+		l.markC(c)
 	}
 }
 
@@ -281,7 +298,7 @@ func (l *loop) parse(c *client) {
 		c.dispatch(args)
 		if len(c.pend) > before {
 			c.pend[len(c.pend)-1].start = now
-			c.pend[len(c.pend)-1].name = trunc(args[0])
+			c.pend[len(c.pend)-1].name = cmdName(args[0]) // interned for common commands: no allocation
 		}
 		if c.quit {
 			c.closeAfter = true
@@ -296,7 +313,7 @@ func (l *loop) parse(c *client) {
 			c.in = append([]byte(nil), c.in...)
 		}
 	}
-	l.dirtyC[c] = struct{}{}
+	l.markC(c)
 }
 
 // dial connects and authenticates with the standard library, then takes
@@ -345,7 +362,7 @@ func (l *loop) enqueue(addr string, r *request) {
 		r.held = true
 		b.unconfirmed = append(b.unconfirmed, r)
 	}
-	l.dirtyB[b] = struct{}{}
+	l.markB(b)
 }
 
 // confirm appends one WAIT after a backend's batch of writes: the writes
@@ -375,7 +392,7 @@ func (l *loop) settle(w *request) {
 		}
 		r.held, r.finished = false, true
 		if r.owner != nil && !r.owner.closed {
-			l.dirtyC[r.owner] = struct{}{}
+			l.markC(r.owner)
 		}
 	}
 }
@@ -409,7 +426,7 @@ func (l *loop) openTunnel(c *client) {
 		c.pin = nil
 		c.answer(resp.AppendError(nil, "ERR backend unavailable: "+err.Error()))
 		c.closeAfter = true
-		l.dirtyC[c] = struct{}{}
+		l.markC(c)
 		return
 	}
 	b := &lbackend{addr: master, fd: fd, polling: unix.EPOLLIN, tunnelOf: c}
@@ -422,29 +439,27 @@ func (l *loop) openTunnel(c *client) {
 	c.tunnel = b
 	b.out = append(append(b.out, c.pin...), c.in[c.inOff:]...)
 	c.pin, c.in, c.inOff = nil, nil, 0
-	l.dirtyB[b] = struct{}{}
+	l.markB(b)
 }
 
 func (l *loop) failBackend(b *lbackend, err error) {
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, b.fd, nil)
 	unix.Close(b.fd)
 	delete(l.byFD, b.fd)
-	delete(l.dirtyB, b)
+	b.dead = true
 	if c := b.tunnelOf; c != nil {
 		// The pinned connection ended (QUIT, or the backend went away):
 		// so does the client's, once what was relayed is written.
 		b.tunnelOf, c.tunnel = nil, nil
 		c.closeAfter = true
-		l.dirtyC[c] = struct{}{}
+		l.markC(c)
 		return
 	}
 	delete(l.backends, b.addr)
-	delete(l.byFD, b.fd)
-	delete(l.dirtyB, b)
 	fail := func(r *request) {
 		r.err, r.finished, r.held = fmt.Errorf("backend %s: %w", b.addr, err), true, false
 		if r.owner != nil && !r.owner.closed {
-			l.dirtyC[r.owner] = struct{}{}
+			l.markC(r.owner)
 		}
 	}
 	for _, r := range b.pending[b.head:] {
@@ -474,7 +489,7 @@ func (l *loop) backendEvent(b *lbackend, events uint32) {
 		}
 		if c := b.tunnelOf; c != nil {
 			c.out = append(c.out, l.rbuf[:n]...)
-			l.dirtyC[c] = struct{}{}
+			l.markC(c)
 			return
 		}
 		b.in = append(b.in, l.rbuf[:n]...)
@@ -503,7 +518,7 @@ func (l *loop) backendEvent(b *lbackend, events uint32) {
 			}
 			r.finished = true
 			if r.owner != nil && !r.owner.closed {
-				l.dirtyC[r.owner] = struct{}{}
+				l.markC(r.owner)
 			}
 		}
 		rest := copy(b.in, b.in[off:])
@@ -513,15 +528,20 @@ func (l *loop) backendEvent(b *lbackend, events uint32) {
 		}
 	}
 	if events&unix.EPOLLOUT != 0 {
-		l.dirtyB[b] = struct{}{}
+		l.markB(b)
 	}
 }
 
 // flush writes every backend's queued commands, then every client's
 // completed answers in order, one write each.
 func (l *loop) flush() {
-	for b := range l.dirtyB {
-		delete(l.dirtyB, b)
+	for i := 0; i < len(l.dirtyB); i++ {
+		b := l.dirtyB[i]
+		l.dirtyB[i] = nil
+		b.dirty = false
+		if b.dead {
+			continue
+		}
 		l.confirm(b)
 		if len(b.out) > 0 {
 			n, err := rawWrite(b.fd, b.out)
@@ -534,8 +554,11 @@ func (l *loop) flush() {
 		}
 		l.want(b.fd, &b.polling, len(b.out) > 0)
 	}
-	for c := range l.dirtyC {
-		delete(l.dirtyC, c)
+	l.dirtyB = l.dirtyB[:0]
+	for i := 0; i < len(l.dirtyC); i++ {
+		c := l.dirtyC[i]
+		l.dirtyC[i] = nil
+		c.dirty = false
 		if c.closed {
 			continue
 		}
@@ -578,6 +601,10 @@ func (l *loop) flush() {
 		if c.pin != nil && len(c.out) == 0 && len(c.pend) == 0 {
 			l.openTunnel(c)
 		}
+	}
+	l.dirtyC = l.dirtyC[:0]
+	if len(l.dirtyB) > 0 {
+		l.flush() // tunnels opened above have output to send
 	}
 }
 

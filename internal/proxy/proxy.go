@@ -301,6 +301,7 @@ type client struct {
 	lastActive time.Time
 	scratch    [][]byte
 	polling    uint32 // current epoll mask
+	dirty      bool   // listed for the loop's next write pass
 	// pin is the command that asked for a pinned backend connection; once
 	// the replies before it are out, the client's traffic is relayed raw to
 	// and from a connection of its own (tunnel) for the rest of its life.
@@ -631,10 +632,17 @@ func (c *client) dispatch(args [][]byte) {
 			}
 		}
 	}
-	keys, err := ci.keyPositions(args)
-	if err != nil {
-		c.errorf("ERR %v", err)
-		return
+	var keys []int
+	var one [1]int
+	if ci.first > 0 && ci.last == ci.first && !ci.movable {
+		one[0] = ci.first // single-key commands: no allocation
+		keys = one[:]
+	} else {
+		var err error
+		if keys, err = ci.keyPositions(args); err != nil {
+			c.errorf("ERR %v", err)
+			return
+		}
 	}
 	shard := 0
 	if len(shards) > 1 {
