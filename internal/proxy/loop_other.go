@@ -6,6 +6,8 @@ import "errors"
 
 const loopSupported = false
 
+func loopsPerDB(Route) int { return 1 }
+
 type loop struct {
 	addr string
 	done chan struct{}

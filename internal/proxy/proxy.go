@@ -49,6 +49,8 @@ type Route struct {
 	// Replicated: acknowledge writes only once WAIT says a replica has them.
 	Replicated  bool
 	WaitTimeout time.Duration
+	// Loops is how many event loops serve the endpoint (default 1).
+	Loops int
 	// Engine is "loop" (default on Linux: one epoll loop per database owns
 	// its client and backend sockets) or "goroutine" (a goroutine per client).
 	Engine string
@@ -93,7 +95,8 @@ type DB struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	conns   sync.Map // net.Conn -> struct{}
-	lp      *loop    // event loop engine
+	lp      *loop    // event loop engine: the first loop
+	lps     []*loop  // all loops, one per core, sharing the port (SO_REUSEPORT)
 	lat     latency
 	started time.Time
 }
@@ -104,13 +107,22 @@ func Listen(r Route, log *slog.Logger) (*DB, error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		d := &DB{log: log.With("component", "proxy", "db", r.Name), pools: map[string]*pool{}, ctx: ctx, cancel: cancel, started: time.Now()}
 		d.topo.Store(newTopology(r))
-		lp, err := newLoop(d, r.Addr)
-		if err != nil {
-			cancel()
-			return nil, fmt.Errorf("proxy for %s on %s: %w", r.Name, r.Addr, err)
+		addr := r.Addr
+		for i := 0; i < loopsPerDB(r); i++ {
+			lp, err := newLoop(d, addr)
+			if err != nil {
+				cancel()
+				for _, o := range d.lps {
+					<-o.done
+				}
+				return nil, fmt.Errorf("proxy for %s on %s: %w", r.Name, r.Addr, err)
+			}
+			if i == 0 {
+				d.lp, addr = lp, lp.addr // port 0: the others take the port the first got
+			}
+			d.lps = append(d.lps, lp)
+			go lp.run()
 		}
-		d.lp = lp
-		go lp.run()
 		return d, nil
 	}
 	ln, err := net.Listen("tcp", r.Addr)
@@ -158,7 +170,9 @@ func (d *DB) Update(r Route) {
 func (d *DB) Close() {
 	d.cancel()
 	if d.lp != nil {
-		<-d.lp.done
+		for _, lp := range d.lps {
+			<-lp.done
+		}
 		d.mu.Lock()
 		for _, p := range d.pools {
 			p.close()

@@ -648,3 +648,31 @@ func TestLimitsAndStats(t *testing.T) {
 		t.Fatalf("snapshot %+v", s)
 	}
 }
+
+// Several event loops share the port; each has its own backends.
+func TestSeveralLoops(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	b0, b1 := backend(t, host), backend(t, host)
+	d, err := Listen(Route{Name: "multi", Addr: host + ":0", Password: testPW, Secret: testSecret, Loops: 2,
+		Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 8191, Master: b0}, {Index: 1, SlotStart: 8192, SlotEnd: 16383, Master: b1}}}, testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	for i := 0; i < 8; i++ {
+		cl := redis.NewClient(&redis.Options{Addr: d.Addr(), Password: testPW, Protocol: 2, DisableIdentity: true, PoolSize: 1})
+		if err := cl.MSet(ctx, fmt.Sprintf("a%d", i), i, fmt.Sprintf("b%d", i), i).Err(); err != nil {
+			t.Fatal(err)
+		}
+		cl.Close()
+	}
+	px := redis.NewClient(&redis.Options{Addr: d.Addr(), Password: testPW, Protocol: 2, DisableIdentity: true})
+	defer px.Close()
+	if n, err := px.DBSize(ctx).Result(); err != nil || n != 16 {
+		t.Fatalf("DBSIZE %d %v", n, err)
+	}
+	if len(d.lps) != 2 {
+		t.Fatalf("%d loops", len(d.lps))
+	}
+}
