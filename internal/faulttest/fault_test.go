@@ -493,3 +493,65 @@ func TestFlapDamping(t *testing.T) {
 		t.Fatalf("master %s, want %s kept (damped)", got.Shards[0].Master.ID, second.ID)
 	}
 }
+
+// Through the proxy with durability replicated, no acknowledged write is
+// lost in a single fault: the master's whole node killed, or its
+// redis-server stopped.
+func TestProxyReplicatedNoLoss(t *testing.T) {
+	for _, fault := range []string{"kill node", "sigstop"} {
+		t.Run(fault, func(t *testing.T) {
+			c := newCluster(t, options{n: 3, extra: fastFlags})
+			ctx := context.Background()
+			// Two replicas: after losing a node the new master still has
+			// one to confirm writes (with one, writes are refused until the
+			// replica is rebuilt; acknowledged ones are still never lost).
+			db := createDB(t, c, api.CreateDBRequest{Name: "dur", Memory: 16 << 20, Replicas: 2, Durability: "replicated"})
+			old := db.Shards[0].Master
+			victim := c.index(old.Node)
+			var ep string
+			for _, e := range db.Endpoints {
+				if !strings.HasPrefix(e, c.nodes[victim].host+":") {
+					ep = e // an endpoint on a node that survives
+				}
+			}
+			w := &testutil.Writer{Prefix: "d:", Discover: func(context.Context) (string, string, error) { return ep, db.Password, nil }}
+			wctx, stopW := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() { w.Run(wctx); close(done) }()
+			testutil.WaitFor(t, 10*time.Second, "writes through the proxy", func() error {
+				if len(w.Acks()) < 300 {
+					return fmt.Errorf("%d acks", len(w.Acks()))
+				}
+				return nil
+			})
+			switch fault {
+			case "kill node":
+				c.killAll(c.nodes[victim])
+			case "sigstop":
+				pid := c.redisPid(old)
+				if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+					t.Fatal(err)
+				}
+				defer syscall.Kill(pid, syscall.SIGCONT)
+			}
+			got := newMaster(t, c, "dur", old.ID, 20*time.Second)
+			n := len(w.Acks())
+			testutil.WaitFor(t, 10*time.Second, "writes after the failover", func() error {
+				if len(w.Acks()) < n+100 {
+					return fmt.Errorf("%d acks", len(w.Acks()))
+				}
+				return nil
+			})
+			stopW()
+			<-done
+			r, err := w.Check(ctx, got.Shards[0].Master.Addr, got.Password)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s through the proxy, durability replicated: %d acknowledged, %d lost, write unavailability %v", fault, r.Acked, len(r.Lost), r.Gap.Round(time.Millisecond))
+			if len(r.Lost) != 0 {
+				t.Fatalf("lost %d acknowledged writes, e.g. %+v", len(r.Lost), r.Lost[0])
+			}
+		})
+	}
+}

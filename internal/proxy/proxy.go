@@ -125,6 +125,11 @@ func Listen(r Route, log *slog.Logger) (*DB, error) {
 		}
 		return d, nil
 	}
+	if r.Replicated {
+		// WAIT batching lives in the event loop; acknowledging writes
+		// without it would break the promise silently.
+		return nil, fmt.Errorf("proxy for %s: durability replicated needs the event loop engine (Linux)", r.Name)
+	}
 	ln, err := net.Listen("tcp", r.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("proxy for %s on %s: %w", r.Name, r.Addr, err)
