@@ -417,6 +417,14 @@ func (hp *healthProbe) stop() {
 
 func asRedisError(err error, target *redis.Error) bool { return errors.As(err, target) }
 
+func splitAny(s string) []any {
+	var out []any
+	for _, f := range strings.Fields(s) {
+		out = append(out, f)
+	}
+	return out
+}
+
 // waitReady polls PING until the server answers (or is loading its data).
 func waitReady(ctx context.Context, c *redis.Client, p *process) {
 	deadline := time.Now().Add(10 * time.Second)
@@ -506,6 +514,16 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
 	}
 	if err := c.Do(cctx, "ACL", "SETUSER", redisconf.InternalUser, syncRule, strings.Replace(syncRule, "sync", "psync", 1)).Err(); err != nil {
 		return fmt.Errorf("acl setuser: %w", err)
+	}
+	// Clients (default user) and the proxy run data commands only. Applied
+	// here too so servers started before these rules get them.
+	restrict := append([]any{"ACL", "SETUSER", "default"}, splitAny(redisconf.ClientRules)...)
+	if err := c.Do(cctx, restrict...).Err(); err != nil {
+		return fmt.Errorf("acl setuser default: %w", err)
+	}
+	proxyUser := append([]any{"ACL", "SETUSER", redisconf.ProxyUser, "on", ">" + w.conf.Secret, "~*", "&*", "+@all"}, splitAny(redisconf.ClientRules)...)
+	if err := c.Do(cctx, append(proxyUser, "-reset")...).Err(); err != nil {
+		return fmt.Errorf("acl setuser proxy: %w", err)
 	}
 	info, err := c.Info(cctx, "replication", "memory", "clients").Result()
 	if err != nil {

@@ -287,6 +287,8 @@ func TestReplicaInFullSyncNotPromoted(t *testing.T) {
 	db := createDB(t, c, api.CreateDBRequest{Name: "sync", Memory: 128 << 20, Replicas: 2})
 	m := rcl(db.Shards[0].Master.Addr, db.Password)
 	defer m.Close()
+	adm := c.admin(db.Shards[0].Master)
+	defer adm.Close()
 	val := strings.Repeat("v", 100)
 	for b := 0; b < 20000; b += 500 {
 		args := make([]any, 0, 1000)
@@ -301,7 +303,7 @@ func TestReplicaInFullSyncNotPromoted(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Full syncs from now on take 10s: the master's RDB save waits 500µs a key.
-	if err := m.ConfigSet(ctx, "rdb-key-save-delay", "500").Err(); err != nil {
+	if err := adm.ConfigSet(ctx, "rdb-key-save-delay", "500").Err(); err != nil {
 		t.Fatal(err)
 	}
 	syncing, good := db.Shards[0].Replicas[0], db.Shards[0].Replicas[1]

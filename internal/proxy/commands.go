@@ -192,6 +192,8 @@ var denied = map[string]bool{
 	"save": true, "bgsave": true, "monitor": true, "migrate": true, "restore-asking": true, "readonly": true,
 	"readwrite": true, "asking": true, "latency": true, "lastsave": true, "swapdb": true, "move": true,
 	"replconf": true, "pfdebug": true, "pfselftest": true, "function": true, "script": false,
+	// They act on the connection the proxy shares between clients.
+	"reset": true, "wait": true, "waitaof": true,
 }
 
 var crlf = []byte("\r\n")

@@ -351,7 +351,8 @@ func (l *loop) dial(addr, user, pw string) (int, error) {
 		return -1, err
 	}
 	fd := -1
-	if cerr := raw.Control(func(f uintptr) { fd, err = unix.Dup(int(f)) }); cerr != nil || err != nil {
+	// Close-on-exec: redis-servers started by this process must not inherit it.
+	if cerr := raw.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil || err != nil {
 		return -1, fmt.Errorf("take over backend socket: %v %v", cerr, err)
 	}
 	_ = unix.SetNonblock(fd, true)
@@ -411,7 +412,7 @@ func (l *loop) backend(addr string) (*lbackend, error) {
 	if b, ok := l.backends[addr]; ok {
 		return b, nil
 	}
-	fd, err := l.dial(addr, redisconf.InternalUser, l.d.topo.Load().route.Secret)
+	fd, err := l.dial(addr, redisconf.ProxyUser, l.d.topo.Load().route.Secret)
 	if err != nil {
 		return nil, err
 	}
@@ -431,7 +432,10 @@ func (l *loop) backend(addr string) (*lbackend, error) {
 func (l *loop) openTunnel(c *client) {
 	t := l.d.topo.Load()
 	master := t.route.Shards[0].Master
-	fd, err := l.dial(master, "default", t.route.Password)
+	// The pinned connection logs in as the proxy's restricted user: the
+	// client proved the database password already, and gets data commands
+	// only, as through the shared connections.
+	fd, err := l.dial(master, redisconf.ProxyUser, t.route.Secret)
 	if err != nil {
 		c.pin = nil
 		c.answer(resp.AppendError(nil, "ERR backend unavailable: "+err.Error()))
@@ -648,8 +652,10 @@ func (l *loop) sweep() {
 		}
 	}
 	for addr, b := range l.backends {
-		if !keep[addr] && b.head == len(b.pending) {
-			l.failBackend(b, errBackendClosed)
+		if !keep[addr] {
+			// Replaced (failover, move): what is still pending there gets an
+			// error instead of waiting on a server that may never answer.
+			l.failBackend(b, errors.New("no longer in the route"))
 		}
 	}
 }

@@ -239,7 +239,7 @@ func (d *DB) pool(addr string) *pool {
 	p, ok := d.pools[addr]
 	if !ok {
 		t := d.topo.Load()
-		p = newPool(addr, redisconf.InternalUser, t.route.Secret)
+		p = newPool(addr, redisconf.ProxyUser, t.route.Secret)
 		d.pools[addr] = p
 	}
 	return p
@@ -583,6 +583,14 @@ func (c *client) dispatch(args [][]byte) {
 		c.errorf("ERR command '%s' is not allowed through the Marina proxy", base)
 		return
 	}
+	if base == "copy" {
+		for _, a := range args[3:] {
+			if eq(a, "db") {
+				c.errorf("ERR COPY to another database is not allowed: a Marina database has one keyspace")
+				return
+			}
+		}
+	}
 	if len(t.route.Shards) > 1 && (c.txn != nil || base == "multi") {
 		if c.queueTxn(t, ci, base, args) {
 			return
@@ -592,6 +600,10 @@ func (c *client) dispatch(args [][]byte) {
 		// These hold a backend connection to themselves; the shared,
 		// multiplexed ones cannot carry them. On a single-shard database the
 		// client gets a pinned connection of its own.
+		if t.route.Replicated {
+			c.errorf("ERR '%s' is not available with durability replicated: its writes could not be confirmed by the proxy", base)
+			return
+		}
 		if len(t.route.Shards) == 1 && c.lp != nil {
 			if t.route.Shards[0].Master == "" {
 				c.errorf("TRYAGAIN shard 0 is failing over; retry shortly")
@@ -739,7 +751,14 @@ func (c *client) queueTxn(t *topology, ci *cmdInfo, base string, args [][]byte) 
 		}})
 		return true
 	}
-	if ci.blocking || ci.pubsub || base == "unwatch" {
+	switch base {
+	case "client", "select", "hello", "auth", "reset", "quit", "wait", "waitaof", "unwatch":
+		// They would act on the connection the proxy shares between clients.
+		c.txn.aborted = true
+		c.errorf("ERR '%s' is not allowed in a transaction through the Marina proxy", base)
+		return true
+	}
+	if ci.blocking || ci.pubsub {
 		c.txn.aborted = true
 		c.errorf("ERR '%s' is not allowed in a transaction through the Marina proxy", base)
 		return true
@@ -837,7 +856,7 @@ func (c *client) auth(t *topology, args [][]byte) {
 		c.answer(resp.OK)
 		return
 	}
-	c.authed = false
+	// As in Redis, a failed AUTH leaves the connection's login as it was.
 	c.errorf("WRONGPASS invalid username-password pair or user is disabled.")
 }
 
@@ -850,24 +869,16 @@ func (c *client) checkPassword(t *topology, user, pw []byte) bool {
 }
 
 func (c *client) hello(t *topology, args [][]byte) {
-	if len(args) >= 2 && string(args[1]) != "2" {
-		if string(args[1]) == "3" && len(t.route.Shards) == 1 && c.lp != nil && t.route.Shards[0].Master != "" {
-			// RESP3 passes through on a pinned connection: the backend
-			// checks HELLO's AUTH itself.
-			if !c.authed && !helloHasAuth(args) {
-				c.errorf("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
-				return
-			}
-			c.pin = copyCmd(args)
-			return
-		}
-		if string(args[1]) == "3" {
-			c.errorf("NOPROTO RESP3 goes through the Marina proxy on single-shard databases only")
-		} else {
-			c.errorf("NOPROTO unsupported protocol version")
-		}
+	proto := "2"
+	if len(args) >= 2 {
+		proto = string(args[1])
+	}
+	if proto != "2" && proto != "3" {
+		c.errorf("NOPROTO unsupported protocol version")
 		return
 	}
+	// Options are checked here, whatever happens next: AUTH must be right.
+	authed := c.authed
 	for i := 2; i < len(args); i++ {
 		switch {
 		case eq(args[i], "auth") && i+2 < len(args):
@@ -875,18 +886,34 @@ func (c *client) hello(t *topology, args [][]byte) {
 				c.errorf("WRONGPASS invalid username-password pair or user is disabled.")
 				return
 			}
-			c.authed = true
+			authed = true
 			i += 2
 		case eq(args[i], "setname") && i+1 < len(args):
-			c.name = string(args[i+1])
 			i++
 		default:
 			c.errorf("ERR Syntax error in HELLO option '%s'", trunc(args[i]))
 			return
 		}
 	}
-	if !c.authed {
+	if !authed {
 		c.errorf("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
+		return
+	}
+	c.authed = true
+	for i := 2; i < len(args); i++ {
+		if eq(args[i], "setname") {
+			c.name = string(args[i+1])
+		}
+	}
+	if proto == "3" {
+		if len(t.route.Shards) != 1 || c.lp == nil || t.route.Shards[0].Master == "" || t.route.Replicated {
+			c.errorf("NOPROTO RESP3 goes through the Marina proxy on single-shard databases without replicated durability only")
+			return
+		}
+		// RESP3 passes through on a pinned connection (already logged in;
+		// the forwarded HELLO carries no credentials).
+		fwd := [][]byte{args[0], args[1]}
+		c.pin = copyCmd(fwd)
 		return
 	}
 	out := resp.AppendArrayHeader(nil, 14)
@@ -905,15 +932,6 @@ func (c *client) hello(t *topology, args [][]byte) {
 	out = resp.AppendBulk(out, []byte("modules"))
 	out = resp.AppendArrayHeader(out, 0)
 	c.answer(out)
-}
-
-func helloHasAuth(args [][]byte) bool {
-	for _, a := range args {
-		if eq(a, "auth") {
-			return true
-		}
-	}
-	return false
 }
 
 func (c *client) clientCmd(args [][]byte) {

@@ -676,3 +676,73 @@ func TestSeveralLoops(t *testing.T) {
 		t.Fatalf("%d loops", len(d.lps))
 	}
 }
+
+// Regressions from a review: no way around AUTH or the deny list, and no
+// way to disturb the connection the proxy shares between clients.
+func TestNoBypasses(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	single, _ := startProxy(t, host, backend(t, host))
+	sharded, spx := startProxy(t, host, backend(t, host), backend(t, host))
+	ctx := context.Background()
+	raw := func(d *DB, script string, n int) []string {
+		conn, err := net.Dial("tcp", d.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		io.WriteString(conn, script)
+		rd := bufio.NewReader(conn)
+		var out []string
+		for i := 0; i < n; i++ {
+			_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				break
+			}
+			if strings.HasPrefix(line, "$") && line != "$-1\r\n" {
+				body, _ := rd.ReadString('\n')
+				line = "$" + strings.TrimSpace(body)
+			}
+			out = append(out, strings.TrimSpace(line))
+		}
+		return out
+	}
+	// HELLO cannot smuggle a login: neither a stray "auth" token nor a wrong password.
+	if got := raw(single, "HELLO 3 SETNAME auth\r\nCONFIG GET requirepass\r\n", 2); len(got) < 1 || !strings.HasPrefix(got[0], "-") {
+		t.Fatalf("HELLO 3 SETNAME auth: %q", got)
+	}
+	if got := raw(single, "HELLO 3 AUTH default wrong\r\nGET k\r\n", 2); len(got) < 2 || !strings.HasPrefix(got[0], "-WRONGPASS") || !strings.HasPrefix(got[1], "-NOAUTH") {
+		t.Fatalf("HELLO 3 with a wrong password: %q", got)
+	}
+	// A pinned connection runs data commands only.
+	got := raw(single, "AUTH "+testPW+"\r\nBLPOP nokey 0.01\r\nCONFIG GET requirepass\r\n", 3)
+	if len(got) < 3 || !strings.Contains(got[2], "NOPERM") {
+		t.Fatalf("admin command on a pinned connection: %q", got)
+	}
+	// Scripts run with the proxy's rights: no SWAPDB.
+	if err := spx.Eval(ctx, "return redis.call('swapdb','0','1')", []string{"k"}).Err(); err == nil || !strings.Contains(err.Error(), "can't run this command") && !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("SWAPDB from a script: %v", err)
+	}
+	// RESET and WAIT would act on the shared connection.
+	for _, cmd := range [][]any{{"RESET"}, {"WAIT", 1, 0}} {
+		if err := spx.Do(ctx, cmd...).Err(); err == nil || !strings.Contains(err.Error(), "not allowed") {
+			t.Fatalf("%v: %v", cmd, err)
+		}
+	}
+	// SELECT inside a sharded transaction is refused; others are unaffected.
+	if err := spx.Set(ctx, "{x}k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got = raw(sharded, "AUTH "+testPW+"\r\nMULTI\r\nSELECT 3\r\nCLIENT REPLY SKIP\r\nEXEC\r\n", 5)
+	if len(got) < 5 || !strings.HasPrefix(got[4], "-EXECABORT") {
+		t.Fatalf("SELECT/CLIENT in a sharded transaction: %q", got)
+	}
+	if v, err := spx.Get(ctx, "{x}k").Result(); err != nil || v != "v" {
+		t.Fatalf("shared connection disturbed: %q %v", v, err)
+	}
+	// A failed AUTH leaves an authenticated connection authenticated.
+	got = raw(single, "AUTH "+testPW+"\r\nAUTH wrong\r\nPING\r\n", 3)
+	if len(got) < 3 || got[2] != "+PONG" {
+		t.Fatalf("after a failed AUTH: %q", got)
+	}
+}

@@ -11,8 +11,18 @@ import (
 	"github.com/marina-redis/marina/internal/state"
 )
 
-// InternalUser is the ACL user agents, replication and proxies log in as.
+// InternalUser is the ACL user agents and replication log in as.
 const InternalUser = "marina"
+
+// ProxyUser is the ACL user of the proxy's backend connections: all data
+// commands, nothing that reconfigures or stops the server, switches
+// databases or resets the connection.
+const ProxyUser = "marina-proxy"
+
+// ClientRules restrict the database's own users (default, marina-proxy):
+// a client, through the proxy or directly, runs data commands only.
+// ROLE stays: client libraries ask it to check they talk to a master.
+const ClientRules = "-@admin +role -swapdb -select -move"
 
 // Config is everything that goes into one instance's redis.conf.
 type Config struct {
@@ -87,6 +97,7 @@ func (c Config) Render() string {
 		sync = "-sync -psync" // see Fenced: no replica resyncs from a fenced server
 	}
 	w("user %s on >%s ~* &* +@all %s", InternalUser, c.Secret, sync)
+	w("user %s on >%s ~* &* +@all %s -reset", ProxyUser, c.Secret, ClientRules)
 	w("masteruser %s", InternalUser)
 	w("masterauth %s", c.Secret)
 	// Disk-based full syncs: after a diskless one, Redis 7.0 starts the

@@ -18,6 +18,7 @@ import (
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/client"
 	"github.com/marina-redis/marina/internal/controller"
+	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/testutil"
 )
 
@@ -145,6 +146,12 @@ func instances(db *api.DB) []api.Instance {
 	return out
 }
 
+// admin connects as the internal user (CONFIG is not the clients').
+func admin(tc *testCluster, db, addr string) *redis.Client {
+	secret := tc.nodes[0].FSM.State().DBs[db].Secret
+	return rc(addr, redisconf.InternalUser, secret)
+}
+
 func configGet(t *testing.T, c *redis.Client, key string) string {
 	t.Helper()
 	v, err := c.ConfigGet(context.Background(), key).Result()
@@ -196,7 +203,7 @@ func TestCluster(t *testing.T) {
 			t.Errorf("masters not spread: both on %s", db.Shards[0].Master.Node)
 		}
 		for _, in := range instances(db) {
-			r := rc(in.Addr, "", db.Password)
+			r := admin(tc, "orders", in.Addr)
 			if got := configGet(t, r, "maxmemory"); got != fmt.Sprint(16<<20) {
 				t.Errorf("%s maxmemory = %s", in.ID, got)
 			}
@@ -208,6 +215,10 @@ func TestCluster(t *testing.T) {
 			}
 			if got := configGet(t, r, "protected-mode"); got != "yes" {
 				t.Errorf("%s protected-mode = %s", in.ID, got)
+			}
+			// Clients have data commands only.
+			if err := rc(in.Addr, "", db.Password).ConfigGet(ctx, "maxmemory").Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+				t.Errorf("%s: a client may run CONFIG: %v", in.ID, err)
 			}
 			role, err := r.Do(ctx, "ROLE").Slice()
 			if err != nil {
@@ -277,7 +288,7 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, in := range instances(db) {
-			r := rc(in.Addr, "", db.Password)
+			r := admin(tc, "orders", in.Addr)
 			testutil.WaitFor(t, 10*time.Second, "live config", func() error {
 				if got := configGet(t, r, "maxmemory"); got != fmt.Sprint(32<<20) {
 					return fmt.Errorf("maxmemory %s", got)
@@ -302,7 +313,7 @@ func TestCluster(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, in := range instances(db) {
-				r := rc(in.Addr, "", db.Password)
+				r := admin(tc, "orders", in.Addr)
 				testutil.WaitFor(t, 10*time.Second, "persistence "+mode, func() error {
 					if got := configGet(t, r, "appendonly"); got != p.appendonly {
 						return fmt.Errorf("appendonly %s", got)
