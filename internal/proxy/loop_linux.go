@@ -85,6 +85,20 @@ type lbackend struct {
 	unconfirmed []*request
 	dirty       bool
 	dead        bool
+	scan        resp.Scanner // resumes a reply arriving in pieces
+}
+
+// Backpressure: a client with this much unwritten output or this many
+// unanswered commands is not read from until it catches up; a pinned
+// backend is not read from while its client's output is this large.
+const (
+	maxClientOut     = 32 << 20
+	maxClientPending = 100000
+	maxPinnedIn      = 1 << 20
+)
+
+func overloaded(c *client) bool {
+	return len(c.out) > maxClientOut || len(c.pend) > maxClientPending || (c.pin != nil && len(c.in) > maxPinnedIn)
 }
 
 func (l *loop) markC(c *client) {
@@ -509,7 +523,7 @@ func (l *loop) backendEvent(b *lbackend, events uint32) {
 		b.in = append(b.in, l.rbuf[:n]...)
 		off := 0
 		for b.head < len(b.pending) {
-			reply, _, err := resp.Next(b.in[off:])
+			end, err := b.scan.Scan(b.in[off:])
 			if err == resp.ErrIncomplete {
 				break
 			}
@@ -517,6 +531,8 @@ func (l *loop) backendEvent(b *lbackend, events uint32) {
 				l.failBackend(b, err)
 				return
 			}
+			b.scan.Reset()
+			reply := b.in[off : off+end]
 			r := b.pending[b.head]
 			b.pending[b.head] = nil
 			b.head++
@@ -537,8 +553,15 @@ func (l *loop) backendEvent(b *lbackend, events uint32) {
 		}
 		rest := copy(b.in, b.in[off:])
 		b.in = b.in[:rest]
-		if b.head == len(b.pending) {
+		if cap(b.in) > 4<<20 && rest < 64<<10 {
+			b.in = append([]byte(nil), b.in...) // give back a peak's memory
+		}
+		switch {
+		case b.head == len(b.pending):
 			b.pending, b.head = b.pending[:0], 0
+		case b.head > len(b.pending)/2 && b.head > 1024:
+			b.pending = b.pending[:copy(b.pending, b.pending[b.head:])]
+			b.head = 0
 		}
 	}
 	if events&unix.EPOLLOUT != 0 {
@@ -600,9 +623,17 @@ func (l *loop) flush() {
 				c.out = nil
 			}
 		}
-		var mask uint32 = unix.EPOLLIN | unix.EPOLLRDHUP
+		var mask uint32 = unix.EPOLLRDHUP
+		if !overloaded(c) {
+			mask |= unix.EPOLLIN
+		}
 		if len(c.out) > 0 {
 			mask |= unix.EPOLLOUT
+		}
+		if t := c.tunnel; t != nil {
+			// A slow reader of a pinned connection (pub/sub) slows the
+			// backend down instead of filling the proxy's memory.
+			l.wantIn(t, len(c.out) <= maxClientOut)
 		}
 		if mask != c.polling {
 			c.polling = mask
@@ -622,8 +653,23 @@ func (l *loop) flush() {
 	}
 }
 
+// wantIn turns reading a backend on or off, keeping its output interest.
+func (l *loop) wantIn(b *lbackend, in bool) {
+	mask := b.polling &^ uint32(unix.EPOLLIN)
+	if in {
+		mask |= unix.EPOLLIN
+	}
+	if mask != b.polling {
+		b.polling = mask
+		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, b.fd, &unix.EpollEvent{Events: mask, Fd: int32(b.fd)})
+	}
+}
+
 func (l *loop) want(fd int, cur *uint32, out bool) {
-	mask := uint32(unix.EPOLLIN)
+	mask := *cur & uint32(unix.EPOLLIN)
+	if *cur == 0 {
+		mask = unix.EPOLLIN
+	}
 	if out {
 		mask |= unix.EPOLLOUT
 	}

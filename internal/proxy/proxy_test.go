@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -744,5 +745,57 @@ func TestNoBypasses(t *testing.T) {
 	got = raw(single, "AUTH "+testPW+"\r\nAUTH wrong\r\nPING\r\n", 3)
 	if len(got) < 3 || got[2] != "+PONG" {
 		t.Fatalf("after a failed AUTH: %q", got)
+	}
+}
+
+func TestLargeRepliesAndSlowReaders(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	d, px := startProxy(t, host, backend(t, host))
+	ctx := context.Background()
+	vals := make([]any, 0, 200000)
+	for i := 0; i < 200000; i++ {
+		vals = append(vals, fmt.Sprintf("value-%06d", i))
+	}
+	for i := 0; i < len(vals); i += 10000 {
+		if err := px.RPush(ctx, "big", vals[i:i+10000]...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	got, err := px.LRange(ctx, "big", 0, -1).Result()
+	if err != nil || len(got) != 200000 || got[199999] != "value-199999" {
+		t.Fatalf("LRANGE: %d %v", len(got), err)
+	}
+	t.Logf("200000-element reply through the proxy in %v", time.Since(start))
+	// A client that writes a long pipeline and reads slowly gets every
+	// reply, in order.
+	conn, err := net.Dial("tcp", d.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const n = 150000
+	go func() {
+		w := bufio.NewWriter(conn)
+		fmt.Fprintf(w, "AUTH %s\r\n", testPW)
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(w, "*2\r\n$4\r\nECHO\r\n$%d\r\n%d\r\n", len(strconv.Itoa(i)), i)
+		}
+		w.Flush()
+	}()
+	rd := bufio.NewReader(conn)
+	_ = conn.SetReadDeadline(time.Now().Add(60 * time.Second))
+	if l, _ := rd.ReadString('\n'); l != "+OK\r\n" {
+		t.Fatalf("AUTH: %q", l)
+	}
+	time.Sleep(300 * time.Millisecond) // read late on purpose (not a wait for a condition)
+	for i := 0; i < n; i++ {
+		if _, err := rd.ReadString('\n'); err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		l, err := rd.ReadString('\n')
+		if err != nil || strings.TrimSpace(l) != strconv.Itoa(i) {
+			t.Fatalf("reply %d: %q %v", i, l, err)
+		}
 	}
 }

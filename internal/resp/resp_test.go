@@ -176,3 +176,42 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
+
+// FuzzScanner: fed any input in pieces, the scanner finds the same reply
+// end as Next on the whole input.
+func FuzzScanner(f *testing.F) {
+	f.Add([]byte("*3\r\n$1\r\na\r\n*1\r\n:1\r\n%1\r\n+k\r\n$0\r\n\r\n"), 3)
+	f.Add([]byte("$5\r\nhello\r\n"), 2)
+	f.Fuzz(func(t *testing.T, in []byte, step int) {
+		if step <= 0 || step > 64 {
+			step = 7
+		}
+		want, _, werr := Next(in)
+		var s Scanner
+		for end := step; ; end += step {
+			if end > len(in) {
+				end = len(in)
+			}
+			n, err := s.Scan(in[:end])
+			if err == ErrIncomplete {
+				if end == len(in) {
+					if werr == nil {
+						t.Fatalf("%q: scanner incomplete, Next found %d bytes", in, len(want))
+					}
+					return
+				}
+				continue
+			}
+			if err != nil {
+				if werr == nil {
+					t.Fatalf("%q: scanner %v, Next found %d bytes", in, err, len(want))
+				}
+				return
+			}
+			if werr != nil || n != len(want) {
+				t.Fatalf("%q: scanner %d, Next %d %v", in, n, len(want), werr)
+			}
+			return
+		}
+	})
+}
