@@ -31,12 +31,16 @@ func build(t *testing.T) string {
 	return bin
 }
 
-// upBase finds a base port free on 127.0.0.1-3 for HTTP and Raft.
+// upBase finds a base port free on 127.0.0.1-3 for HTTP, Raft and the
+// first endpoint. It stays below Linux's ephemeral range (32768 and up):
+// there another test's outgoing connection may hold a port on 127.0.0.1.
 func upBase(t *testing.T) int {
-	for p := 30000 + os.Getpid()%1000*20; p < 65000; p += 1009 {
+	start := os.Getpid() % 400
+	for k := 0; k < 400; k++ {
+		p := 20000 + ((start+k*37)%400)*25
 		ok := true
 		for i := 1; i <= 3 && ok; i++ {
-			for _, q := range []int{p, p + 1} {
+			for _, q := range []int{p, p + 1, p + 10, p + 100} {
 				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.%d:%d", i, q))
 				if err != nil {
 					ok = false
