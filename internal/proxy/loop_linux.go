@@ -68,6 +68,15 @@ type loop struct {
 	rbuf   []byte
 	done   chan struct{}
 	swept  time.Time
+	// dialFailed remembers recent dial failures: for a second, commands
+	// for that backend fail at once instead of each blocking the loop on a
+	// dial to a host that does not answer.
+	dialFailed map[string]dialFailure
+}
+
+type dialFailure struct {
+	at  time.Time
+	err error
 }
 
 // lbackend is a backend connection owned by the loop.
@@ -178,7 +187,7 @@ func newLoop(d *DB, addr string) (*loop, error) {
 		return nil, err
 	}
 	return &loop{d: d, addr: actual, epfd: epfd, lnfd: lnfd, clients: map[int]*client{}, backends: map[string]*lbackend{},
-		byFD:   map[int]*lbackend{},
+		byFD: map[int]*lbackend{}, dialFailed: map[string]dialFailure{},
 		events: make([]unix.EpollEvent, 512), rbuf: make([]byte, 64<<10), done: make(chan struct{}), swept: time.Now()}, nil
 }
 
@@ -426,10 +435,15 @@ func (l *loop) backend(addr string) (*lbackend, error) {
 	if b, ok := l.backends[addr]; ok {
 		return b, nil
 	}
+	if f, ok := l.dialFailed[addr]; ok && time.Since(f.at) < time.Second {
+		return nil, f.err
+	}
 	fd, err := l.dial(addr, redisconf.ProxyUser, l.d.topo.Load().route.Secret)
 	if err != nil {
+		l.dialFailed[addr] = dialFailure{at: time.Now(), err: err}
 		return nil, err
 	}
+	delete(l.dialFailed, addr)
 	b := &lbackend{addr: addr, fd: fd, polling: unix.EPOLLIN}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: b.polling, Fd: int32(fd)}); err != nil {
 		unix.Close(fd)

@@ -99,6 +99,9 @@ type DB struct {
 	lps     []*loop  // all loops, one per core, sharing the port (SO_REUSEPORT)
 	lat     latency
 	started time.Time
+	// tableFailed: when fetching the command table last failed (unix ns);
+	// for a second after, commands fail at once instead of retrying it.
+	tableFailed atomic.Int64
 }
 
 // Listen starts the proxy of one database.
@@ -250,6 +253,9 @@ func (d *DB) table(ctx context.Context) (cmdTable, error) {
 	if t := d.cmds.Load(); t != nil {
 		return *t, nil
 	}
+	if last := d.tableFailed.Load(); last != 0 && time.Since(time.Unix(0, last)) < time.Second {
+		return nil, errors.New("no backend answered COMMAND a moment ago; retry shortly")
+	}
 	topo := d.topo.Load()
 	var lastErr error
 	for _, sh := range topo.route.Shards {
@@ -268,6 +274,7 @@ func (d *DB) table(ctx context.Context) (cmdTable, error) {
 			lastErr = err
 		}
 	}
+	d.tableFailed.Store(time.Now().UnixNano())
 	return nil, fmt.Errorf("no backend answered COMMAND: %v", lastErr)
 }
 

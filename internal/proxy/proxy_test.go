@@ -799,3 +799,33 @@ func TestLargeRepliesAndSlowReaders(t *testing.T) {
 		}
 	}
 }
+
+// A backend that cannot be reached fails commands at once, again and again,
+// without stalling the loop; the client connection stays usable.
+func TestUnreachableBackendFailsFast(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	good := backend(t, host)
+	dead := fmt.Sprintf("%s:%d", host, testutil.FreePort(t, host)) // nothing listens
+	d, err := Listen(Route{Name: "dead", Addr: host + ":0", Password: testPW, Secret: testSecret,
+		Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 8191, Master: good}, {Index: 1, SlotStart: 8192, SlotEnd: 16383, Master: dead}}}, testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	px := redis.NewClient(&redis.Options{Addr: d.Addr(), Password: testPW, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+	defer px.Close()
+	ctx := context.Background()
+	// "foo" hashes to slot 12182: the dead shard; "bar" (5061) to the good one.
+	start := time.Now()
+	for i := 0; i < 200; i++ {
+		if err := px.Get(ctx, "foo").Err(); err == nil || !strings.Contains(err.Error(), "backend unavailable") {
+			t.Fatalf("GET on the dead shard: %v", err)
+		}
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("200 commands to a dead backend took %v", el)
+	}
+	if err := px.Set(ctx, "bar", "1", 0).Err(); err != nil {
+		t.Fatalf("the good shard: %v", err)
+	}
+}
