@@ -75,6 +75,8 @@ func (a *app) serverCmd() *cobra.Command {
 	f.IntVar(&cfg.ProxyMaxClients, "proxy-max-clients", 10000, "client connections per database endpoint on this node")
 	f.DurationVar(&cfg.ProxyIdle, "proxy-idle-timeout", 0, "close endpoint clients idle this long (0: never)")
 	f.StringVar(&maxRequest, "proxy-max-request", "512MiB", "largest request a client may send to an endpoint")
+	f.StringVar(&cfg.ProxyTLSCert, "proxy-tls-cert", "", "PEM certificate: endpoints speak TLS to clients (with --proxy-tls-key)")
+	f.StringVar(&cfg.ProxyTLSKey, "proxy-tls-key", "", "PEM private key of --proxy-tls-cert")
 	f.BoolVar(&cfg.StopInstancesOnExit, "stop-instances-on-exit", false, "stop this node's redis-servers when the server stops (default: they keep serving)")
 	f.DurationVar(&cfg.NodeDownAfter, "node-down-after", 0, "mark a node down after missing heartbeats this long (default 5s)")
 	f.DurationVar(&cfg.ElectionTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 500ms)")

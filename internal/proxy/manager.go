@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"sort"
@@ -23,6 +24,7 @@ type Limits struct {
 	MaxClients int
 	MaxRequest int
 	Idle       time.Duration
+	TLS        *tls.Config // endpoints speak TLS when set
 }
 
 // Routes computes the routes of every database for the proxies of node.
@@ -49,7 +51,7 @@ func Routes(st *state.State, node string, lim Limits, inSync func(addr string) b
 		}
 		r := Route{Name: name, Addr: net.JoinHostPort(self.Addr, strconv.Itoa(db.ProxyPort)), Password: db.Password, Secret: db.Secret,
 			MaxClients: lim.MaxClients, MaxRequest: lim.MaxRequest, Idle: lim.Idle, Replicated: db.Durability == state.DurabilityReplicated,
-			ReadFrom: db.ReadFrom}
+			ReadFrom: db.ReadFrom, TLS: lim.TLS}
 		for _, sh := range db.Shards {
 			sr := ShardRoute{Index: sh.Index, SlotStart: sh.SlotStart, SlotEnd: sh.SlotEnd}
 			if m, ok := sh.Master(); ok && sh.Pending == nil {

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -51,6 +52,9 @@ type Route struct {
 	WaitTimeout time.Duration
 	// Loops is how many event loops serve the endpoint (default 1).
 	Loops int
+	// TLS, when set, makes the endpoint speak TLS to clients (served by the
+	// goroutine engine).
+	TLS *tls.Config `json:"-"`
 	// Engine is "loop" (default on Linux: one epoll loop per database owns
 	// its client and backend sockets) or "goroutine" (a goroutine per client).
 	Engine string
@@ -106,7 +110,7 @@ type DB struct {
 
 // Listen starts the proxy of one database.
 func Listen(r Route, log *slog.Logger) (*DB, error) {
-	if r.Engine != "goroutine" && loopSupported {
+	if r.Engine != "goroutine" && loopSupported && r.TLS == nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		d := &DB{log: log.With("component", "proxy", "db", r.Name), pools: map[string]*pool{}, ctx: ctx, cancel: cancel, started: time.Now()}
 		d.topo.Store(newTopology(r))
@@ -136,6 +140,9 @@ func Listen(r Route, log *slog.Logger) (*DB, error) {
 	ln, err := net.Listen("tcp", r.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("proxy for %s on %s: %w", r.Name, r.Addr, err)
+	}
+	if r.TLS != nil {
+		ln = tls.NewListener(ln, r.TLS)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &DB{log: log.With("component", "proxy", "db", r.Name), ln: ln, pools: map[string]*pool{}, ctx: ctx, cancel: cancel, started: time.Now()}

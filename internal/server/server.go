@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,10 @@ type Config struct {
 	ProxyMaxClients int
 	ProxyMaxRequest int
 	ProxyIdle       time.Duration
+	// ProxyTLSCert and ProxyTLSKey (PEM files) make endpoints speak TLS.
+	ProxyTLSCert string
+	ProxyTLSKey  string
+	proxyTLS     *tls.Config
 	// StopInstancesOnExit stops this node's redis-servers when it stops
 	// (marina up); by default they keep serving and are adopted on restart.
 	StopInstancesOnExit bool
@@ -124,6 +129,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Memory == 0 {
 		c.Memory = DefaultMemory()
+	}
+	if (c.ProxyTLSCert == "") != (c.ProxyTLSKey == "") {
+		return errors.New("--proxy-tls-cert and --proxy-tls-key go together")
+	}
+	if c.ProxyTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.ProxyTLSCert, c.ProxyTLSKey)
+		if err != nil {
+			return fmt.Errorf("--proxy-tls-cert/--proxy-tls-key: %v", err)
+		}
+		c.proxyTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	if c.ProxyMaxClients == 0 {
 		c.ProxyMaxClients = 10000
@@ -231,7 +246,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.Agent = agent.New(agent.Config{NodeID: cfg.ID, Dir: filepath.Join(cfg.DataDir, "instances"), RedisServer: cfg.RedisServer,
 		StopOnExit: cfg.StopInstancesOnExit, Lease: cfg.Lease, Logger: log}, n.FSM)
 	n.Proxies = &proxy.Manager{Node: cfg.ID, Src: n.FSM, Log: log,
-		Limits: proxy.Limits{MaxClients: cfg.ProxyMaxClients, MaxRequest: cfg.ProxyMaxRequest, Idle: cfg.ProxyIdle}}
+		Limits: proxy.Limits{MaxClients: cfg.ProxyMaxClients, MaxRequest: cfg.ProxyMaxRequest, Idle: cfg.ProxyIdle, TLS: cfg.proxyTLS}}
 	srv := &api.Server{NodeID: cfg.ID, FSM: n.FSM, Raft: n.Raft, Ctl: n.Ctl, Log: log,
 		Proxies: func() any { return n.Proxies.Snapshots() }}
 	n.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
