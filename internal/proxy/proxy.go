@@ -692,7 +692,13 @@ func (c *client) dispatch(args [][]byte) {
 	shard := 0
 	if len(shards) > 1 {
 		if len(keys) == 0 {
-			c.errorf("ERR '%s' has no key to route by on a sharded database", base)
+			switch base {
+			case "info", "time", "command", "lolwut", "memory":
+				// Server-wide answers: shard 0 speaks for the database.
+				c.toShard(t, 0, copyCmd(args))
+			default:
+				c.errorf("ERR '%s' has no key to route by on a sharded database", base)
+			}
 			return
 		}
 		s0 := slots.Of(args[keys[0]])

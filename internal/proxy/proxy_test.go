@@ -195,6 +195,11 @@ func TestShardedSplitMergeAndErrors(t *testing.T) {
 	if err := px.Do(ctx, "RANDOMKEY").Err(); err != nil {
 		t.Fatalf("RANDOMKEY: %v", err)
 	}
+	for _, cmd := range [][]any{{"INFO", "server"}, {"TIME"}, {"COMMAND", "COUNT"}} {
+		if err := px.Do(ctx, cmd...).Err(); err != nil {
+			t.Fatalf("%v on a sharded database: %v", cmd, err)
+		}
+	}
 }
 
 func TestErrorsKeepTheConnection(t *testing.T) {
