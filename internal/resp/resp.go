@@ -162,41 +162,11 @@ func (r *Reader) readInline() ([][]byte, error) {
 	if len(line) > 0 && line[len(line)-1] == '\r' {
 		line = line[:len(line)-1]
 	}
-	r.buf = append(r.buf[:0], line...)
-	r.args = r.args[:0]
-	s := r.buf
-	for i := 0; i < len(s); {
-		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
-			i++
-		}
-		if i >= len(s) {
-			break
-		}
-		if q := s[i]; q == '"' || q == '\'' {
-			j := i + 1
-			out := j
-			for j < len(s) && s[j] != q {
-				if q == '"' && s[j] == '\\' && j+1 < len(s) {
-					j++
-				}
-				s[out] = s[j]
-				out++
-				j++
-			}
-			if j >= len(s) {
-				return nil, perr("unbalanced quotes in request")
-			}
-			r.args = append(r.args, s[i+1:out])
-			i = j + 1
-			continue
-		}
-		j := i
-		for j < len(s) && s[j] != ' ' && s[j] != '\t' {
-			j++
-		}
-		r.args = append(r.args, s[i:j])
-		i = j
+	parsed, err := r.splitInline(line)
+	if err != nil {
+		return nil, err
 	}
+	r.args = append(r.args[:0], parsed...)
 	return r.args, nil
 }
 
