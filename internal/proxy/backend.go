@@ -28,6 +28,9 @@ type request struct {
 	write bool
 	held  bool
 	waits []*request
+	// login: the AUTH a new backend connection starts with (loop engine);
+	// an error reply fails the connection.
+	login bool
 }
 
 // backendConn multiplexes many clients' commands over one connection.

@@ -95,6 +95,9 @@ type lbackend struct {
 	dirty       bool
 	dead        bool
 	scan        resp.Scanner // resumes a reply arriving in pieces
+	// connecting: a non-blocking connect in progress since dialed.
+	connecting bool
+	dialed     time.Time
 }
 
 // Backpressure: a client with this much unwritten output or this many
@@ -349,6 +352,24 @@ func (l *loop) parse(c *client) {
 	l.markC(c)
 }
 
+// connect starts a non-blocking connect to addr.
+func (l *loop) connect(addr string) (int, error) {
+	sa, family, err := sockaddr(addr)
+	if err != nil {
+		return -1, err
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		return -1, fmt.Errorf("connect %s: %w", addr, err)
+	}
+	return fd, nil
+}
+
 // dial connects and authenticates with the standard library, then takes
 // the socket over as a non-blocking fd. On a LAN this takes well under a
 // millisecond.
@@ -438,17 +459,22 @@ func (l *loop) backend(addr string) (*lbackend, error) {
 	if f, ok := l.dialFailed[addr]; ok && time.Since(f.at) < time.Second {
 		return nil, f.err
 	}
-	fd, err := l.dial(addr, redisconf.ProxyUser, l.d.topo.Load().route.Secret)
+	// Non-blocking connect: the loop never waits on a host that does not
+	// answer. AUTH is simply the first command of the connection's pipeline.
+	fd, err := l.connect(addr)
 	if err != nil {
 		l.dialFailed[addr] = dialFailure{at: time.Now(), err: err}
 		return nil, err
 	}
-	delete(l.dialFailed, addr)
-	b := &lbackend{addr: addr, fd: fd, polling: unix.EPOLLIN}
+	b := &lbackend{addr: addr, fd: fd, polling: unix.EPOLLIN | unix.EPOLLOUT, connecting: true, dialed: time.Now()}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: b.polling, Fd: int32(fd)}); err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
+	login := &request{cmd: resp.AppendCommand(nil, []byte("AUTH"), []byte(redisconf.ProxyUser), []byte(l.d.topo.Load().route.Secret)),
+		done: nop, login: true}
+	b.out = append(b.out, login.cmd...)
+	b.pending = append(b.pending, login)
 	l.backends[addr] = b
 	l.byFD[fd] = b
 	return b, nil
@@ -517,6 +543,23 @@ func (l *loop) failBackend(b *lbackend, err error) {
 }
 
 func (l *loop) backendEvent(b *lbackend, events uint32) {
+	if b.connecting {
+		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
+			return
+		}
+		if soerr, err := unix.GetsockoptInt(b.fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || soerr != 0 {
+			if err == nil {
+				err = unix.Errno(soerr)
+			}
+			err = fmt.Errorf("connect %s: %w", b.addr, err)
+			l.dialFailed[b.addr] = dialFailure{at: time.Now(), err: err}
+			l.failBackend(b, err)
+			return
+		}
+		b.connecting = false
+		l.markB(b) // AUTH and whatever queued behind it can go now
+		return
+	}
 	if events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		n, err := rawRead(b.fd, l.rbuf)
 		if err == unix.EAGAIN {
@@ -551,6 +594,15 @@ func (l *loop) backendEvent(b *lbackend, events uint32) {
 			b.pending[b.head] = nil
 			b.head++
 			off += len(reply)
+			if r.login {
+				if resp.IsError(reply) {
+					err := fmt.Errorf("backend %s refused AUTH: %s", b.addr, trimCRLF(reply))
+					l.dialFailed[b.addr] = dialFailure{at: time.Now(), err: err}
+					l.failBackend(b, err)
+					return
+				}
+				continue
+			}
 			if c := r.owner; c != nil && !c.closed && !r.held && r.waits == nil && len(c.pend) > 0 &&
 				c.pend[0].imm == nil && c.pend[0].merge == nil && len(c.pend[0].reqs) == 1 && c.pend[0].reqs[0] == r {
 				// The answer the client waits for next, as is: straight into its
@@ -608,6 +660,9 @@ func (l *loop) flush() {
 			continue
 		}
 		l.confirm(b)
+		if b.connecting {
+			continue // written once the connect completes (EPOLLOUT)
+		}
 		if len(b.out) > 0 {
 			n, err := rawWrite(b.fd, b.out)
 			if err != nil && err != unix.EAGAIN {
@@ -726,6 +781,12 @@ func (l *loop) sweep() {
 		}
 	}
 	for addr, b := range l.backends {
+		if b.connecting && time.Since(b.dialed) > time.Second {
+			err := fmt.Errorf("connect %s: timed out", addr)
+			l.dialFailed[addr] = dialFailure{at: time.Now(), err: err}
+			l.failBackend(b, err)
+			continue
+		}
 		if !keep[addr] {
 			// Replaced (failover, move): what is still pending there gets an
 			// error instead of waiting on a server that may never answer.
