@@ -31,6 +31,7 @@ type request struct {
 	// login: the AUTH a new backend connection starts with (loop engine);
 	// an error reply fails the connection.
 	login bool
+	sent  time.Time // loop engine: when it was queued, for the deadline
 }
 
 // backendConn multiplexes many clients' commands over one connection.

@@ -68,6 +68,7 @@ type loop struct {
 	rbuf   []byte
 	done   chan struct{}
 	swept  time.Time
+	now    time.Time // start of the current pass: cheap timestamps
 	// dialFailed remembers recent dial failures: for a second, commands
 	// for that backend fail at once instead of each blocking the loop on a
 	// dial to a host that does not answer.
@@ -99,6 +100,11 @@ type lbackend struct {
 	connecting bool
 	dialed     time.Time
 }
+
+// backendDeadline: the oldest request on a backend connection unanswered
+// this long fails the connection. Generous: a slow KEYS or a large SORT is
+// legitimate; a failover moves routes away from a dead master much sooner.
+const backendDeadline = 10 * time.Second
 
 // Backpressure: a client with this much unwritten output or this many
 // unanswered commands is not read from until it catches up; a pinned
@@ -202,6 +208,7 @@ func (l *loop) run() {
 		if l.d.ctx.Err() != nil {
 			return
 		}
+		l.now = time.Now()
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			l.d.log.Error("epoll_wait", "err", err)
 			return
@@ -412,6 +419,7 @@ func (l *loop) enqueue(addr string, r *request) {
 		return
 	}
 	b.out = append(b.out, r.cmd...)
+	r.sent = l.now
 	b.pending = append(b.pending, r)
 	if r.write && l.d.topo.Load().route.Replicated {
 		r.held = true
@@ -781,6 +789,14 @@ func (l *loop) sweep() {
 		}
 	}
 	for addr, b := range l.backends {
+		if b.head < len(b.pending) && !b.pending[b.head].sent.IsZero() && time.Since(b.pending[b.head].sent) > backendDeadline {
+			// Silent, not closed (a host gone without a reset): fail what
+			// waits rather than hang the clients until a route change.
+			err := fmt.Errorf("no answer from %s for %s", addr, backendDeadline)
+			l.dialFailed[addr] = dialFailure{at: time.Now(), err: err}
+			l.failBackend(b, err)
+			continue
+		}
 		if b.connecting && time.Since(b.dialed) > time.Second {
 			err := fmt.Errorf("connect %s: timed out", addr)
 			l.dialFailed[addr] = dialFailure{at: time.Now(), err: err}

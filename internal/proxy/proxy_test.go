@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/slots"
 	"github.com/marina-redis/marina/internal/state"
 	"github.com/marina-redis/marina/internal/testutil"
@@ -832,5 +833,66 @@ func TestUnreachableBackendFailsFast(t *testing.T) {
 	}
 	if err := px.Set(ctx, "bar", "1", 0).Err(); err != nil {
 		t.Fatalf("the good shard: %v", err)
+	}
+}
+
+// A backend that accepts and logs in but then never answers (a host gone
+// silent) fails its requests after the deadline; other shards keep serving.
+func TestSilentBackendDeadline(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	good := backend(t, host)
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				// Answer the login, then read and never reply.
+				if args, err := resp.NewReader(r, 4096).ReadCommand(); err == nil && len(args) > 0 {
+					io.WriteString(c, "+OK\r\n")
+				}
+				io.Copy(io.Discard, r)
+			}()
+		}
+	}()
+	d, err := Listen(Route{Name: "silent", Addr: host + ":0", Password: testPW, Secret: testSecret,
+		Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 8191, Master: good}, {Index: 1, SlotStart: 8192, SlotEnd: 16383, Master: ln.Addr().String()}}}, testutil.Logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	px := redis.NewClient(&redis.Options{Addr: d.Addr(), Password: testPW, Protocol: 2, DisableIdentity: true, MaxRetries: -1, ReadTimeout: 30 * time.Second})
+	defer px.Close()
+	other := redis.NewClient(&redis.Options{Addr: d.Addr(), Password: testPW, Protocol: 2, DisableIdentity: true})
+	defer other.Close()
+	start := time.Now()
+	errc := make(chan error, 1)
+	go func() { errc <- px.Get(ctx, "foo").Err() }() // slot 12182: the silent shard
+	// Meanwhile the good shard serves ("bar": slot 5061).
+	for i := 0; i < 20; i++ {
+		if err := other.Set(ctx, "bar", i, 0).Err(); err != nil {
+			t.Fatalf("good shard during the wait: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond) // spread over the wait (not a wait for a condition)
+	}
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "no answer") {
+			t.Fatalf("silent backend: %v", err)
+		}
+		if el := time.Since(start); el < backendDeadline || el > backendDeadline+3*time.Second {
+			t.Fatalf("failed after %v, deadline %v", el, backendDeadline)
+		}
+	case <-time.After(backendDeadline + 5*time.Second):
+		t.Fatal("request to a silent backend never failed")
 	}
 }
