@@ -3,6 +3,8 @@ package agent
 import (
 	"testing"
 	"time"
+
+	"github.com/marina-redis/marina/internal/resp"
 )
 
 func TestBackoff(t *testing.T) {
@@ -19,7 +21,7 @@ func TestBackoff(t *testing.T) {
 
 func TestParseInfo(t *testing.T) {
 	in := "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:7001\r\nmaster_link_status:up\r\n\r\n# Memory\r\nused_memory:1024\r\n"
-	got := parseInfo(in)
+	got := resp.ParseInfo(in)
 	for k, v := range map[string]string{"role": "slave", "master_host": "127.0.0.1", "master_port": "7001", "master_link_status": "up", "used_memory": "1024"} {
 		if got[k] != v {
 			t.Errorf("%s = %q, want %q", k, got[k], v)

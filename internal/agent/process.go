@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/marina-redis/marina/internal/procs"
 )
 
 // process is a running redis-server, either started by this agent (a child)
@@ -106,17 +108,6 @@ func isInstance(pid int, dir, addr string) error {
 	return nil
 }
 
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the parenthesised command name.
-	i := strings.LastIndexByte(string(b), ')')
-	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
-}
-
 func (p *process) running() bool {
 	select {
 	case <-p.exited:
@@ -150,7 +141,7 @@ func (p *process) wait(ctx context.Context, d time.Duration) bool {
 		case <-p.exited:
 			return true
 		case <-tick.C:
-			if p.adopted && !alive(p.pid) {
+			if p.adopted && !procs.Alive(p.pid) {
 				return true
 			}
 		case <-t.C:

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/state"
 )
 
@@ -529,7 +530,7 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
 	if err != nil {
 		return fmt.Errorf("info: %w", err)
 	}
-	f := parseInfo(info)
+	f := resp.ParseInfo(info)
 	switch {
 	case w.role == state.RoleMaster && f["role"] == "slave":
 		if err := c.Do(cctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
@@ -567,17 +568,6 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
 		s.Clients, _ = strconv.Atoi(f["connected_clients"])
 	})
 	return nil
-}
-
-func parseInfo(s string) map[string]string {
-	out := map[string]string{}
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
-			out[k] = v
-		}
-	}
-	return out
 }
 
 // writeConf writes redis.conf atomically when its content changed.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/marina-redis/marina/internal/agent"
 	"github.com/marina-redis/marina/internal/failover"
 	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/state"
 )
 
@@ -338,10 +338,10 @@ func (c *Controller) oldMasterCandidate(ctx context.Context, st *state.State, db
 	qctx, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
 	defer cancel()
 	info, err := c.redisClient(net.JoinHostPort(n.Addr, strconv.Itoa(old.Port)), db.Secret).Info(qctx, "replication").Result()
-	if err != nil || parseInfo(info)["role"] != "master" {
+	if err != nil || resp.ParseInfo(info)["role"] != "master" {
 		return failover.Candidate{}, false
 	}
-	off, _ := strconv.ParseInt(parseInfo(info)["master_repl_offset"], 10, 64)
+	off, _ := strconv.ParseInt(resp.ParseInfo(info)["master_repl_offset"], 10, 64)
 	cand := failover.Candidate{ID: old.ID, Reachable: true, Following: true, Offset: off, Priority: st.Priority(old.Node)}
 	got, err := failover.Choose([]failover.Candidate{cand}, c.foCfg.MaxLinkDown, false)
 	return got, err == nil
@@ -360,7 +360,7 @@ func (c *Controller) candidate(ctx context.Context, st *state.State, db *state.D
 	if err != nil {
 		return cand
 	}
-	f := parseInfo(info)
+	f := resp.ParseInfo(info)
 	cand.Reachable = true
 	cand.Following = f["role"] == "slave" && net.JoinHostPort(f["master_host"], f["master_port"]) == oldAddr
 	cand.Syncing = f["master_sync_in_progress"] == "1"
@@ -380,15 +380,4 @@ func (c *Controller) candidate(ctx context.Context, st *state.State, db *state.D
 		}
 	}
 	return cand
-}
-
-func parseInfo(s string) map[string]string {
-	out := map[string]string{}
-	for _, line := range strings.Split(s, "\n") {
-		line = strings.TrimSpace(line)
-		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
-			out[k] = v
-		}
-	}
-	return out
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/marina-redis/marina/internal/failover"
 	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/scheduler"
 	"github.com/marina-redis/marina/internal/state"
 )
@@ -125,8 +126,8 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 		mi, err1 := mc.Info(ctx, "replication").Result()
 		ti, err2 := tc.Info(ctx, "replication").Result()
 		if err1 == nil && err2 == nil {
-			mo, _ := strconv.ParseInt(parseInfo(mi)["master_repl_offset"], 10, 64)
-			to, _ := strconv.ParseInt(parseInfo(ti)["slave_repl_offset"], 10, 64)
+			mo, _ := strconv.ParseInt(resp.ParseInfo(mi)["master_repl_offset"], 10, 64)
+			to, _ := strconv.ParseInt(resp.ParseInfo(ti)["slave_repl_offset"], 10, 64)
 			if to >= mo {
 				caught = true
 				break
@@ -159,7 +160,7 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 	for time.Since(start) < maxPause {
 		ti, err1 := tc.Info(ctx, "replication").Result()
 		mi, err2 := mc.Info(ctx, "replication").Result()
-		if err1 == nil && err2 == nil && parseInfo(ti)["role"] == "master" && parseInfo(mi)["role"] == "slave" {
+		if err1 == nil && err2 == nil && resp.ParseInfo(ti)["role"] == "master" && resp.ParseInfo(mi)["role"] == "slave" {
 			break
 		}
 		time.Sleep(2 * time.Millisecond)

@@ -99,12 +99,8 @@ func lower(b []byte) string {
 	return string(b)
 }
 
-// lookup finds the command (or its subcommand) of args.
-func (t cmdTable) lookup(args [][]byte) (*cmdInfo, string) {
-	return t.lookupName(lower(args[0]), args)
-}
-
-// lookupName is lookup with the lower-case name already known.
+// lookupName finds the command (or its subcommand) of args, whose name in
+// lower case is name.
 func (t cmdTable) lookupName(name string, args [][]byte) (*cmdInfo, string) {
 	ci := t[name]
 	if ci != nil && len(args) > 1 && ci.first == 0 {
@@ -191,7 +187,7 @@ var denied = map[string]bool{
 	"sync": true, "psync": true, "failover": true, "module": true, "cluster": true, "bgrewriteaof": true,
 	"save": true, "bgsave": true, "monitor": true, "migrate": true, "restore-asking": true, "readonly": true,
 	"readwrite": true, "asking": true, "latency": true, "lastsave": true, "swapdb": true, "move": true,
-	"replconf": true, "pfdebug": true, "pfselftest": true, "function": true, "script": false,
+	"replconf": true, "pfdebug": true, "pfselftest": true, "function": true,
 	// They act on the connection the proxy shares between clients.
 	"reset": true, "wait": true, "waitaof": true,
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/state"
 )
 
@@ -81,12 +81,7 @@ func (p *lagProber) probe(ctx context.Context, st *state.State) {
 }
 
 func replicaFresh(info string) bool {
-	f := map[string]string{}
-	for _, line := range strings.Split(info, "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), ":"); ok {
-			f[k] = v
-		}
-	}
+	f := resp.ParseInfo(info)
 	io, err := strconv.Atoi(f["master_last_io_seconds_ago"])
 	return f["role"] == "slave" && f["master_link_status"] == "up" && f["master_sync_in_progress"] == "0" &&
 		err == nil && time.Duration(io)*time.Second <= maxReplicaLag

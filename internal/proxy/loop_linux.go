@@ -298,7 +298,7 @@ func (l *loop) clientEvent(c *client, events uint32) {
 			l.closeClient(c)
 			return
 		}
-		c.lastActive = time.Now()
+		c.lastActive = l.now
 		if c.tunnel != nil {
 			c.tunnel.out = append(c.tunnel.out, l.rbuf[:n]...)
 			l.markB(c.tunnel)
@@ -337,10 +337,10 @@ func (l *loop) parse(c *client) {
 		}
 		l.d.Stats.Ops.Add(1)
 		before := len(c.pend)
-		now := time.Now()
 		c.dispatch(args)
 		if len(c.pend) > before {
-			c.pend[len(c.pend)-1].start = now
+			// Latency counts from the pass in which the command arrived.
+			c.pend[len(c.pend)-1].start = l.now
 			c.pend[len(c.pend)-1].name = cmdName(args[0]) // interned for common commands: no allocation
 		}
 		if c.quit {

@@ -10,12 +10,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/marina-redis/marina/internal/procs"
 )
 
 // LoopbackHosts returns n free-looking loopback IPs 127.X.Y.1..n, random per
@@ -96,29 +95,9 @@ func RaftLog() io.Writer {
 	return io.Discard
 }
 
-// KillPidfiles kills every process named by a redis.pid under dir: the
-// safety net that keeps a failed test from leaking redis-servers.
-func KillPidfiles(dir string) {
-	_ = filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() || info.Name() != "redis.pid" {
-			return nil
-		}
-		b, _ := os.ReadFile(path)
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-			if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(cmd), "redis-server") {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		return nil
-	})
-}
+// KillPidfiles kills the redis-servers started under dir: the safety net
+// that keeps a failed test from leaking them.
+func KillPidfiles(dir string) { procs.KillInstances(dir) }
 
 // Alive reports whether pid runs (and is not a zombie).
-func Alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] != "Z"
-}
+func Alive(pid int) bool { return procs.Alive(pid) }

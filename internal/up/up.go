@@ -20,6 +20,7 @@ import (
 
 	"github.com/marina-redis/marina/internal/client"
 	"github.com/marina-redis/marina/internal/controller"
+	"github.com/marina-redis/marina/internal/procs"
 	"github.com/marina-redis/marina/internal/server"
 )
 
@@ -198,55 +199,25 @@ func waitReady(ctx context.Context, c *client.Client, n int, exited <-chan int, 
 
 // stopAll sends SIGTERM to every node (each stops its redis-servers), waits,
 // then kills what is left, redis-servers included.
-func stopAll(procs []*exec.Cmd, dir string) {
-	for _, p := range procs {
+func stopAll(nodes []*exec.Cmd, dir string) {
+	for _, p := range nodes {
 		if p != nil && p.Process != nil {
 			_ = p.Process.Signal(syscall.SIGTERM)
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for _, p := range procs {
+	for _, p := range nodes {
 		if p == nil || p.Process == nil {
 			continue
 		}
-		for alive(p.Process.Pid) && time.Now().Before(deadline) {
+		for procs.Alive(p.Process.Pid) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		if alive(p.Process.Pid) {
+		if procs.Alive(p.Process.Pid) {
 			_ = p.Process.Kill()
 		}
 	}
-	killRedis(dir)
-}
-
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] != "Z"
-}
-
-// killRedis kills any redis-server still named by a pidfile under dir.
-func killRedis(dir string) {
-	_ = filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() || info.Name() != "redis.pid" {
-			return nil
-		}
-		b, _ := os.ReadFile(path)
-		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-		if err != nil || pid <= 0 {
-			return nil
-		}
-		// Only a redis-server running in this very instance dir is ours.
-		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		cwd, cerr := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
-		if err == nil && cerr == nil && strings.Contains(string(cmd), "redis-server") && cwd == filepath.Dir(path) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		return nil
-	})
+	procs.KillInstances(dir)
 }
 
 func tail(path string) string {
