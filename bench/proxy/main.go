@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -38,12 +39,32 @@ func main() {
 	bin := flag.String("marina", "bin/marina", "marina binary")
 	shards := flag.Int("shards", 2, "backend redis-servers (shards)")
 	requests := flag.Int("n", 200000, "requests per redis-benchmark run")
+	tests := flag.String("tests", "get,set,mset", "redis-benchmark tests to run, comma-separated")
+	pipelines := flag.String("P", "1,16", "pipeline depths, comma-separated")
+	flag.IntVar(&rounds, "rounds", 5, "interleaved runs per figure; the median is printed")
+	hold := flag.Bool("hold", false, "set up backends, twemproxy and the Marina proxy, print their ports and wait for Ctrl-C (for profiling)")
 	flag.Parse()
-	if err := run(*bin, *shards, *requests); err != nil {
+	holdOpen = *hold
+	var pls []int
+	for _, f := range strings.Split(*pipelines, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bench/proxy: bad -P %q: want comma-separated depths like 1,16\n", *pipelines)
+			os.Exit(2)
+		}
+		pls = append(pls, n)
+	}
+	if err := run(*bin, *shards, *requests, strings.Split(*tests, ","), pls); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/proxy:", err)
 		os.Exit(1)
 	}
 }
+
+// holdOpen: -hold, keep the set-up running instead of benchmarking.
+var holdOpen bool
+
+// rounds: runs per figure (-rounds).
+var rounds int
 
 type proc struct{ cmd *exec.Cmd }
 
@@ -163,7 +184,7 @@ func idleMemory(pid, port int) (int64, error) {
 	return rss(pid) - before, nil
 }
 
-func run(bin string, nshards, n int) error {
+func run(bin string, nshards, n int, tests []string, pipelines []int) error {
 	for _, tool := range []string{"redis-server", "redis-benchmark", "nutcracker"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not installed (apt-get install redis-server redis-tools nutcracker)", tool)
@@ -239,6 +260,13 @@ func run(bin string, nshards, n int) error {
 		}
 	}
 	_ = context.Background()
+	if holdOpen {
+		fmt.Printf("backends %v, twemproxy 127.0.0.1:%d, marina 127.0.0.1:%d (pid %d), password %s; Ctrl-C ends\n", backends, twPort, mPort, mp.cmd.Process.Pid, pw)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		return nil
+	}
 	// Idle connections first, on fresh processes: after the load runs a Go
 	// process is still returning memory to the system, which hides the growth.
 	twMem, err := idleMemory(tw.cmd.Process.Pid, twPort)
@@ -251,14 +279,14 @@ func run(bin string, nshards, n int) error {
 	}
 	fmt.Printf("memory per 1000 idle client connections (resident set growth): twemproxy %d KiB, marina %d KiB\n", twMem>>10, mMem>>10)
 
-	fmt.Printf("proxy benchmark: redis-benchmark -c 50 -n %d -r 100000 -d 32, %d shards (redis-server %s), one host, median of 3 runs\n", n, nshards, redisVersion())
+	fmt.Printf("proxy benchmark: redis-benchmark -c 50 -n %d -r 100000 -d 32, %d shards (redis-server %s), one host, median of %d runs\n", n, nshards, redisVersion(), rounds)
 	fmt.Printf("%-8s %-4s %14s %14s %14s %9s   %-22s %-22s %-22s\n", "test", "-P", "direct rps", "twemproxy rps", "marina rps", "m/tw", "p50/p99 direct ms", "p50/p99 twemproxy ms", "p50/p99 marina ms")
-	for _, test := range []string{"get", "set", "mset"} {
-		for _, pl := range []int{1, 16} {
-			// Median of three runs each, interleaved, against the noise of a
-			// shared two-core machine.
+	for _, test := range tests {
+		for _, pl := range pipelines {
+			// The median of several runs each, interleaved, against the noise
+			// of a shared two-core machine.
 			var runs [3][]result
-			for round := 0; round < 3; round++ {
+			for round := 0; round < rounds; round++ {
 				for i, port := range []int{portOf(backends[0]), twPort, mPort} {
 					r, err := benchmark(port, test, pl, n)
 					if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strconv"
 	"time"
 	"unsafe"
@@ -73,6 +74,25 @@ type loop struct {
 	// for that backend fail at once instead of each blocking the loop on a
 	// dial to a host that does not answer.
 	dialFailed map[string]dialFailure
+	// free holds finished requests for reuse: the hot path allocates none.
+	free []*request
+}
+
+func (l *loop) newRequest() *request {
+	if n := len(l.free); n > 0 {
+		r := l.free[n-1]
+		l.free[n-1] = nil
+		l.free = l.free[:n-1]
+		return r
+	}
+	return &request{}
+}
+
+func (l *loop) freeRequest(r *request) {
+	if len(l.free) < 4096 {
+		*r = request{}
+		l.free = append(l.free, r)
+	}
 }
 
 type dialFailure struct {
@@ -201,6 +221,11 @@ func newLoop(d *DB, addr string) (*loop, error) {
 }
 
 func (l *loop) run() {
+	// One thread for the loop's life: it comes back from epoll_wait on the
+	// thread whose caches hold its buffers, instead of wherever the
+	// scheduler finds one.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	defer close(l.done)
 	defer l.shutdown()
 	for {
@@ -330,14 +355,19 @@ func (l *loop) parse(c *client) {
 			c.closeAfter = true
 			break
 		}
+		if c.in[c.inOff] == '*' {
+			c.raw = c.in[c.inOff : c.inOff+n]
+		}
 		c.inOff += n
 		c.scratch = args
 		if len(args) == 0 {
+			c.raw = nil
 			continue
 		}
 		l.d.Stats.Ops.Add(1)
 		before := len(c.pend)
 		c.dispatch(args)
+		c.raw = nil
 		if len(c.pend) > before {
 			// Latency counts from the pass in which the command arrived.
 			c.pend[len(c.pend)-1].start = l.now
@@ -419,6 +449,7 @@ func (l *loop) enqueue(addr string, r *request) {
 		return
 	}
 	b.out = append(b.out, r.cmd...)
+	r.cmd = nil // copied; it may point into the client's input buffer
 	r.sent = l.now
 	b.pending = append(b.pending, r)
 	if r.write && l.d.topo.Load().route.Replicated {
@@ -612,7 +643,7 @@ func (l *loop) backendEvent(b *lbackend, events uint32) {
 				continue
 			}
 			if c := r.owner; c != nil && !c.closed && !r.held && r.waits == nil && len(c.pend) > 0 &&
-				c.pend[0].imm == nil && c.pend[0].merge == nil && len(c.pend[0].reqs) == 1 && c.pend[0].reqs[0] == r {
+				c.pend[0].one == r && c.pend[0].merge == nil {
 				// The answer the client waits for next, as is: straight into its
 				// output, no copy kept.
 				if p := &c.pend[0]; !p.start.IsZero() {
@@ -621,8 +652,10 @@ func (l *loop) backendEvent(b *lbackend, events uint32) {
 				c.out = append(c.out, reply...)
 				c.pend[0] = pending{}
 				c.pend = c.pend[1:]
-				r.finished = true
 				l.markC(c)
+				// Nothing refers to r any more (not held, no WAIT, out of
+				// both queues): it is reused for the next command.
+				l.freeRequest(r)
 				continue
 			}
 			r.reply = append([]byte(nil), reply...)

@@ -301,6 +301,7 @@ func (d *DB) roundTrip(ctx context.Context, addr string, id uint64, cmd []byte) 
 // slot of a reply in the client's ordered output.
 type pending struct {
 	imm   []byte     // an answer the proxy gave itself
+	one   *request   // the one backend request whose reply is the answer (no slice to allocate)
 	reqs  []*request // backend requests whose replies make up the answer
 	merge func(reqs []*request) []byte
 	start time.Time // when the command arrived (loop engine: latency)
@@ -333,6 +334,9 @@ type client struct {
 	closeAfter bool
 	lastActive time.Time
 	scratch    [][]byte
+	// raw: the command being dispatched as the client sent it (RESP), valid
+	// during dispatch only; event loop engine.
+	raw []byte
 	polling    uint32 // current epoll mask
 	dirty      bool   // listed for the loop's next write pass
 	// pin is the command that asked for a pinned backend connection; once
@@ -363,12 +367,17 @@ func (p *pending) render() []byte {
 		return p.imm
 	case p.merge != nil:
 		return p.merge(p.reqs)
+	case p.one != nil:
+		return replyOf(p.one)
 	default:
 		return replyOf(p.reqs[0])
 	}
 }
 
 func (p *pending) complete() bool {
+	if p.one != nil && !p.one.finished {
+		return false
+	}
 	for _, r := range p.reqs {
 		if !r.finished {
 			return false
@@ -454,7 +463,8 @@ func (c *client) errorf(format string, args ...any) {
 // send queues one command to a backend and returns its request.
 func (c *client) send(addr string, cmd []byte) *request {
 	if c.lp != nil {
-		r := &request{cmd: cmd, done: nop, owner: c, write: c.writing}
+		r := c.lp.newRequest()
+		r.cmd, r.done, r.owner, r.write = cmd, nop, c, c.writing
 		c.lp.enqueue(addr, r)
 		return r
 	}
@@ -481,6 +491,16 @@ func (c *client) send(addr string, cmd []byte) *request {
 }
 
 func copyCmd(args [][]byte) []byte { return resp.AppendCommand(nil, args...) }
+
+// forwardable is the command as it goes to a backend. The event loop copies
+// it into the backend's output at once, so the client's own bytes (when they
+// are RESP, not inline) go as they are, with no copy of their own.
+func (c *client) forwardable(args [][]byte) []byte {
+	if c.raw != nil {
+		return c.raw
+	}
+	return copyCmd(args)
+}
 
 // names maps the common spellings of command names to lower case, so the
 // hot path does not allocate to look a command up. Never written after init.
@@ -695,7 +715,7 @@ func (c *client) dispatch(args [][]byte) {
 			switch base {
 			case "info", "time", "command", "lolwut", "memory":
 				// Server-wide answers: shard 0 speaks for the database.
-				c.toShard(t, 0, copyCmd(args))
+				c.toShard(t, 0, c.forwardable(args))
 			default:
 				c.errorf("ERR '%s' has no key to route by on a sharded database", base)
 			}
@@ -710,7 +730,7 @@ func (c *client) dispatch(args [][]byte) {
 		}
 		shard = int(t.slotMap[s0])
 	}
-	c.toShard(t, shard, copyCmd(args))
+	c.toShard(t, shard, c.forwardable(args))
 }
 
 // queueTxn handles MULTI...EXEC on a sharded database: the proxy queues
@@ -825,7 +845,7 @@ func (c *client) readAddr(t *topology, shard int) string {
 func (c *client) toShard(t *topology, shard int, cmd []byte) {
 	if c.reading && t.route.ReadFrom != "" && t.route.ReadFrom != "master" {
 		if a := c.readAddr(t, shard); a != "" {
-			c.pend = append(c.pend, pending{reqs: []*request{c.send(a, cmd)}})
+			c.pend = append(c.pend, pending{one: c.send(a, cmd)})
 			return
 		}
 	}
@@ -834,7 +854,7 @@ func (c *client) toShard(t *topology, shard int, cmd []byte) {
 		c.errorf("TRYAGAIN shard %d is failing over; retry shortly", shard)
 		return
 	}
-	c.pend = append(c.pend, pending{reqs: []*request{c.send(m, cmd)}})
+	c.pend = append(c.pend, pending{one: c.send(m, cmd)})
 }
 
 func trunc(b []byte) string {
