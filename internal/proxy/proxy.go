@@ -336,9 +336,9 @@ type client struct {
 	scratch    [][]byte
 	// raw: the command being dispatched as the client sent it (RESP), valid
 	// during dispatch only; event loop engine.
-	raw []byte
-	polling    uint32 // current epoll mask
-	dirty      bool   // listed for the loop's next write pass
+	raw     []byte
+	polling uint32 // current epoll mask
+	dirty   bool   // listed for the loop's next write pass
 	// pin is the command that asked for a pinned backend connection; once
 	// the replies before it are out, the client's traffic is relayed raw to
 	// and from a connection of its own (tunnel) for the rest of its life.
