@@ -114,10 +114,30 @@ func start(name string, args ...string) (*proc, error) {
 
 type result struct {
 	rps, p50, p99 float64
+	// cpu: the server's CPU time per request (user+system), microseconds.
+	// Unlike requests/s it hardly depends on what else the machine runs.
+	cpu float64
 }
 
 // benchmark runs redis-benchmark for one test and returns its figures.
-func benchmark(port int, test string, pipeline, n int) (result, error) {
+// cpuTicks is a process's user+system CPU time in clock ticks (1/100 s).
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
+
+func benchmark(port, pid int, test string, pipeline, n int) (result, error) {
+	t0 := cpuTicks(pid)
 	args := []string{"-h", host, "-p", strconv.Itoa(port), "-a", pw, "-c", "50", "-n", strconv.Itoa(n), "-r", "100000",
 		"-P", strconv.Itoa(pipeline), "-t", test, "--csv", "-d", "32"}
 	out, err := exec.Command("redis-benchmark", args...).Output()
@@ -138,7 +158,8 @@ func benchmark(port int, test string, pipeline, n int) (result, error) {
 		}
 		return 0
 	}
-	return result{rps: get("rps"), p50: get("p50_latency_ms"), p99: get("p99_latency_ms")}, nil
+	return result{rps: get("rps"), p50: get("p50_latency_ms"), p99: get("p99_latency_ms"),
+		cpu: float64(cpuTicks(pid)-t0) * 10000 / float64(n)}, nil
 }
 
 func rss(pid int) int64 {
@@ -280,7 +301,9 @@ func run(bin string, nshards, n int, tests []string, pipelines []int) error {
 	fmt.Printf("memory per 1000 idle client connections (resident set growth): twemproxy %d KiB, marina %d KiB\n", twMem>>10, mMem>>10)
 
 	fmt.Printf("proxy benchmark: redis-benchmark -c 50 -n %d -r 100000 -d 32, %d shards (redis-server %s), one host, median of %d runs\n", n, nshards, redisVersion(), rounds)
-	fmt.Printf("%-8s %-4s %14s %14s %14s %9s   %-22s %-22s %-22s\n", "test", "-P", "direct rps", "twemproxy rps", "marina rps", "m/tw", "p50/p99 direct ms", "p50/p99 twemproxy ms", "p50/p99 marina ms")
+	fmt.Println("m/tw: Marina's requests/s over twemproxy's; cpu us/req: the proxy process's CPU time per request (lower is better)")
+	fmt.Printf("%-6s %-3s %11s %11s %11s %6s   %-13s %-13s %-13s  %-17s\n", "test", "-P", "direct rps", "twem rps", "marina rps", "m/tw",
+		"p50/p99 dir", "p50/p99 twem", "p50/p99 mar", "cpu us/req tw/m")
 	for _, test := range tests {
 		for _, pl := range pipelines {
 			// The median of several runs each, interleaved, against the noise
@@ -288,7 +311,7 @@ func run(bin string, nshards, n int, tests []string, pipelines []int) error {
 			var runs [3][]result
 			for round := 0; round < rounds; round++ {
 				for i, port := range []int{portOf(backends[0]), twPort, mPort} {
-					r, err := benchmark(port, test, pl, n)
+					r, err := benchmark(port, []int{procs[0].cmd.Process.Pid, tw.cmd.Process.Pid, mp.cmd.Process.Pid}[i], test, pl, n)
 					if err != nil {
 						return err
 					}
@@ -299,8 +322,9 @@ func run(bin string, nshards, n int, tests []string, pipelines []int) error {
 			for i := range runs {
 				rs[i] = median(runs[i])
 			}
-			fmt.Printf("%-8s %-4d %14.0f %14.0f %14.0f %8.2fx   %-22s %-22s %-22s\n", test, pl, rs[0].rps, rs[1].rps, rs[2].rps, rs[2].rps/rs[1].rps,
-				fmt.Sprintf("%.3f/%.3f", rs[0].p50, rs[0].p99), fmt.Sprintf("%.3f/%.3f", rs[1].p50, rs[1].p99), fmt.Sprintf("%.3f/%.3f", rs[2].p50, rs[2].p99))
+			fmt.Printf("%-6s %-3d %11.0f %11.0f %11.0f %5.2fx   %-13s %-13s %-13s  %-17s\n", test, pl, rs[0].rps, rs[1].rps, rs[2].rps, rs[2].rps/rs[1].rps,
+				fmt.Sprintf("%.3f/%.3f", rs[0].p50, rs[0].p99), fmt.Sprintf("%.3f/%.3f", rs[1].p50, rs[1].p99), fmt.Sprintf("%.3f/%.3f", rs[2].p50, rs[2].p99),
+				fmt.Sprintf("%.2f / %.2f", rs[1].cpu, rs[2].cpu))
 		}
 	}
 	return nil
@@ -316,7 +340,7 @@ func median(rs []result) result {
 		return v[len(v)/2]
 	}
 	return result{rps: pick(func(r result) float64 { return r.rps }), p50: pick(func(r result) float64 { return r.p50 }),
-		p99: pick(func(r result) float64 { return r.p99 })}
+		p99: pick(func(r result) float64 { return r.p99 }), cpu: pick(func(r result) float64 { return r.cpu })}
 }
 
 func portOf(addr string) int {
