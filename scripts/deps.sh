@@ -10,6 +10,10 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v redis-sentinel >/dev/null 2>&1 || need+=(redis-sentinel)
 # nutcracker (twemproxy) for the proxy benchmark.
 command -v nutcracker >/dev/null 2>&1 || need+=(nutcracker)
+# chromium (headless) for the console's browser tests; haproxy to check the
+# configuration the HAProxy hook writes.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -17,6 +21,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
   # Debian's package starts a system redis on 6379; Marina runs its own.
-  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now redis-server redis-sentinel >/dev/null 2>&1 || true; fi
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now redis-server redis-sentinel haproxy >/dev/null 2>&1 || true; fi
 fi
 command -v go >/dev/null 2>&1 || { echo "Go is required: https://go.dev/doc/install (or /usr/local/go/bin in PATH)" >&2; exit 1; }

@@ -24,7 +24,9 @@ import (
 
 	"github.com/marina-redis/marina/internal/cluster"
 	"github.com/marina-redis/marina/internal/controller"
+	"github.com/marina-redis/marina/internal/doctor"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/stats"
 )
 
 // Headers used between nodes.
@@ -51,6 +53,14 @@ type Server struct {
 	Log    *slog.Logger
 	// Proxies returns this node's proxy counters (node-local, not forwarded).
 	Proxies func() any
+	// Doctor checks this host's settings for redis (node-local).
+	Doctor func(context.Context) doctor.Report
+	// Stats is this node's INFO collector; Metrics serves /metrics.
+	Stats   *stats.Collector
+	Metrics http.Handler
+	// Console serves the web console on every path outside /v1/ and the
+	// other routes (static files, no token: its data comes from /v1).
+	Console http.Handler
 }
 
 // Handler returns the API's routes behind authentication and leader routing.
@@ -73,16 +83,30 @@ func (s *Server) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, s.Proxies())
 	})
+	v1.HandleFunc("GET /v1/local/stats", s.localStats)
+	v1.HandleFunc("GET /v1/dbs/{name}/stats", s.dbStats)
+	v1.HandleFunc("GET /v1/nodes/{id}/stats", s.nodeStats)
+	v1.HandleFunc("GET /v1/local/doctor", s.localDoctor)
+	v1.HandleFunc("GET /v1/nodes/{id}/doctor", s.nodeDoctor)
 	v1.HandleFunc("POST /v1/dbs/{name}/failover", s.switchover)
 	v1.HandleFunc("POST /v1/nodes/{id}/drain", s.drain(true))
 	v1.HandleFunc("POST /v1/nodes/{id}/undrain", s.drain(false))
 	v1.HandleFunc("PUT /v1/zones/{zone}", s.zone)
 	v1.HandleFunc("POST /v1/internal/join", s.join)
 	v1.HandleFunc("POST /v1/internal/heartbeat", s.heartbeat)
+	v1.HandleFunc("POST /v1/internal/event", s.recordEvent) // a node's own events: failed hooks
 	v1.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	})
 	mux.Handle("/v1/", s.auth(s.toLeader(v1)))
+	if s.Metrics != nil {
+		// Behind the token too: Prometheus sends it with
+		// `authorization: {credentials: TOKEN}` in the scrape config.
+		mux.Handle("GET /metrics", s.auth(s.Metrics))
+	}
+	if s.Console != nil {
+		mux.Handle("/", s.Console)
+	}
 	return mux
 }
 

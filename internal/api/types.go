@@ -111,6 +111,9 @@ type Instance struct {
 	LinkUp       bool   `json:"link_up"`
 	Offset       int64  `json:"offset"`
 	UsedMemory   int64  `json:"used_memory"`
+	// FailingSince: the agent's probes have failed since then (running
+	// but not answering, e.g. hung); absent while it answers.
+	FailingSince *time.Time `json:"failing_since,omitempty"`
 }
 
 // Shard is one shard of a database.
@@ -161,6 +164,8 @@ type Node struct {
 	Voter     bool       `json:"voter"`
 	Leader    bool       `json:"leader"`
 	LastSeen  *time.Time `json:"last_seen,omitempty"`
+	// SentinelAddr is the node's Redis Sentinel endpoint (empty: off).
+	SentinelAddr string `json:"sentinel_addr,omitempty"`
 }
 
 // Status is the cluster overview.

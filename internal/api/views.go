@@ -40,6 +40,10 @@ func instanceView(st *state.State, db *state.Database, in state.Instance, seen m
 	}
 	if s, ok := seen[in.ID]; ok {
 		v.State, v.ObservedRole, v.LinkUp, v.Offset, v.UsedMemory = s.State, s.Role, s.LinkUp, s.Offset, s.UsedMemory
+		if s.State == agent.StateRunning && !s.FailingSince.IsZero() {
+			t := s.FailingSince.UTC()
+			v.FailingSince = &t
+		}
 	}
 	return v
 }
@@ -100,6 +104,7 @@ func nodeViews(st *state.State, obs map[string]controller.Report, members []clus
 		n := st.Nodes[id]
 		v := Node{ID: id, Addr: n.Addr, HTTPAddr: n.HTTPAddr, RaftAddr: n.RaftAddr, Zone: n.Zone, Status: n.Status, Draining: n.Draining,
 			Memory: n.Memory, Allocated: alloc[id], Voter: voter[id], Leader: id == leader}
+		v.SentinelAddr = n.SentinelAddr
 		for _, pi := range st.InstancesOn(id) {
 			v.Instances++
 			if pi.Role == state.RoleMaster {

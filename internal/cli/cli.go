@@ -33,7 +33,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	if err := root.Execute(); err != nil {
+	if cmd, err := root.ExecuteC(); err != nil {
+		if code, done := a.exitCode(cmd, err); done {
+			return code // check and doctor have their own exit codes
+		}
 		fmt.Fprintf(stderr, "marina: %s\n", oneLine(err.Error()))
 		return 1
 	}
@@ -69,6 +72,7 @@ func (a *app) root() *cobra.Command {
 	pf.StringVar(&a.token, "token", "", "API token (MARINA_TOKEN)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	root.AddCommand(a.serverCmd(), a.upCmd(), a.dbCmd(), a.nodeCmd(), a.statusCmd(), a.eventsCmd(), a.zoneCmd(), a.proxyCmd())
+	root.AddCommand(a.checkCmd(), a.doctorCmd())
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }

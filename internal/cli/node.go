@@ -51,7 +51,7 @@ func raftRole(n api.Node) string {
 
 func (a *app) nodeTable(nodes []api.Node) {
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tADDR\tZONE\tSTATUS\tRAFT\tMEMORY\tALLOCATED\tUSED\tINSTANCES\tMASTERS\tRUNNING")
+	fmt.Fprintln(tw, "ID\tADDR\tZONE\tSTATUS\tRAFT\tMEMORY\tALLOCATED\tUSED\tINSTANCES\tMASTERS\tRUNNING\tSENTINEL")
 	for _, n := range nodes {
 		zone := n.Zone
 		if zone == "" {
@@ -61,9 +61,13 @@ func (a *app) nodeTable(nodes []api.Node) {
 		if n.Draining {
 			status += ",draining"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", n.ID, n.HTTPAddr, zone, status, raftRole(n),
+		sentinel := n.SentinelAddr
+		if sentinel == "" {
+			sentinel = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", n.ID, n.HTTPAddr, zone, status, raftRole(n),
 			humanize.IBytes(uint64(n.Memory)), humanize.IBytes(uint64(n.Allocated)), humanize.IBytes(uint64(n.Used)),
-			n.Instances, n.Masters, n.Running)
+			n.Instances, n.Masters, n.Running, sentinel)
 	}
 	tw.Flush()
 }

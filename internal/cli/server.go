@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -77,6 +78,7 @@ func (a *app) serverCmd() *cobra.Command {
 	f.StringVar(&maxRequest, "proxy-max-request", "512MiB", "largest request a client may send to an endpoint")
 	f.StringVar(&cfg.ProxyTLSCert, "proxy-tls-cert", "", "PEM certificate: endpoints speak TLS to clients (with --proxy-tls-key)")
 	f.StringVar(&cfg.ProxyTLSKey, "proxy-tls-key", "", "PEM private key of --proxy-tls-cert")
+	f.IntVar(&cfg.SentinelPort, "sentinel-port", 26379, "Redis Sentinel protocol port for sentinel-aware clients (needs a database password or the API token; 0: off)")
 	f.BoolVar(&cfg.StopInstancesOnExit, "stop-instances-on-exit", false, "stop this node's redis-servers when the server stops (default: they keep serving)")
 	f.DurationVar(&cfg.NodeDownAfter, "node-down-after", 0, "mark a node down after missing heartbeats this long (default 5s)")
 	f.DurationVar(&cfg.ElectionTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 500ms)")
@@ -86,6 +88,14 @@ func (a *app) serverCmd() *cobra.Command {
 	f.IntVar(&cfg.FlapMax, "flap-max", 0, "at most this many failovers of one shard per --flap-window (default 3)")
 	f.DurationVar(&cfg.FlapWindow, "flap-window", 0, "window of --flap-max (default 1h)")
 	f.DurationVar(&cfg.HealAfter, "heal-after", 0, "rebuild the replicas of a node down this long on other nodes (default 1m)")
+	f.DurationVar(&cfg.StatsInterval, "stats-interval", 0, "read INFO from this node's redis-servers this often for stats and graphs (default 5s)")
+	f.StringVar(&cfg.Graphite, "graphite", "", "host:port of a Graphite (carbon plaintext) server to send each stats round to")
+	f.StringVar(&cfg.GraphitePrefix, "graphite-prefix", "marina", "prefix of the Graphite metric paths")
+	f.StringVar(&cfg.HookExec, "hook-exec", "", "shell command run on every topology change, the database's JSON document on stdin (docs/hooks.md)")
+	f.DurationVar(&cfg.HookTimeout, "hook-timeout", 10*time.Second, "time limit of one run of a hook or of --haproxy-reload")
+	f.IntVar(&cfg.HookRetries, "hook-retries", 3, "retries of a failing hook, with backoff, before it is a cluster event")
+	f.StringVar(&cfg.HAProxyConfig, "haproxy-config", "", "file to write HAProxy write/read backends of every database to (docs/hooks.md)")
+	f.StringVar(&cfg.HAProxyReload, "haproxy-reload", "", "shell command run after --haproxy-config changed, e.g. 'systemctl reload haproxy'")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

@@ -299,6 +299,7 @@ func (c *Controller) upsertNode(ctx context.Context, n state.Node) error {
 		same := *old
 		same.Addr, same.RaftAddr, same.HTTPAddr, same.Memory, same.Zone, same.PortMin, same.PortMax, same.ProxyMin, same.ProxyMax =
 			n.Addr, n.RaftAddr, n.HTTPAddr, n.Memory, n.Zone, n.PortMin, n.PortMax, n.ProxyMin, n.ProxyMax
+		same.SentinelAddr = n.SentinelAddr // a restart with another --sentinel-port is advertised
 		if same == *old {
 			return nil
 		}

@@ -23,9 +23,14 @@ import (
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/client"
 	"github.com/marina-redis/marina/internal/cluster"
+	"github.com/marina-redis/marina/internal/console"
 	"github.com/marina-redis/marina/internal/controller"
+	"github.com/marina-redis/marina/internal/hooks"
+	"github.com/marina-redis/marina/internal/metrics"
 	"github.com/marina-redis/marina/internal/proxy"
+	"github.com/marina-redis/marina/internal/sentinel"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/stats"
 )
 
 // Config is a node's configuration.
@@ -52,6 +57,9 @@ type Config struct {
 	ProxyTLSCert string
 	ProxyTLSKey  string
 	proxyTLS     *tls.Config
+	// SentinelPort serves the Redis Sentinel protocol on Bind, so
+	// sentinel-aware clients find masters directly (0: off).
+	SentinelPort int
 	// StopInstancesOnExit stops this node's redis-servers when it stops
 	// (marina up); by default they keep serving and are adopted on restart.
 	StopInstancesOnExit bool
@@ -68,8 +76,22 @@ type Config struct {
 	FlapMax     int
 	FlapWindow  time.Duration
 	HealAfter   time.Duration // replicas of a node down this long are rebuilt elsewhere (1m)
-	Logger      *slog.Logger
-	RaftLog     io.Writer // hashicorp/raft's own log lines; default stderr
+	// StatsInterval: how often the node reads INFO from its redis-servers
+	// (5s); Graphite (host:port), when set, receives each round.
+	StatsInterval  time.Duration
+	Graphite       string
+	GraphitePrefix string
+	// Hooks (internal/hooks, docs/hooks.md): HookExec runs on every
+	// topology change with the database's document on stdin; HAProxyConfig
+	// is rewritten with a write and a read backend per shard, then
+	// HAProxyReload runs. HookTimeout (10s) per attempt, HookRetries after it.
+	HookExec      string
+	HookTimeout   time.Duration
+	HookRetries   int
+	HAProxyConfig string
+	HAProxyReload string
+	Logger        *slog.Logger
+	RaftLog       io.Writer // hashicorp/raft's own log lines; default stderr
 	// Out receives the generated API token, printed once at bootstrap.
 	Out io.Writer
 }
@@ -127,8 +149,19 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if err := c.validateSentinelPort(); err != nil {
+		return err
+	}
 	if c.Memory == 0 {
 		c.Memory = DefaultMemory()
+	}
+	if c.StatsInterval != 0 && (c.StatsInterval < 100*time.Millisecond || c.StatsInterval > 5*time.Minute) {
+		return fmt.Errorf("--stats-interval %s: must be 100ms..5m", c.StatsInterval)
+	}
+	if c.Graphite != "" {
+		if _, p, err := net.SplitHostPort(c.Graphite); err != nil || p == "" {
+			return fmt.Errorf("--graphite %q: want host:port of carbon's plaintext listener (usually port 2003)", c.Graphite)
+		}
 	}
 	if (c.ProxyTLSCert == "") != (c.ProxyTLSKey == "") {
 		return errors.New("--proxy-tls-cert and --proxy-tls-key go together")
@@ -169,6 +202,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%s %v: must be at least 100ms", name, d)
 		}
 	}
+	if err := c.hooks().Validate(); err != nil {
+		return err
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -177,6 +213,24 @@ func (c *Config) Validate() error {
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 250 * time.Millisecond
+	}
+	return nil
+}
+
+// validateSentinelPort checks --sentinel-port against the node's other ports.
+func (c *Config) validateSentinelPort() error {
+	p := c.SentinelPort
+	switch {
+	case p == 0:
+		return nil
+	case p < 1 || p > 65535:
+		return fmt.Errorf("--sentinel-port %d: must be 1..65535 (0 turns it off)", p)
+	case p == c.HTTPPort || p == c.RaftPort:
+		return fmt.Errorf("--sentinel-port %d: must differ from the HTTP and Raft ports", p)
+	case p >= c.PortMin && p <= c.PortMax:
+		return fmt.Errorf("--sentinel-port %d is inside --redis-ports %d-%d", p, c.PortMin, c.PortMax)
+	case c.ProxyMin != 0 && p >= c.ProxyMin && p <= c.ProxyMax:
+		return fmt.Errorf("--sentinel-port %d is inside --proxy-ports %d-%d", p, c.ProxyMin, c.ProxyMax)
 	}
 	return nil
 }
@@ -210,11 +264,14 @@ type Node struct {
 	Ctl     *controller.Controller
 	Agent   *agent.Agent
 	Proxies *proxy.Manager
+	Stats   *stats.Collector
 	http    *http.Server
 	ln      net.Listener
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	log     *slog.Logger
+	// Sentinel is the Redis Sentinel endpoint (nil when --sentinel-port is 0).
+	Sentinel *sentinel.Server
 }
 
 // Start starts a node and returns once it is a member of a cluster.
@@ -247,14 +304,29 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		StopOnExit: cfg.StopInstancesOnExit, Lease: cfg.Lease, Logger: log}, n.FSM)
 	n.Proxies = &proxy.Manager{Node: cfg.ID, Src: n.FSM, Log: log,
 		Limits: proxy.Limits{MaxClients: cfg.ProxyMaxClients, MaxRequest: cfg.ProxyMaxRequest, Idle: cfg.ProxyIdle, TLS: cfg.proxyTLS}}
+	n.Stats = &stats.Collector{Node: cfg.ID, Src: n.FSM, Interval: cfg.StatsInterval, Log: log}
+	if cfg.Graphite != "" {
+		n.Stats.OnSample = n.graphiteSink()
+	}
 	srv := &api.Server{NodeID: cfg.ID, FSM: n.FSM, Raft: n.Raft, Ctl: n.Ctl, Log: log,
-		Proxies: func() any { return n.Proxies.Snapshots() }}
+		Proxies: func() any { return n.Proxies.Snapshots() }, Stats: n.Stats, Doctor: n.doctorReport,
+		Metrics: metrics.Handler(metrics.Sources{Node: cfg.ID, State: n.FSM.State, Samples: n.Stats.Samples,
+			Proxies: n.Proxies.Snapshots, IsLeader: n.Raft.IsLeader, Applied: n.FSM.Index})}
+	srv.Console = console.New() // the web console, at / and /ui/
 	n.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
 		}
 	}()
+	if cfg.SentinelPort != 0 {
+		n.Sentinel, err = sentinel.Listen(sentinel.Config{Addr: api.HostPort(cfg.Bind, cfg.SentinelPort), NodeID: cfg.ID, Src: n.FSM,
+			HashToken: api.HashToken, DownAfter: cfg.DownAfter, Log: log})
+		if err != nil {
+			n.closeBase()
+			return nil, fmt.Errorf("--sentinel-port: %w", err)
+		}
+	}
 	if err := n.enter(ctx); err != nil {
 		n.closeBase()
 		return nil, err
@@ -273,6 +345,19 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goRun(func() { n.Ctl.Run(runCtx) })
 	n.goRun(func() { n.Proxies.Run(runCtx) })
 	n.goRun(func() { n.heartbeats(runCtx) })
+	if n.Sentinel != nil {
+		n.goRun(func() { _ = n.Sentinel.Serve(runCtx) })
+	}
+	n.goRun(func() { n.Stats.Run(runCtx) })
+	if hc := n.hooks(); hc.Enabled() {
+		n.goRun(func() {
+			// Hooks announce the state once caught up (a "sync" of every
+			// database), not the partial one of a restart's log replay.
+			if n.waitCaughtUp(runCtx, caughtUp) {
+				hooks.Run(runCtx, hc, n.FSM)
+			}
+		})
+	}
 	log.Info("node started", "http", ln.Addr().String(), "raft", api.HostPort(cfg.Bind, cfg.RaftPort))
 	return n, nil
 }
@@ -288,8 +373,12 @@ func (n *Node) goRun(f func()) {
 // self is this node as it registers itself.
 func (n *Node) self() state.Node {
 	c := n.cfg
-	return state.Node{ID: c.ID, Addr: c.Bind, RaftAddr: api.HostPort(c.Bind, c.RaftPort), HTTPAddr: api.HostPort(c.Bind, c.HTTPPort),
+	self := state.Node{ID: c.ID, Addr: c.Bind, RaftAddr: api.HostPort(c.Bind, c.RaftPort), HTTPAddr: api.HostPort(c.Bind, c.HTTPPort),
 		Memory: c.Memory, Zone: c.Zone, PortMin: c.PortMin, PortMax: c.PortMax, ProxyMin: c.ProxyMin, ProxyMax: c.ProxyMax}
+	if c.SentinelPort != 0 {
+		self.SentinelAddr = api.HostPort(c.Bind, c.SentinelPort)
+	}
+	return self
 }
 
 // enter bootstraps a new cluster, joins an existing one, or (with Raft
@@ -474,6 +563,9 @@ func (n *Node) closeBase() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = n.http.Shutdown(ctx)
+	if n.Sentinel != nil {
+		_ = n.Sentinel.Close()
+	}
 	if err := n.Raft.Close(); err != nil {
 		n.log.Warn("raft shutdown", "err", err)
 	}
@@ -486,4 +578,54 @@ func ParsePortRange(s string) (int, int, error) {
 		return 0, 0, fmt.Errorf("invalid port range %q: use FROM-TO, e.g. 7000-7999", s)
 	}
 	return lo, hi, nil
+}
+
+// graphiteSink sends each stats round to the configured Graphite server;
+// a failure is logged once per change of its message, never retried into
+// the next round.
+func (n *Node) graphiteSink() func(time.Time) {
+	g := &stats.Graphite{Addr: n.cfg.Graphite, Prefix: n.cfg.GraphitePrefix}
+	var lastErr string
+	return func(now time.Time) {
+		var figs []stats.ProxyFigures
+		for _, p := range n.Proxies.Snapshots() {
+			var count int64
+			for _, b := range p.Buckets {
+				count += b
+			}
+			figs = append(figs, stats.ProxyFigures{DB: p.DB, Connections: p.Connections, Ops: p.Ops, Errors: p.Errors,
+				LatencySumNs: p.LatencyNs, LatencyCount: count})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err := g.Send(ctx, stats.GraphiteLines(g.Prefix, n.cfg.ID, now, n.Stats.Samples(), figs), time.Second)
+		msg := ""
+		if err != nil {
+			msg = err.Error()
+		}
+		if msg != lastErr {
+			if err != nil {
+				n.log.Warn("graphite", "err", err)
+			} else {
+				n.log.Info("graphite: sending again", "addr", n.cfg.Graphite)
+			}
+			lastErr = msg
+		}
+	}
+}
+
+// hooks is the hooks' configuration from the node's.
+func (c *Config) hooks() hooks.Config {
+	return hooks.Config{Node: c.ID, Exec: c.HookExec, Timeout: c.HookTimeout, Retries: c.HookRetries,
+		HAProxyConfig: c.HAProxyConfig, HAProxyReload: c.HAProxyReload, Log: c.Logger}
+}
+
+// hooks is this node's hooks configuration; a hook that fails for good is
+// recorded as a cluster event through the node's own API, which forwards it
+// to the leader.
+func (n *Node) hooks() hooks.Config {
+	hc := n.cfg.hooks()
+	self := client.New(api.HostPort(n.cfg.Bind, n.cfg.HTTPPort), n.cfg.Token)
+	hc.Log, hc.Event = n.log, self.RecordEvent
+	return hc
 }

@@ -66,6 +66,9 @@ type Node struct {
 	ProxyMin int       `json:"proxy_min,omitempty"`
 	ProxyMax int       `json:"proxy_max,omitempty"`
 	JoinedAt time.Time `json:"joined_at"`
+	// SentinelAddr is the node's Redis Sentinel protocol endpoint
+	// (host:port), empty when disabled.
+	SentinelAddr string `json:"sentinel_addr,omitempty"`
 }
 
 // Spec is what a user asks for.

@@ -28,7 +28,7 @@ import (
 type Options struct {
 	Nodes       int
 	Dir         string
-	BasePort    int   // HTTP port; Raft is BasePort+1, redis-servers BasePort+100..+999
+	BasePort    int   // HTTP port; Raft is BasePort+1, Sentinel protocol +2, endpoints +10..+99, redis-servers +100..+999
 	Memory      int64 // per node; default: the host's safe share split across nodes
 	RedisServer string
 	Binary      string // the marina binary; default: this executable
@@ -82,7 +82,7 @@ func Run(ctx context.Context, o Options) error {
 		lay = old
 	}
 	for i := 0; i < o.Nodes; i++ {
-		for _, p := range []int{o.BasePort, o.BasePort + 1} {
+		for _, p := range []int{o.BasePort, o.BasePort + 1, o.BasePort + 2} {
 			ln, err := net.Listen("tcp", net.JoinHostPort(host(i), strconv.Itoa(p)))
 			if err != nil {
 				return fmt.Errorf("port %s:%d is busy (another marina up?): pick another --base-port", host(i), p)
@@ -114,6 +114,7 @@ func Run(ctx context.Context, o Options) error {
 			"--http-port", strconv.Itoa(o.BasePort), "--raft-port", strconv.Itoa(o.BasePort + 1),
 			"--redis-ports", fmt.Sprintf("%d-%d", o.BasePort+100, o.BasePort+999),
 			"--proxy-ports", fmt.Sprintf("%d-%d", o.BasePort+10, o.BasePort+99),
+			"--sentinel-port", strconv.Itoa(o.BasePort + 2),
 			"--memory", strconv.FormatInt(o.Memory, 10), "--redis-server", o.RedisServer, "--stop-instances-on-exit"}
 		if i > 0 {
 			args = append(args, "--join", net.JoinHostPort(host(0), strconv.Itoa(o.BasePort)))
@@ -146,6 +147,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	fmt.Fprint(o.Out, env)
 	fmt.Fprintf(o.Log, "marina up: %d nodes ready (logs in %s/n*/server.log); Ctrl-C stops them and their redis-servers\n", o.Nodes, dir)
+	sentinels := make([]string, o.Nodes)
+	for i := range sentinels {
+		sentinels[i] = net.JoinHostPort(host(i), strconv.Itoa(o.BasePort+2))
+	}
+	fmt.Fprintf(o.Log, "marina up: Redis Sentinel protocol on %s (master name = database name)\n", strings.Join(sentinels, ","))
 	for {
 		select {
 		case <-ctx.Done():
