@@ -76,6 +76,8 @@ type loop struct {
 	dialFailed map[string]dialFailure
 	// free holds finished requests for reuse: the hot path allocates none.
 	free []*request
+	// tunnels: the pinned connections, for the connect timeout.
+	tunnels map[*lbackend]bool
 }
 
 func (l *loop) newRequest() *request {
@@ -109,8 +111,10 @@ type lbackend struct {
 	pending []*request
 	head    int
 	polling uint32 // current epoll mask
-	// tunnelOf is the client this connection is pinned to (raw relay).
-	tunnelOf *client
+	// tunnelOf is the client this connection is pinned to (raw relay);
+	// tunnelLogin: its AUTH answer has not been taken off the stream yet.
+	tunnelOf    *client
+	tunnelLogin bool
 	// unconfirmed: writes queued since the last WAIT (durability).
 	unconfirmed []*request
 	dirty       bool
@@ -216,7 +220,7 @@ func newLoop(d *DB, addr string) (*loop, error) {
 		return nil, err
 	}
 	return &loop{d: d, addr: actual, epfd: epfd, lnfd: lnfd, clients: map[int]*client{}, backends: map[string]*lbackend{},
-		byFD: map[int]*lbackend{}, dialFailed: map[string]dialFailure{},
+		byFD: map[int]*lbackend{}, dialFailed: map[string]dialFailure{}, tunnels: map[*lbackend]bool{},
 		events: make([]unix.EpollEvent, 512), rbuf: make([]byte, 64<<10), done: make(chan struct{}), swept: time.Now()}, nil
 }
 
@@ -305,6 +309,7 @@ func (l *loop) closeClient(c *client) {
 		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, t.fd, nil)
 		unix.Close(t.fd)
 		delete(l.byFD, t.fd)
+		delete(l.tunnels, t)
 		t.dead = true
 	}
 	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
@@ -407,40 +412,6 @@ func (l *loop) connect(addr string) (int, error) {
 	return fd, nil
 }
 
-// dial connects and authenticates with the standard library, then takes
-// the socket over as a non-blocking fd. On a LAN this takes well under a
-// millisecond.
-func (l *loop) dial(addr, user, pw string) (int, error) {
-	conn, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
-	if err != nil {
-		return -1, err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(time.Second))
-	if _, err := conn.Write(resp.AppendCommand(nil, []byte("AUTH"), []byte(user), []byte(pw))); err != nil {
-		return -1, err
-	}
-	rep, err := resp.NewReader(conn, 4096).ReadReply(nil)
-	if err != nil {
-		return -1, err
-	}
-	if resp.IsError(rep) {
-		return -1, fmt.Errorf("backend %s refused AUTH: %s", addr, trimCRLF(rep))
-	}
-	raw, err := conn.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd := -1
-	// Close-on-exec: redis-servers started by this process must not inherit it.
-	if cerr := raw.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) }); cerr != nil || err != nil {
-		return -1, fmt.Errorf("take over backend socket: %v %v", cerr, err)
-	}
-	_ = unix.SetNonblock(fd, true)
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	return fd, nil
-}
-
 // enqueue queues a request for a backend (dialled when first needed).
 func (l *loop) enqueue(addr string, r *request) {
 	b, err := l.backend(addr)
@@ -519,34 +490,69 @@ func (l *loop) backend(addr string) (*lbackend, error) {
 	return b, nil
 }
 
-// openTunnel gives c a backend connection of its own, logged in with the
-// database's password (the client's own rights, nothing more), and relays
-// the pinning command and everything after it raw from now on.
+// openTunnel gives c a backend connection of its own, logged in as the
+// proxy's restricted user (the client proved the database password already,
+// and gets data commands only, as through the shared connections), and
+// relays the pinning command and everything after it raw from now on. The
+// connect is non-blocking like the shared ones: AUTH goes first in the
+// pipeline and its answer is taken off the relayed stream.
 func (l *loop) openTunnel(c *client) {
 	t := l.d.topo.Load()
 	master := t.route.Shards[0].Master
-	// The pinned connection logs in as the proxy's restricted user: the
-	// client proved the database password already, and gets data commands
-	// only, as through the shared connections.
-	fd, err := l.dial(master, redisconf.ProxyUser, t.route.Secret)
-	if err != nil {
+	fail := func(err error) {
 		c.pin = nil
 		c.answer(resp.AppendError(nil, "ERR backend unavailable: "+err.Error()))
 		c.closeAfter = true
 		l.markC(c)
+	}
+	if f, ok := l.dialFailed[master]; ok && time.Since(f.at) < time.Second {
+		fail(f.err)
 		return
 	}
-	b := &lbackend{addr: master, fd: fd, polling: unix.EPOLLIN, tunnelOf: c}
+	fd, err := l.connect(master)
+	if err != nil {
+		fail(err)
+		return
+	}
+	b := &lbackend{addr: master, fd: fd, polling: unix.EPOLLIN | unix.EPOLLOUT, tunnelOf: c, connecting: true, dialed: l.now,
+		tunnelLogin: true}
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: b.polling, Fd: int32(fd)}); err != nil {
 		unix.Close(fd)
-		c.closeAfter = true
+		fail(err)
 		return
 	}
 	l.byFD[fd] = b
+	l.tunnels[b] = true
 	c.tunnel = b
+	b.out = resp.AppendCommand(b.out, []byte("AUTH"), []byte(redisconf.ProxyUser), []byte(t.route.Secret))
 	b.out = append(append(b.out, c.pin...), c.in[c.inOff:]...)
 	c.pin, c.in, c.inOff = nil, nil, 0
 	l.markB(b)
+}
+
+// tunnelLoggedIn takes the AUTH answer off the front of a new tunnel's
+// input; false while it is incomplete or when the backend refused (the
+// client then gets the error and is closed).
+func (l *loop) tunnelLoggedIn(b *lbackend) bool {
+	end, err := b.scan.Scan(b.in)
+	if err == resp.ErrIncomplete {
+		return false
+	}
+	b.scan.Reset()
+	c := b.tunnelOf
+	if err != nil || resp.IsError(b.in[:end]) {
+		msg := "unreadable answer to AUTH"
+		if err == nil {
+			msg = "refused AUTH: " + trimCRLF(b.in[:end])
+		}
+		l.failBackend(b, fmt.Errorf("backend %s %s", b.addr, msg))
+		return false
+	}
+	b.tunnelLogin = false
+	c.out = append(c.out, b.in[end:]...)
+	b.in = nil
+	l.markC(c)
+	return true
 }
 
 func (l *loop) failBackend(b *lbackend, err error) {
@@ -554,9 +560,14 @@ func (l *loop) failBackend(b *lbackend, err error) {
 	unix.Close(b.fd)
 	delete(l.byFD, b.fd)
 	b.dead = true
+	delete(l.tunnels, b)
 	if c := b.tunnelOf; c != nil {
 		// The pinned connection ended (QUIT, or the backend went away):
-		// so does the client's, once what was relayed is written.
+		// so does the client's, once what was relayed is written. One that
+		// never got going says why.
+		if b.connecting || b.tunnelLogin {
+			c.out = resp.AppendError(c.out, "ERR backend unavailable: "+err.Error())
+		}
 		b.tunnelOf, c.tunnel = nil, nil
 		c.closeAfter = true
 		l.markC(c)
@@ -612,6 +623,11 @@ func (l *loop) backendEvent(b *lbackend, events uint32) {
 			return
 		}
 		if c := b.tunnelOf; c != nil {
+			if b.tunnelLogin {
+				b.in = append(b.in, l.rbuf[:n]...)
+				l.tunnelLoggedIn(b)
+				return
+			}
 			c.out = append(c.out, l.rbuf[:n]...)
 			l.markC(c)
 			return
@@ -819,6 +835,13 @@ func (l *loop) sweep() {
 		keep[sh.Master] = true
 		for _, r := range sh.Replicas {
 			keep[r] = true
+		}
+	}
+	for b := range l.tunnels {
+		if (b.connecting || b.tunnelLogin) && time.Since(b.dialed) > time.Second {
+			err := fmt.Errorf("connect %s: timed out", b.addr)
+			l.dialFailed[b.addr] = dialFailure{at: time.Now(), err: err}
+			l.failBackend(b, err)
 		}
 	}
 	for addr, b := range l.backends {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"errors"
 	"context"
 	"fmt"
 	"io"
@@ -336,7 +337,16 @@ func TestPinnedCommandsSingleShard(t *testing.T) {
 		v, _ := px.BLPop(ctx, 5*time.Second, "queue").Result()
 		got <- v
 	}()
-	time.Sleep(200 * time.Millisecond) // let BLPOP block first (not a wait for a condition)
+	testutil.WaitFor(t, 5*time.Second, "BLPOP blocked on the backend", func() error {
+		info, err := direct(d.topo.Load().route.Shards[0].Master).Info(ctx, "clients").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "blocked_clients:1") {
+			return errors.New("not blocked yet")
+		}
+		return nil
+	})
 	if err := other.RPush(ctx, "queue", "job").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -894,5 +904,59 @@ func TestSilentBackendDeadline(t *testing.T) {
 		}
 	case <-time.After(backendDeadline + 5*time.Second):
 		t.Fatal("request to a silent backend never failed")
+	}
+}
+
+// A pinned connection is opened without blocking the loop: against a
+// backend that cannot be reached, or that refuses the proxy's login, the
+// client gets a clear error (and other clients are served meanwhile).
+func TestPinnedConnectFailures(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	dead := fmt.Sprintf("%s:%d", host, testutil.FreePort(t, host)) // nothing listens
+	good := backend(t, host)
+	for _, c := range []struct {
+		name, master, secret, want string
+	}{
+		{"unreachable", dead, testSecret, "backend unavailable"},
+		{"login refused", good, "wrong-secret", "refused AUTH"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			route := Route{Name: "pin", Addr: host + ":0", Password: testPW, Secret: testSecret,
+				Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 16383, Master: good}}}
+			d, err := Listen(route, testutil.Logger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			// The command table is learned while the backend is fine; then
+			// the route changes under the proxy.
+			px := redis.NewClient(&redis.Options{Addr: d.Addr(), Password: testPW, Protocol: 2, DisableIdentity: true})
+			defer px.Close()
+			if err := px.Get(context.Background(), "x").Err(); err != redis.Nil {
+				t.Fatalf("GET: %v", err)
+			}
+			route.Addr, route.Secret = d.Addr(), c.secret
+			route.Shards = []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 16383, Master: c.master}} // the proxy holds the old slice
+			d.Update(route)
+			conn, err := net.Dial("tcp", d.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(conn, "AUTH %s\r\nSUBSCRIBE ch\r\n", testPW)
+			r := bufio.NewReader(conn)
+			if l, err := r.ReadString('\n'); err != nil || l != "+OK\r\n" {
+				t.Fatalf("AUTH: %q %v", l, err)
+			}
+			l, err := r.ReadString('\n')
+			if err != nil || !strings.HasPrefix(l, "-ERR") || !strings.Contains(l, c.want) {
+				t.Fatalf("SUBSCRIBE with a %s backend: %q %v", c.name, l, err)
+			}
+			start := time.Now()
+			if _, err := r.ReadString('\n'); err == nil || time.Since(start) > 2*time.Second {
+				t.Fatalf("the connection stays open after its pinned backend failed: %v after %v", err, time.Since(start))
+			}
+		})
 	}
 }
