@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"bufio"
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
