@@ -36,7 +36,7 @@ type Result struct {
 	Stderr   string // its end, trimmed
 	Attempts int
 	Took     time.Duration // of the last attempt
-	failure  error
+	failure  error         // why the last attempt failed (nil: exit 0)
 }
 
 func (r Result) stderrSuffix() string {
@@ -50,26 +50,27 @@ func (r Result) stderrSuffix() string {
 // error usually is.
 const stderrMax = 512
 
-// Run runs command with sh -c, stdin and env added to the environment, up to
-// 1+Retries times until it exits 0, waiting Backoff (doubling) in between.
-// superseded, when not nil, is asked before each retry: a newer document
-// waiting makes this one pointless. Every attempt is logged.
-func (e *Exec) Run(ctx context.Context, command string, stdin []byte, env []string, superseded func() bool) (Result, error) {
+// Run runs command (the hook called name in logs) with sh -c, stdin, and env
+// added to the environment, up to 1+Retries times until it exits 0, waiting
+// Backoff (doubling) in between. superseded, when not nil, is asked before
+// each retry: a newer document waiting makes this one pointless. Every
+// attempt is logged.
+func (e *Exec) Run(ctx context.Context, name, command string, stdin []byte, env []string, superseded func() bool) (Result, error) {
 	wait := e.Backoff
 	var res Result
 	for attempt := 1; ; attempt++ {
 		res = e.once(ctx, command, stdin, env)
 		res.Attempts = attempt
-		err := res.err()
+		err := res.failure
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
-		log := e.Log.With("cmd", command, "env", env, "attempt", attempt, "exit", res.Exit, "took", res.Took.Round(time.Millisecond))
+		log := e.Log.With("hook", name, "env", env, "attempt", attempt, "exit", res.Exit, "took", res.Took.Round(time.Millisecond))
 		if err == nil {
 			log.Info("hook ran")
 			return res, nil
 		}
-		log.Warn("hook failed", "err", err, "stderr", res.Stderr)
+		log.Warn("hook failed", "err", err, "stderr", res.Stderr, "cmd", command)
 		if attempt > e.Retries {
 			return res, fmt.Errorf("%w after %d attempts", err, attempt)
 		}
@@ -86,11 +87,6 @@ func (e *Exec) Run(ctx context.Context, command string, stdin []byte, env []stri
 		}
 		wait = min(wait*2, MaxBackoff)
 	}
-}
-
-// err describes a failed attempt (nil for exit 0).
-func (r Result) err() error {
-	return r.failure
 }
 
 // once runs one attempt. The command gets its own process group, killed as

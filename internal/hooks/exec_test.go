@@ -22,7 +22,7 @@ func TestExecStdinAndEnv(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
 	cmd := fmt.Sprintf(`cat > %s; echo "$MARINA_DB $MARINA_EVENT" >> %s`, out, out)
-	res, err := testExec(5*time.Second, 0).Run(testutil.Ctx(t, 10*time.Second), cmd, []byte(`{"doc":1}`+"\n"),
+	res, err := testExec(5*time.Second, 0).Run(testutil.Ctx(t, 10*time.Second), "t", cmd, []byte(`{"doc":1}`+"\n"),
 		[]string{"MARINA_DB=a", "MARINA_EVENT=create"}, nil)
 	if err != nil || res.Exit != 0 || res.Attempts != 1 {
 		t.Fatalf("res %+v err %v", res, err)
@@ -39,7 +39,7 @@ func TestExecRetries(t *testing.T) {
 	// Fails twice, then succeeds.
 	flaky := fmt.Sprintf(`n=$(cat %[1]s 2>/dev/null || echo 0); n=$((n+1)); echo $n > %[1]s; echo "try $n" >&2; [ $n -ge 3 ]`, count)
 	ctx := testutil.Ctx(t, 30*time.Second)
-	res, err := testExec(5*time.Second, 3).Run(ctx, flaky, nil, nil, nil)
+	res, err := testExec(5*time.Second, 3).Run(ctx, "t", flaky, nil, nil, nil)
 	if err != nil || res.Attempts != 3 || res.Exit != 0 {
 		t.Fatalf("flaky hook: res %+v err %v", res, err)
 	}
@@ -49,7 +49,7 @@ func TestExecRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	failing := fmt.Sprintf(`echo x >> %s; printf 'line one\nno such thing\n' >&2; exit 7`, count)
-	res, err = testExec(5*time.Second, 2).Run(ctx, failing, nil, nil, nil)
+	res, err = testExec(5*time.Second, 2).Run(ctx, "t", failing, nil, nil, nil)
 	if err == nil || res.Attempts != 3 || res.Exit != 7 || res.Stderr != "line one no such thing" {
 		t.Fatalf("failing hook: res %+v err %v", res, err)
 	}
@@ -61,7 +61,7 @@ func TestExecRetries(t *testing.T) {
 	}
 
 	// Long stderr keeps its end.
-	res, _ = testExec(5*time.Second, 0).Run(ctx, `i=0; while [ $i -lt 200 ]; do echo "noise $i" >&2; i=$((i+1)); done; echo the-cause >&2; exit 1`, nil, nil, nil)
+	res, _ = testExec(5*time.Second, 0).Run(ctx, "t", `i=0; while [ $i -lt 200 ]; do echo "noise $i" >&2; i=$((i+1)); done; echo the-cause >&2; exit 1`, nil, nil, nil)
 	if len(res.Stderr) > stderrMax+3 || !strings.HasSuffix(res.Stderr, "the-cause") || !strings.HasPrefix(res.Stderr, "...") {
 		t.Fatalf("stderr %q", res.Stderr)
 	}
@@ -72,7 +72,7 @@ func TestExecTimeoutKills(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	cmd := fmt.Sprintf(`sleep 60 & echo $! > %s; wait`, pidFile)
 	start := time.Now()
-	res, err := testExec(300*time.Millisecond, 1).Run(testutil.Ctx(t, 30*time.Second), cmd, nil, nil, nil)
+	res, err := testExec(300*time.Millisecond, 1).Run(testutil.Ctx(t, 30*time.Second), "t", cmd, nil, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "timed out after 300ms") || res.Attempts != 2 || res.Exit != -1 {
 		t.Fatalf("res %+v err %v", res, err)
 	}
@@ -98,7 +98,7 @@ func TestExecTimeoutKills(t *testing.T) {
 func TestExecCancelAndSuperseded(t *testing.T) {
 	// A newer document stops the retries of an older one.
 	calls := 0
-	res, err := testExec(5*time.Second, 5).Run(testutil.Ctx(t, 30*time.Second), "exit 1", nil, nil, func() bool { calls++; return calls > 1 })
+	res, err := testExec(5*time.Second, 5).Run(testutil.Ctx(t, 30*time.Second), "t", "exit 1", nil, nil, func() bool { calls++; return calls > 1 })
 	if !errors.Is(err, ErrSuperseded) || res.Attempts != 1 {
 		t.Fatalf("res %+v err %v", res, err)
 	}
@@ -106,7 +106,7 @@ func TestExecCancelAndSuperseded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(200*time.Millisecond, cancel)
 	start := time.Now()
-	_, err = testExec(time.Minute, 3).Run(ctx, "sleep 60", nil, nil, nil)
+	_, err = testExec(time.Minute, 3).Run(ctx, "t", "sleep 60", nil, nil, nil)
 	if !errors.Is(err, context.Canceled) || time.Since(start) > 10*time.Second {
 		t.Fatalf("err %v after %v", err, time.Since(start))
 	}

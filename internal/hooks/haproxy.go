@@ -34,6 +34,7 @@ func BackendName(db string, shards, shard int, role string) string {
 // master or a replica whose link to its master is up. The output depends
 // only on the topologies, so an unchanged topology is an unchanged file.
 func RenderHAProxy(node string, topos []Topology) string {
+	topos = append([]Topology(nil), topos...)
 	sort.Slice(topos, func(i, j int) bool { return topos[i].Name < topos[j].Name })
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
@@ -146,20 +147,21 @@ type haproxyWriter struct {
 	needReload bool
 }
 
-// apply writes the configuration for topos and reloads HAProxy when needed.
-func (h *haproxyWriter) apply(ctx context.Context, topos []Topology) error {
+// apply writes the configuration for topos and reloads HAProxy when needed;
+// it reports whether the file changed.
+func (h *haproxyWriter) apply(ctx context.Context, topos []Topology) (bool, error) {
 	changed, err := writeAtomic(h.path, []byte(RenderHAProxy(h.node, topos)))
 	if err != nil {
-		return fmt.Errorf("write %s: %w", h.path, err)
+		return false, fmt.Errorf("write %s: %w", h.path, err)
 	}
 	h.needReload = h.needReload || changed
 	if h.reload == "" || !h.needReload {
-		return nil
+		return changed, nil
 	}
-	res, err := h.exec.Run(ctx, h.reload, nil, []string{"MARINA_EVENT=reload", "MARINA_HAPROXY_CONFIG=" + h.path}, nil)
+	res, err := h.exec.Run(ctx, "haproxy-reload", h.reload, nil, []string{"MARINA_EVENT=reload", "MARINA_HAPROXY_CONFIG=" + h.path}, nil)
 	if err != nil {
-		return fmt.Errorf("reload %q: %w%s", h.reload, err, res.stderrSuffix())
+		return changed, fmt.Errorf("reload %q: %w%s", h.reload, err, res.stderrSuffix())
 	}
 	h.needReload = false
-	return nil
+	return changed, nil
 }

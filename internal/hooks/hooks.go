@@ -164,7 +164,7 @@ func execWorker(ctx context.Context, cfg Config, ex *Exec, q *queue, log *slog.L
 		if !ok {
 			return
 		}
-		res, err := ex.Run(ctx, cfg.Exec, j.doc, []string{"MARINA_DB=" + db, "MARINA_EVENT=" + j.kind},
+		res, err := ex.Run(ctx, "exec", cfg.Exec, j.doc, []string{"MARINA_DB=" + db, "MARINA_EVENT=" + j.kind},
 			func() bool { return q.superseded(db) })
 		q.done(db)
 		switch {
@@ -243,14 +243,14 @@ func (h *haproxyLoop) run(ctx context.Context, cfg Config, log *slog.Logger) {
 		h.mu.Lock()
 		topos := h.topos
 		h.mu.Unlock()
-		err := h.w.apply(ctx, topos)
+		changed, err := h.w.apply(ctx, topos)
 		if ctx.Err() != nil {
 			return
 		}
+		if changed {
+			log.Info("haproxy config written", "path", h.w.path, "databases", len(topos))
+		}
 		if err == nil {
-			if failing {
-				log.Info("haproxy config written again", "path", h.w.path)
-			}
 			failing, retry = false, nil
 			continue
 		}

@@ -130,6 +130,9 @@ func TopologyOf(st *state.State, db *state.Database) (Topology, bool) {
 type Snapshot struct {
 	Topo  map[string]Topology
 	Event uint64
+	// Waiting: databases not announced yet because a shard was pending
+	// when first seen, with the kind to announce them with (sync, create).
+	Waiting map[string]string
 }
 
 // Change is one database's topology change.
@@ -162,20 +165,25 @@ func Diff(prev Snapshot, st *state.State) (Snapshot, []Change) {
 	for _, name := range st.DBNames() {
 		cur, stable := TopologyOf(st, st.DBs[name])
 		old, had := prev.Topo[name]
+		kind := KindCreate
+		if w, ok := prev.Waiting[name]; ok {
+			kind = w
+		} else if first {
+			kind = KindSync
+		}
 		if !stable {
 			if had {
 				next.Topo[name] = old
+			} else {
+				if next.Waiting == nil {
+					next.Waiting = map[string]string{}
+				}
+				next.Waiting[name] = kind
 			}
 			continue
 		}
 		next.Topo[name] = cur
-		var kind string
-		switch {
-		case first:
-			kind = KindSync
-		case !had:
-			kind = KindCreate
-		default:
+		if had {
 			kind = kindOf(old, cur, recent[name])
 		}
 		if kind != "" {

@@ -153,6 +153,25 @@ func kinds(cs []Change) []string {
 	return out
 }
 
+// A database first seen during a failover is announced as a sync once it
+// has a master again.
+func TestDiffStartsDuringFailover(t *testing.T) {
+	f, apply := fsmWith(t)
+	apply(state.Command{Op: state.OpDemote, Name: "a", Shard: 0, Epoch: 0, From: "a-0-aaaaaa", Time: t0})
+	snap, changes := Diff(Snapshot{}, f.State())
+	if len(changes) != 0 {
+		t.Fatalf("changes while pending: %v", kinds(changes))
+	}
+	apply(state.Command{Op: state.OpPromote, Name: "a", Shard: 0, Epoch: 1, To: "a-0-bbbbbb", Time: t0})
+	snap, changes = Diff(snap, f.State())
+	if fmt.Sprint(kinds(changes)) != "[a sync]" || changes[0].Topo.Shards[0].Master.ID != "a-0-bbbbbb" {
+		t.Fatalf("changes %v", kinds(changes))
+	}
+	if _, again := Diff(snap, f.State()); len(again) != 0 || len(snap.Waiting) != 0 {
+		t.Fatalf("again %v, waiting %v", kinds(again), snap.Waiting)
+	}
+}
+
 // A failover whose events were trimmed away is still a failover.
 func TestKindWithoutEvents(t *testing.T) {
 	old := Topology{Created: t0, Shards: []ShardTopology{{Epoch: 1, Master: Member{ID: "x"}}}}

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +19,9 @@ import (
 	"time"
 
 	"github.com/marina-redis/marina/internal/api"
+	"github.com/marina-redis/marina/internal/client"
 	"github.com/marina-redis/marina/internal/hooks"
+	"github.com/marina-redis/marina/internal/state"
 	"github.com/marina-redis/marina/internal/testutil"
 )
 
@@ -117,9 +121,11 @@ func TestHooks(t *testing.T) {
 		if i == 2 {
 			c.HookExec, c.HookRetries = `cat > /dev/null; echo "dns update refused for $MARINA_DB" >&2; exit 2`, 1
 		}
-		c.HAProxyConfig = haCfg(i)
-		// Node 1's reload also reloads a real HAProxy once the test started one.
-		c.HAProxyReload = fmt.Sprintf(`echo "$MARINA_EVENT" >> %s; if [ -s %s ]; then kill -USR2 "$(cat %s)"; fi`, reloads(i), haPid, haPid)
+		c.HAProxyConfig, c.HAProxyReload = haCfg(i), fmt.Sprintf(`echo "$MARINA_EVENT" >> %s`, reloads(i))
+		if i == 0 {
+			// Node 1's reload also reloads a real HAProxy once the test started one.
+			c.HAProxyReload += fmt.Sprintf(`; if [ -s %s ]; then kill -USR2 "$(cat %s)"; fi`, haPid, haPid)
+		}
 	})
 	ctx := testutil.Ctx(t, 3*time.Minute)
 	c := tc.client(0)
@@ -180,6 +186,15 @@ func TestHooks(t *testing.T) {
 	waitEvent("hook-failed event for create", func(e string) bool {
 		return strings.HasPrefix(e, "hook-failed n3 ") && strings.Contains(e, "create") && strings.Contains(e, "dns update refused for hk")
 	})
+
+	// Nodes report only their own hook-* events, for members, validated.
+	for _, e := range []state.Event{{Type: "failover", Node: "n1", DB: "hk"}, {Type: "hook-failed", Node: "nobody"},
+		{Type: "hook-failed", Node: "n1", DB: "Bad Name"}, {Type: "hook-failed", Node: "n1", Reason: strings.Repeat("x", 3000)}} {
+		var ae *client.Error
+		if err := tc.client(1).RecordEvent(ctx, e); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest {
+			t.Fatalf("event %+v: %v, want 400", e, err)
+		}
+	}
 
 	// kill -9 the master: a failover document with the new master.
 	start := time.Now()
