@@ -31,8 +31,8 @@ func build(t *testing.T) string {
 	return bin
 }
 
-// upBase finds a base port free on 127.0.0.1-3 for HTTP, Raft and the
-// first endpoint. It stays below Linux's ephemeral range (32768 and up):
+// upBase finds a base port free on 127.0.0.1-3 for HTTP, Raft, Sentinel
+// and the first endpoint. It stays below Linux's ephemeral range (32768 and up):
 // there another test's outgoing connection may hold a port on 127.0.0.1.
 func upBase(t *testing.T) int {
 	start := os.Getpid() % 400
@@ -40,7 +40,7 @@ func upBase(t *testing.T) int {
 		p := 20000 + ((start+k*37)%400)*25
 		ok := true
 		for i := 1; i <= 3 && ok; i++ {
-			for _, q := range []int{p, p + 1, p + 10, p + 100} {
+			for _, q := range []int{p, p + 1, p + 2, p + 10, p + 100} {
 				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.%d:%d", i, q))
 				if err != nil {
 					ok = false
@@ -204,6 +204,30 @@ func TestUpAndCLI(t *testing.T) {
 	r = runCLI(t, bin, env, "db", "update", "shop", "--memory", "48MiB")
 	if r.code != 0 || !strings.Contains(r.stdout, "48 MiB") {
 		t.Fatalf("db update: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+
+	// marina check: Nagios exit codes, exactly one status line on stdout.
+	testutil.WaitFor(t, 20*time.Second, "marina check OK", func() error {
+		r := runCLI(t, bin, env, "check")
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "MARINA OK - 3/3 nodes up, 1 database, 2/2 shards with a master | ") || strings.Count(r.stdout, "\n") != 1 {
+			return fmt.Errorf("code %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+		}
+		return nil
+	})
+	for _, unk := range []struct {
+		env  []string
+		args []string
+		line string
+	}{
+		{env, []string{"check", "--db", "nope"}, "MARINA UNKNOWN - database nope not found"},
+		{[]string{"MARINA_ADDR=" + vals["MARINA_ADDR"], "MARINA_TOKEN=wrong"}, []string{"check"}, "MARINA UNKNOWN - missing or wrong API token"},
+		{[]string{"MARINA_ADDR=http://127.0.0.1:1", "MARINA_TOKEN=x"}, []string{"check"}, "MARINA UNKNOWN - cannot reach http://127.0.0.1:1"},
+		{env, []string{"check", "--bogus"}, "MARINA UNKNOWN - unknown flag: --bogus"},
+	} {
+		r := runCLI(t, bin, unk.env, unk.args...)
+		if r.code != 3 || !strings.HasPrefix(r.stdout, unk.line) || strings.Count(r.stdout, "\n") != 1 {
+			t.Errorf("%v: code %d stdout %q stderr %q, want 3 and %q", unk.args, r.code, r.stdout, r.stderr, unk.line)
+		}
 	}
 
 	// Bad input: non-zero exit and one readable line.

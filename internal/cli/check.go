@@ -51,10 +51,13 @@ func (a *app) checkCmd() *cobra.Command {
 2 (CRITICAL) or 3 (UNKNOWN: the API unreachable, a wrong token, an unknown --db, a usage error).
 
 CRITICAL: no Raft leader or too few voters up; a shard without a master for longer than
---failover-critical, or whose master does not run; a database with most instances down.
-WARNING: a node down or draining; a failover in progress; a replica missing, down, unlinked
-or lagging more than --lag; memory above --memory-percent of maxmemory (databases that do not
-evict); flap damping holding a shard.`,
+--failover-critical, or whose master is down or not answering; a database with most
+instances down.
+WARNING: a node down or draining; a failover in progress; a replica missing, down, not
+answering, unlinked or lagging more than --lag; memory above --memory-percent of maxmemory
+(databases that do not evict); flap damping holding a shard.
+
+See docs/operations.md for a Nagios command definition.`,
 		Args:        cobra.NoArgs,
 		Annotations: map[string]string{nagiosCommand: "true"},
 		RunE: func(cmd *cobra.Command, args []string) error {

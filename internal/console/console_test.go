@@ -19,7 +19,7 @@ func get(t *testing.T, h http.Handler, method, path string, hdr map[string]strin
 	return w.Result()
 }
 
-func TestServesEmbeddedFiles(t *testing.T) {
+func TestConsoleServesEmbeddedFiles(t *testing.T) {
 	h := New()
 	for _, tc := range []struct {
 		path, ctype, contains string
@@ -56,7 +56,7 @@ func TestServesEmbeddedFiles(t *testing.T) {
 	}
 }
 
-func TestPathsOutsideTheApp(t *testing.T) {
+func TestConsolePathsOutsideTheApp(t *testing.T) {
 	h := New()
 	for _, tc := range []struct {
 		method, path string
@@ -83,7 +83,7 @@ func TestPathsOutsideTheApp(t *testing.T) {
 }
 
 // Every asset the page references is embedded.
-func TestIndexReferencesExist(t *testing.T) {
+func TestConsoleIndexReferencesExist(t *testing.T) {
 	h := New()
 	res := get(t, h, http.MethodGet, "/ui/", nil)
 	body, _ := io.ReadAll(res.Body)

@@ -222,7 +222,7 @@ func Evaluate(in Input, lim Limits) Result {
 		e.res.Summary = fmt.Sprintf("database %s %s, %d/%d shards with a master, %d/%d instances running",
 			in.DB, dbs[0].Status, st.shardsOK, st.shards, st.running, st.instances)
 	} else {
-		e.res.Summary = fmt.Sprintf("%d/%d nodes up, %d databases, %d/%d shards with a master", up, nodes, len(dbs), st.shardsOK, st.shards)
+		e.res.Summary = fmt.Sprintf("%d/%d nodes up, %s, %d/%d shards with a master", up, nodes, plural(len(dbs), "database"), st.shardsOK, st.shards)
 	}
 	memPct := int64(st.memRatio * 100)
 	e.res.Perf = []string{
@@ -443,4 +443,11 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

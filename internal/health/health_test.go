@@ -58,6 +58,8 @@ func TestEvaluate(t *testing.T) {
 	}{
 		{name: "all well", code: OK, want: []string{
 			"MARINA OK - 3/3 nodes up, 4 databases, 8/8 shards with a master | nodes_up=3;;;0;3 dbs=4;;;0 dbs_ready=4;;;0;4 shards_with_master=8;;;0;8 instances_running=19;;;0;19 memory_used_max=15%;90;;0;100 replica_lag_max=0B;16777216;;0"}},
+		{name: "one database", mod: func(in *Input) { in.DBs = in.DBs[:1] }, code: OK,
+			want: []string{"MARINA OK - 3/3 nodes up, 1 database, 1/1 shards with a master |"}},
 		{name: "empty cluster", mod: func(in *Input) { in.DBs = nil }, code: OK,
 			want: []string{"MARINA OK - 3/3 nodes up, 0 databases, 0/0 shards with a master |"}},
 

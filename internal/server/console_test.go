@@ -251,7 +251,6 @@ func TestConsole(t *testing.T) {
 	if got := b.text("#totals"); !strings.Contains(got, "3 / 3") {
 		b.fail("totals %q: want 3 / 3 nodes up", got)
 	}
-	b.shot("overview")
 
 	// Databases: an invalid spec shows the API's message verbatim and creates nothing.
 	b.do("open the create form", 10*time.Second,
@@ -382,12 +381,41 @@ func TestConsole(t *testing.T) {
 	b.waitJS("per-instance ops in the topology", 20*time.Second,
 		`[...document.querySelectorAll('#db-topology tr[data-role="master"] td:nth-child(10)')].some(td => td.textContent !== '—')`)
 	b.shot("database")
+
+	// The overview again, now with allocated and used memory on every node.
+	b.do("open the overview", 10*time.Second, chromedp.Click(chromedp.CSS("#nav-overview")), chromedp.WaitVisible(chromedp.CSS("#nodes table")))
+	b.waitJS("capacity bars with allocated and used memory", 20*time.Second,
+		`[...document.querySelectorAll('#nodes .bar')].filter(b => parseFloat(b.querySelector('.alloc').style.width) > 0 && parseFloat(b.querySelector('.used').style.width) > 0).length >= 2`)
+	if got := b.text("#totals"); !strings.Contains(got, "1 / 1") || !strings.Contains(got, "4 / 4") {
+		b.fail("totals %q: want 1 / 1 databases ready, 4 / 4 instances running", got)
+	}
+	b.shot("overview")
+	b.do("back to shop", 10*time.Second, chromedp.Navigate(base+"/ui/#/dbs/shop"), chromedp.WaitVisible(chromedp.CSS("#db-topology .shard")))
 	stopWriter()
 	wg.Wait()
 
+	// Switchover of shard 0: armed by the first click, run by the second.
+	oldMaster := db.Shards[0].Master.ID
+	b.do("arm the switchover", 10*time.Second, chromedp.Click(chromedp.CSS(`#db-topology .switchover[data-shard="0"]`)))
+	b.waitJS("the switchover armed", 5*time.Second,
+		`document.querySelector('#db-topology .switchover[data-shard="0"]').textContent === 'Confirm switchover'`)
+	b.do("confirm the switchover", 20*time.Second,
+		chromedp.Click(chromedp.CSS(`#db-topology .switchover[data-shard="0"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#db-topology [data-switchover-result="0"]`)))
+	if got := b.text(`#db-topology [data-switchover-result="0"]`); !strings.HasPrefix(got, "Switched over: "+oldMaster+" → ") {
+		b.fail("switchover result %q", got)
+	}
+	db = tc.waitReady(api0, "shop")
+	if db.Shards[0].Master.ID == oldMaster {
+		t.Fatalf("shard 0 master still %s after the switchover", oldMaster)
+	}
+	b.waitJS("the new master in the topology", 10*time.Second,
+		fmt.Sprintf(`document.querySelector('#db-topology .shard[data-shard="0"] tr[data-role="master"]').dataset.instance === %q`, db.Shards[0].Master.ID))
+
 	// Edit: a refused change shows the API's message; an accepted one applies.
 	b.do("open the edit form", 10*time.Second, chromedp.Click(chromedp.CSS("#edit-toggle")), chromedp.WaitVisible(chromedp.CSS("#edit-form")))
-	_, wantErr = api0.UpdateDB(ctx, "shop", api.UpdateDBRequest{Memory: ptr(api.Size(512 << 10))})
+	tooSmall := api.Size(512 << 10)
+	_, wantErr = api0.UpdateDB(ctx, "shop", api.UpdateDBRequest{Memory: &tooSmall})
 	if !errors.As(wantErr, &ae) || ae.Code != http.StatusBadRequest {
 		t.Fatalf("API on too little memory: %v", wantErr)
 	}
@@ -442,6 +470,28 @@ func TestConsole(t *testing.T) {
 	}
 	b.waitJS("the list without shop", 10*time.Second, `!!document.getElementById('no-dbs')`)
 
+	// Drain and undrain a node (empty now, so nothing moves).
+	b.do("open node n3", 10*time.Second, chromedp.Navigate(base+"/ui/#/nodes/n3"), chromedp.WaitVisible(chromedp.CSS("#drain")))
+	b.do("drain n3", 10*time.Second, chromedp.Click(chromedp.CSS("#drain")), chromedp.WaitVisible(chromedp.CSS("#undrain")))
+	nodeDraining := func(want bool) {
+		testutil.WaitFor(t, 5*time.Second, fmt.Sprintf("n3 draining=%v", want), func() error {
+			ns, err := api0.Nodes(ctx)
+			if err != nil {
+				return err
+			}
+			for _, n := range ns {
+				if n.ID == "n3" && n.Draining == want {
+					return nil
+				}
+			}
+			return fmt.Errorf("nodes: %+v", ns)
+		})
+	}
+	nodeDraining(true)
+	b.waitJS("n3 shown draining", 10*time.Second, `!!document.querySelector('#node-badges .badge.draining')`)
+	b.do("undrain n3", 10*time.Second, chromedp.Click(chromedp.CSS("#undrain")), chromedp.WaitVisible(chromedp.CSS("#drain")))
+	nodeDraining(false)
+
 	// Logout, then a session whose token the API refuses.
 	b.do("log out", 10*time.Second, chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-token")))
 	b.do("a refused token", 10*time.Second,
@@ -460,5 +510,3 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("JavaScript errors in the console:\n%s", strings.Join(b.jsErrs, "\n"))
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

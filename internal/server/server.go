@@ -346,7 +346,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goRun(func() { n.Proxies.Run(runCtx) })
 	n.goRun(func() { n.heartbeats(runCtx) })
 	if n.Sentinel != nil {
-		n.goRun(func() { _ = n.Sentinel.Serve(runCtx) })
+		n.goRun(func() {
+			// As for the agent: never hand out masters from a state older
+			// than the one this node had (a restart replaying its log);
+			// meanwhile clients time out here and ask the other nodes.
+			if n.waitCaughtUp(runCtx, caughtUp) {
+				_ = n.Sentinel.Serve(runCtx)
+			}
+		})
 	}
 	n.goRun(func() { n.Stats.Run(runCtx) })
 	if hc := n.hooks(); hc.Enabled() {

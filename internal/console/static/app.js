@@ -98,6 +98,7 @@
   }
   function fmtMicros(us) {
     if (us == null || isNaN(us)) return '—';
+    if (us === 0) return '0';
     if (us >= 1e6) return (us / 1e6).toFixed(2) + ' s';
     if (us >= 1000) return (us / 1000).toFixed(us >= 1e4 ? 0 : 1) + ' ms';
     return (us >= 10 ? us.toFixed(0) : us.toFixed(1)) + ' µs';
@@ -293,8 +294,10 @@
     }
   }
 
-  async function servedBy(st) {
-    $('#served-by').textContent = `served by ${st.served_by} · leader ${st.leader || 'none'}`;
+  function servedBy(st) {
+    const e = $('#served-by');
+    e.textContent = `${location.host} · leader ${st.leader || 'none'}`;
+    e.title = `this node forwards to the leader; the last answer came from ${st.served_by}`;
   }
 
   // ---------- capacity bar ----------
@@ -389,6 +392,15 @@
     }
   }
 
+  // settled leaves out a point that is still filling: the API stamps each
+  // point with the end of its interval, so the current one lies in the
+  // future and holds only the instances that have reported so far.
+  function settled(points) {
+    const n = points.length;
+    if (n && Date.parse(points[n - 1].t) > Date.now()) return points.slice(0, n - 1);
+    return points;
+  }
+
   // Series keeps one stats series, merged incrementally, trimmed to an hour.
   class Series {
     constructor() { this.points = []; this.interval = 5; }
@@ -414,8 +426,8 @@
       const min = Date.now() - HOUR_MS;
       this.points = this.points.filter(p => p.ms >= min);
     }
-    get(field, f) { return this.points.map(p => [p.ms, p[field] == null ? null : (f ? f(p[field]) : p[field])]); }
-    latest() { return this.points[this.points.length - 1] || null; }
+    get(field) { return settled(this.points).map(p => [p.ms, p[field] == null ? null : p[field]]); }
+    latest() { const ps = settled(this.points); return ps[ps.length - 1] || null; }
   }
 
   const COLORS = ['#0b5cad', '#e07b24', '#1f8a4c', '#8e44ad'];
@@ -425,7 +437,7 @@
     const specs = [
       { id: 'chart-ops', title: 'Operations / s', series: [['ops/s', 'ops_per_sec']], fmt: v => fmtNum(v) },
       { id: 'chart-memory', title: 'Memory', series: [['used', 'used_memory'], ['maxmemory', 'maxmemory']], fmt: v => fmtBytes(v), bytes: true },
-      { id: 'chart-clients', title: 'Clients', series: [['clients', 'clients']], fmt: v => fmtNum(v, 0) },
+      { id: 'chart-clients', title: 'Clients', series: [['clients', 'clients']], fmt: v => fmtNum(v, 0), integer: true },
       { id: 'chart-hits', title: 'Hit ratio', series: [['hit ratio', 'hit_ratio']], fmt: v => fmtPct(v), yMax: 1 },
       { id: 'chart-latency', title: 'Latency (mean per command)', series: [['latency', 'latency_us']], fmt: v => fmtMicros(v) },
       { id: 'chart-evictions', title: 'Evictions and expirations / s', series: [['evicted/s', 'evicted_per_sec'], ['expired/s', 'expired_per_sec']], fmt: v => fmtNum(v) },
@@ -447,15 +459,15 @@
   }
 
   function drawCharts(specs, series) {
-    const to = Date.now();
+    const last = series.latest();
+    const to = Math.max(Date.now(), last ? last.ms : 0); // a browser clock behind the nodes' still shows the latest
     const first = series.points.length ? series.points[0].ms : to;
     const from = Math.max(to - HOUR_MS, Math.min(first, to - 60000));
-    const last = series.latest();
     for (const s of specs) {
       const el = document.getElementById(s.id);
       if (!el) continue;
       MarinaChart.render(el, {
-        from: from, to: to, yMax: s.yMax, format: s.fmt, bytes: s.bytes, gapMs: series.interval * 3000,
+        from: from, to: to, yMax: s.yMax, format: s.fmt, bytes: s.bytes, integer: s.integer, gapMs: series.interval * 3000,
         series: s.series.map(([name, field], i) => ({ name: name, color: COLORS[i], points: series.get(field) })),
       });
       const cur = last ? last[s.series[0][1]] : null;
@@ -489,7 +501,8 @@
     if (!dbs.length) return h('p', { class: 'muted', id: 'no-dbs' }, 'No databases yet. Create one with “New database”.');
     const rows = dbs.map((d, i) => {
       const st = stats[i];
-      const p = st && st.points && st.points.length ? st.points[st.points.length - 1] : null;
+      const pts = st && st.points ? settled(st.points) : [];
+      const p = pts.length ? pts[pts.length - 1] : null;
       let used = p ? p.used_memory : null;
       if (used == null) used = d.shards.reduce((s, sh) => s + (sh.master.used_memory || 0), 0);
       const limit = p && p.maxmemory ? p.maxmemory : d.memory * d.shard_count;
@@ -653,7 +666,14 @@
     });
     every(STATS_MS, async alive => {
       const from = series.since();
-      const ans = await fetchStats('/v1/dbs/' + enc + '/stats', from);
+      let ans;
+      try {
+        ans = await fetchStats('/v1/dbs/' + enc + '/stats', from);
+      } catch (e) {
+        // Shown beside the graphs, not as a page error: the rest still works.
+        if (alive() && e.status !== 401) statsNote.textContent = 'Statistics: ' + e.message;
+        return;
+      }
       if (!alive()) return;
       if (!ans) {
         statsNote.textContent = 'This server has no statistics API (GET /v1/dbs/NAME/stats): graphs are not available.';
@@ -662,7 +682,8 @@
       }
       charts.querySelector('.charts').hidden = false;
       series.merge(ans, from);
-      statsNote.textContent = `Last hour, one point every ${series.interval} s, refreshed every ${STATS_MS / 1000} s.`;
+      statsNote.textContent = `Last hour, one point every ${series.interval} s, refreshed every ${STATS_MS / 1000} s.` +
+        (ans.missing_nodes && ans.missing_nodes.length ? ` No figures from ${ans.missing_nodes.join(', ')} (not answering).` : '');
       view.inst = {};
       for (const i of ans.instances || []) view.inst[i.id] = i;
       drawCharts(specs, series);
@@ -992,13 +1013,19 @@
     });
     every(STATS_MS, async alive => {
       const from = series.since();
-      const ans = await fetchStats(`/v1/nodes/${enc}/stats`, from).catch(e => {
-        if (e.status === 404) return null;
-        throw e;
-      });
+      let ans;
+      try {
+        ans = await fetchStats(`/v1/nodes/${enc}/stats`, from);
+      } catch (e) {
+        if (!alive() || e.status === 401) return;
+        if (e.status === 404) { charts.hidden = true; return; }
+        statsNote.textContent = 'Statistics: ' + e.message; // e.g. the node does not answer
+        return;
+      }
       if (!alive()) return;
       if (!ans) { charts.hidden = true; return; }
       charts.hidden = false;
+      statsNote.textContent = 'Aggregated over this node’s instances, last hour.';
       series.merge(ans, from);
       drawCharts(specs, series);
     });

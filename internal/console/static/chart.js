@@ -2,7 +2,7 @@
 //
 //   MarinaChart.render(el, {series: [{name, color, points: [[ms, value|null], ...]}],
 //                           from: ms, to: ms, format: v => "text", yMax: number?, gapMs: number?,
-//                           bytes: bool? (ticks at round KiB/MiB/GiB)})
+//                           bytes: bool? (ticks at round KiB/MiB/GiB), integer: bool? (whole-number ticks)})
 //
 // el is a .chart element; the chart sets el.dataset.points (points of the
 // first series with a value) and el.dataset.max (its largest value), so
@@ -19,12 +19,14 @@
   }
 
   // niceStep returns a round step so that span/step is about n.
-  function niceStep(span, n) {
+  // Integer steps (counts) never use 2.5.
+  function niceStep(span, n, integer) {
     if (!(span > 0)) return 1;
     const raw = span / n;
     const p = Math.pow(10, Math.floor(Math.log10(raw)));
     const f = raw / p;
-    return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * p;
+    const step = (f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 && !integer ? 2.5 : f <= 5 ? 5 : 10) * p;
+    return integer ? Math.max(1, Math.round(step)) : step;
   }
 
   const TIME_STEPS = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200].map(s => s * 1000);
@@ -64,7 +66,7 @@
     let yMax = opt.yMax != null ? opt.yMax : max;
     if (!(yMax > 0)) yMax = 1;
     // Byte charts step in round multiples of KiB, MiB, GiB.
-    let ystep = niceStep(yMax, 4);
+    let ystep = niceStep(yMax, 4, opt.integer);
     if (opt.bytes && yMax >= 1024) {
       const unit = Math.pow(1024, Math.floor(Math.log(yMax) / Math.log(1024)));
       ystep = niceStep(yMax / unit, 4) * unit;
