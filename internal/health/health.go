@@ -252,7 +252,7 @@ func (e *eval) cluster() {
 		}
 	}
 	if s.Leader != "" && voters > 0 && votersUp*2 <= voters {
-		e.add(Critical, "only %d/%d Raft voters up: one more failure and there is no quorum", votersUp, voters)
+		e.add(Critical, "only %d/%d Raft voters up: no quorum", votersUp, voters)
 	}
 	if e.in.DB != "" {
 		return

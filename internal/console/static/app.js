@@ -14,7 +14,9 @@
   const app = {
     token: sessionStorage.getItem(TOKEN_KEY) || '',
     gen: 0, // bumped on every navigation: stale answers are dropped
-    timers: [],
+    timers: new Set(),
+    loops: 0, // refresh loops started, for their error slots
+    errors: new Map(), // refresh loop -> its last error, shown in the banner
     flash: '',
     statsMissingUntil: 0, // the stats API answered 404: do not ask again for a while
   };
@@ -234,27 +236,34 @@
 
   function stopTimers() {
     for (const t of app.timers) clearTimeout(t);
-    app.timers = [];
+    app.timers.clear();
+    app.errors.clear();
   }
 
   // every runs fn now and then every ms while the current view lives;
-  // runs never overlap. fn returns a promise.
+  // runs never overlap. fn gets alive(), false once the view is gone.
+  // A failure shows in the banner until this loop succeeds again.
   function every(ms, fn) {
     const gen = app.gen;
+    const id = ++app.loops;
     const tick = async () => {
       if (gen !== app.gen) return;
       try {
         await fn(() => gen === app.gen);
-        if (gen === app.gen) setBanner('');
+        if (gen === app.gen) app.errors.delete(id);
       } catch (e) {
-        if (gen === app.gen && e.status !== 401) setBanner(e.message);
+        if (gen === app.gen && e.status !== 401) app.errors.set(id, e.message);
       }
-      if (gen === app.gen) app.timers.push(setTimeout(tick, ms));
+      if (gen !== app.gen) return;
+      showErrors();
+      const t = setTimeout(() => { app.timers.delete(t); tick(); }, ms);
+      app.timers.add(t);
     };
     tick();
   }
 
-  function setBanner(msg) {
+  function showErrors() {
+    const msg = [...new Set(app.errors.values())].join('\n');
     const b = $('#banner');
     b.textContent = msg;
     b.hidden = !msg;
@@ -266,7 +275,7 @@
   function route() {
     stopTimers();
     app.gen++;
-    setBanner('');
+    showErrors();
     const root = $('#app');
     root.replaceChildren();
     const hash = location.hash.replace(/^#\/?/, '');
@@ -538,7 +547,7 @@
   function createForm() {
     const err = h('div', { class: 'error', id: 'create-error', role: 'alert', hidden: true });
     const ok = h('div', { class: 'notice', id: 'create-ok', hidden: true });
-    const form = h('form', { id: 'create-form', autocomplete: 'off' },
+    const form = h('form', { id: 'create-form', autocomplete: 'off', novalidate: true }, // the API validates, in its words
       h('h2', null, 'New database'),
       h('div', { class: 'grid' },
         field('Name', h('input', { name: 'name', placeholder: 'orders', spellcheck: 'false' }), 'lowercase letters, digits, -'),
@@ -823,7 +832,7 @@
       memory: sizeInput(db.memory), replicas: String(db.replicas), persistence: db.persistence, eviction: db.eviction,
       durability: db.durability, read_from: db.read_from, owner: db.owner || '', labels: labelsText(db.labels),
     };
-    const form = h('form', { id: 'edit-form', autocomplete: 'off' },
+    const form = h('form', { id: 'edit-form', autocomplete: 'off', novalidate: true },
       h('h2', null, 'Edit ', db.name),
       h('p', { class: 'muted small' }, 'Only changed fields are sent. Memory and eviction apply live; the number of shards cannot change.'),
       h('div', { class: 'grid' },
