@@ -38,6 +38,11 @@ func instanceView(st *state.State, db *state.Database, in state.Instance, seen m
 	if time.Since(db.UpdatedAt) < provisionGrace {
 		v.State = StatePending
 	}
+	if n, ok := st.Nodes[in.Node]; ok && n.Status == state.NodeDown {
+		// The leader keeps a silent node's last report: it says nothing of
+		// now. An instance on a node marked down is not counted as serving.
+		return v
+	}
 	if s, ok := seen[in.ID]; ok {
 		v.State, v.ObservedRole, v.LinkUp, v.Offset, v.UsedMemory = s.State, s.Role, s.LinkUp, s.Offset, s.UsedMemory
 		if s.State == agent.StateRunning && !s.FailingSince.IsZero() {
