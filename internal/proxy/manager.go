@@ -82,7 +82,9 @@ type Manager struct {
 
 // Run keeps the proxies in line with the state until ctx ends.
 func (m *Manager) Run(ctx context.Context) {
-	m.dbs = map[string]*DB{}
+	m.mu.Lock()
+	m.dbs = map[string]*DB{} // under the lock: Snapshots may be called already
+	m.mu.Unlock()
 	m.lag = newLagProber()
 	defer m.lag.close()
 	// Retries failed listeners, and refreshes which replicas may serve reads.
