@@ -86,6 +86,7 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("GET /v1/local/stats", s.localStats)
 	v1.HandleFunc("GET /v1/dbs/{name}/stats", s.dbStats)
 	v1.HandleFunc("GET /v1/nodes/{id}/stats", s.nodeStats)
+	v1.HandleFunc("GET /v1/stats/dbs", s.latestStats)
 	v1.HandleFunc("GET /v1/local/doctor", s.localDoctor)
 	v1.HandleFunc("GET /v1/nodes/{id}/doctor", s.nodeDoctor)
 	v1.HandleFunc("POST /v1/dbs/{name}/failover", s.switchover)

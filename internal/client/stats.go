@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 
+	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/stats"
 )
 
@@ -31,4 +32,11 @@ func rangeQuery(from, to string) string {
 		q.Set("to", to)
 	}
 	return q.Encode()
+}
+
+// LatestStats returns every database's latest complete point.
+func (c *Client) LatestStats(ctx context.Context) (*api.DBLatest, error) {
+	var out api.DBLatest
+	err := c.do(ctx, "GET", "/v1/stats/dbs", nil, &out)
+	return &out, err
 }

@@ -116,8 +116,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for _, s := range c.src.Samples() {
 			l := []string{s.DB, strconv.Itoa(s.Shard), s.ID, s.Node, s.Role}
 			gauge(dRedisUp, b2f(s.Up), l...)
-			if s.T.IsZero() {
-				continue // never answered: no figures to give
+			if !s.Up {
+				continue // no figures rather than the last ones frozen
 			}
 			r := s.Raw
 			gauge(dMemUsed, float64(r.UsedMemory), l...)

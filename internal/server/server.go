@@ -305,8 +305,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.Proxies = &proxy.Manager{Node: cfg.ID, Src: n.FSM, Log: log,
 		Limits: proxy.Limits{MaxClients: cfg.ProxyMaxClients, MaxRequest: cfg.ProxyMaxRequest, Idle: cfg.ProxyIdle, TLS: cfg.proxyTLS}}
 	n.Stats = &stats.Collector{Node: cfg.ID, Src: n.FSM, Interval: cfg.StatsInterval, Log: log}
+	closeGraphite := func() {}
 	if cfg.Graphite != "" {
-		n.Stats.OnSample = n.graphiteSink()
+		n.Stats.OnSample, closeGraphite = n.graphiteSink()
 	}
 	srv := &api.Server{NodeID: cfg.ID, FSM: n.FSM, Raft: n.Raft, Ctl: n.Ctl, Log: log,
 		Proxies: func() any { return n.Proxies.Snapshots() }, Stats: n.Stats, Doctor: n.doctorReport,
@@ -355,7 +356,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			}
 		})
 	}
-	n.goRun(func() { n.Stats.Run(runCtx) })
+	n.goRun(func() {
+		n.Stats.Run(runCtx)
+		closeGraphite()
+	})
 	if hc := n.hooks(); hc.Enabled() {
 		n.goRun(func() {
 			// Hooks announce the state once caught up (a "sync" of every
@@ -588,12 +592,12 @@ func ParsePortRange(s string) (int, int, error) {
 }
 
 // graphiteSink sends each stats round to the configured Graphite server;
-// a failure is logged once per change of its message, never retried into
-// the next round.
-func (n *Node) graphiteSink() func(time.Time) {
+// a failure is logged when its message changes, never retried into the
+// next round. close drops the connection when the collector stops.
+func (n *Node) graphiteSink() (send func(context.Context, time.Time), close func()) {
 	g := &stats.Graphite{Addr: n.cfg.Graphite, Prefix: n.cfg.GraphitePrefix}
 	var lastErr string
-	return func(now time.Time) {
+	send = func(ctx context.Context, now time.Time) {
 		var figs []stats.ProxyFigures
 		for _, p := range n.Proxies.Snapshots() {
 			var count int64
@@ -603,7 +607,7 @@ func (n *Node) graphiteSink() func(time.Time) {
 			figs = append(figs, stats.ProxyFigures{DB: p.DB, Connections: p.Connections, Ops: p.Ops, Errors: p.Errors,
 				LatencySumNs: p.LatencyNs, LatencyCount: count})
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		err := g.Send(ctx, stats.GraphiteLines(g.Prefix, n.cfg.ID, now, n.Stats.Samples(), figs), time.Second)
 		msg := ""
@@ -619,6 +623,7 @@ func (n *Node) graphiteSink() func(time.Time) {
 			lastErr = msg
 		}
 	}
+	return send, g.Close
 }
 
 // hooks is the hooks' configuration from the node's.

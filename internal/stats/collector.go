@@ -30,7 +30,7 @@ type Collector struct {
 	Interval time.Duration // default 5s
 	Log      *slog.Logger
 	// OnSample, when set, is called after each round (Graphite sink).
-	OnSample func(now time.Time)
+	OnSample func(ctx context.Context, now time.Time)
 
 	mu   sync.Mutex
 	inst map[string]*tracked
@@ -65,9 +65,25 @@ func (c *Collector) interval() time.Duration {
 	return c.Interval
 }
 
-// Run collects until ctx ends.
+// Run collects until ctx ends. Rounds run at the middle of each interval
+// (wall clock), on every node alike: each instance's point then lands in
+// the middle of its bucket when the nodes' series are merged, not on an
+// edge where jitter would move it to the neighbour.
 func (c *Collector) Run(ctx context.Context) {
-	t := time.NewTicker(c.interval())
+	iv := c.interval()
+	now := time.Now()
+	wait := time.Until(now.Truncate(iv).Add(iv / 2))
+	if wait < 0 {
+		wait += iv
+	}
+	first := time.NewTimer(wait)
+	select {
+	case <-ctx.Done():
+		first.Stop()
+		return
+	case <-first.C:
+	}
+	t := time.NewTicker(iv)
 	defer t.Stop()
 	defer c.closeAll()
 	for {
@@ -90,7 +106,8 @@ func (c *Collector) closeAll() {
 }
 
 // sync starts tracking new local instances and forgets removed ones (a
-// changed address, password or role is a new identity for the history).
+// changed address or password starts a new history; a role change does
+// not: each point carries the role it was taken in).
 func (c *Collector) sync(st *state.State) []*tracked {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -143,7 +160,7 @@ func (c *Collector) collect(ctx context.Context) {
 	}
 	wg.Wait()
 	if c.OnSample != nil {
-		c.OnSample(time.Now())
+		c.OnSample(ctx, time.Now())
 	}
 }
 
@@ -172,8 +189,8 @@ func (c *Collector) one(ctx context.Context, tr *tracked) {
 }
 
 // Local returns this node's instance series between from and to, for one
-// database or (db == "") all.
-func (c *Collector) Local(db string, from, to time.Time) []Series {
+// database or (db == "") all, at the fine or the coarse resolution.
+func (c *Collector) Local(db string, from, to time.Time, coarse bool) []Series {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := []Series{}
@@ -182,7 +199,7 @@ func (c *Collector) Local(db string, from, to time.Time) []Series {
 			continue
 		}
 		s := tr.meta
-		s.Points = tr.hist.between(from, to)
+		s.Points = tr.hist.between(from, to, coarse)
 		if s.Points == nil {
 			s.Points = []Point{}
 		}
@@ -195,7 +212,8 @@ func (c *Collector) Local(db string, from, to time.Time) []Series {
 				}
 			}
 			s.Latest = &InstanceView{ID: s.ID, Node: s.Node, Shard: s.Shard, Role: s.Role, UsedMemory: tr.prev.UsedMemory,
-				OpsPerSec: tr.last.OpsPerSec, Clients: tr.prev.Clients, Offset: tr.prev.ReplOffset, Link: link, Keys: tr.prev.Keys, T: tr.prevT}
+				OpsPerSec: tr.last.OpsPerSec, Clients: tr.prev.Clients, Offset: tr.prev.ReplOffset, Link: link, Keys: tr.prev.Keys, T: tr.prevT,
+				Stale: !tr.up}
 		}
 		out = append(out, s)
 	}

@@ -51,16 +51,15 @@ func GraphiteLines(prefix, node string, now time.Time, samples []Sample, proxies
 		b = fmt.Appendf(b, "%s %d %s\n", path, v, ts)
 	}
 	for _, s := range samples {
-		if s.T.IsZero() {
+		base := fmt.Sprintf("%s.db.%s.shard%d.%s", prefix, graphiteName(s.DB), s.Shard, graphiteName(s.ID))
+		if !s.Up {
+			// Only the fact: old figures stamped now would draw flat lines
+			// where Graphite should show a gap.
+			line(base+".up", 0)
 			continue
 		}
-		base := fmt.Sprintf("%s.db.%s.shard%d.%s", prefix, graphiteName(s.DB), s.Shard, graphiteName(s.ID))
-		up := int64(0)
-		if s.Up {
-			up = 1
-		}
 		r := s.Raw
-		line(base+".up", up)
+		line(base+".up", 1)
 		line(base+".used_memory", r.UsedMemory)
 		line(base+".maxmemory", r.MaxMemory)
 		line(base+".connected_clients", r.Clients)

@@ -122,13 +122,16 @@ type Point struct {
 	NetInPerSec   float64  `json:"net_in_per_sec"`
 	NetOutPerSec  float64  `json:"net_out_per_sec"`
 	// Counter deltas behind the ratios, so that points of several instances
-	// can be combined exactly.
-	Hits    int64 `json:"-"`
-	Misses  int64 `json:"-"`
-	Usec    int64 `json:"-"`
-	Calls   int64 `json:"-"`
-	Offset  int64 `json:"offset,omitempty"`
-	Samples int   `json:"-"` // fine points averaged into a coarse one
+	// (fetched from several nodes) can be combined exactly.
+	Hits   int64 `json:"hits,omitempty"`
+	Misses int64 `json:"misses,omitempty"`
+	Usec   int64 `json:"cmd_usec,omitempty"`
+	Calls  int64 `json:"cmd_calls,omitempty"`
+	Offset int64 `json:"offset,omitempty"`
+	// Master: the instance was a master when the point was taken (a
+	// failover does not rewrite a database's history).
+	Master  bool `json:"master,omitempty"`
+	Samples int  `json:"-"` // fine points averaged into a coarse one
 }
 
 // delta is cur-prev for a counter; a restart (counter going down) counts
@@ -142,7 +145,8 @@ func delta(prev, cur int64) int64 {
 
 // Derive is the point of an instance at cur.T from two consecutive samples.
 func Derive(prev, cur Raw, prevT, curT time.Time) Point {
-	p := Point{T: curT, UsedMemory: cur.UsedMemory, MaxMemory: cur.MaxMemory, Clients: cur.Clients, Keys: cur.Keys, Offset: cur.ReplOffset}
+	p := Point{T: curT, UsedMemory: cur.UsedMemory, MaxMemory: cur.MaxMemory, Clients: cur.Clients, Keys: cur.Keys, Offset: cur.ReplOffset,
+		Master: cur.Role == "master"}
 	dt := curT.Sub(prevT).Seconds()
 	if dt <= 0 || prevT.IsZero() {
 		return p
@@ -199,6 +203,8 @@ type InstanceView struct {
 	Link       string    `json:"link,omitempty"`      // replicas: up or down
 	Keys       int64     `json:"keys"`
 	T          time.Time `json:"t"`
+	// Stale: the last INFO failed; the figures are from the one before.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // Aggregate is a database's or a node's series, and the instances behind it.
@@ -215,8 +221,8 @@ type Aggregate struct {
 // Merge combines instance series into one series, bucketed by interval.
 // Database semantics (masters only for figures that replicas repeat: ops,
 // memory, keys, evictions, expiries, latency; every instance for clients,
-// lookups and network) when masterOnly is set; plain sums (a node's view)
-// otherwise.
+// lookups and network) when masterOnly is set, by the role each point was
+// taken in; plain sums (a node's view) otherwise.
 func Merge(series []Series, interval time.Duration, masterOnly bool) ([]Point, []InstanceView) {
 	if interval <= 0 {
 		interval = 5 * time.Second
@@ -240,7 +246,6 @@ func Merge(series []Series, interval time.Duration, masterOnly bool) ([]Point, [
 			}
 			views = append(views, v)
 		}
-		master := s.Role == "master" || !masterOnly
 		// One point per instance and bucket (the latest, with the counter
 		// deltas of all): collection jitter can put two into one bucket.
 		last := map[int64]Point{}
@@ -256,6 +261,7 @@ func Merge(series []Series, interval time.Duration, masterOnly bool) ([]Point, [
 			last[k] = p
 		}
 		for k, p := range last {
+			master := p.Master || !masterOnly
 			b := buckets[k]
 			if b == nil {
 				b = &Point{T: p.T.Truncate(interval).Add(interval).UTC()}
@@ -387,6 +393,7 @@ func (h *history) add(p Point) {
 	a.Usec += p.Usec
 	a.Calls += p.Calls
 	a.Offset = p.Offset
+	a.Master = p.Master
 }
 
 func average(a Point) Point {
@@ -405,14 +412,19 @@ func average(a Point) Point {
 	return p
 }
 
-// between answers from the fine ring when it reaches back to from, else
-// from the coarse one.
-func (h *history) between(from, to time.Time) []Point {
-	// A fine ring not yet full holds everything since the start.
-	if !h.fine.full || !from.Before(h.fine.oldest().Add(-CoarseStep)) || h.coarse.oldest().IsZero() {
-		return h.fine.between(from, to)
+// between answers from the fine or the coarse ring: one resolution for
+// every instance of a query, chosen by the caller (Coarse).
+func (h *history) between(from, to time.Time, coarse bool) []Point {
+	if coarse {
+		return h.coarse.between(from, to)
 	}
-	return h.coarse.between(from, to)
+	return h.fine.between(from, to)
+}
+
+// Coarse says whether a query from..to is answered at CoarseStep: when it
+// reaches further back than the fine rings hold.
+func Coarse(from, now time.Time) bool {
+	return from.Before(now.Add(-FineFor - CoarseStep))
 }
 
 // ParseTime reads a query time: unix seconds or RFC 3339; empty gives def.

@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -117,6 +118,11 @@ func TestMerge(t *testing.T) {
 		{ID: "r0", DB: "d", Shard: 0, Role: "replica", Points: []Point{pt(3*time.Second, 100, 10, 5, 0, 10)},
 			Latest: &InstanceView{ID: "r0", Shard: 0, Role: "replica", Offset: 900, Link: "up"}},
 	}
+	for i := range series { // points taken in the series' current role
+		for j := range series[i].Points {
+			series[i].Points[j].Master = series[i].Role == "master"
+		}
+	}
 	points, views := Merge(series, 5*time.Second, true)
 	if len(points) != 2 {
 		t.Fatalf("points %+v", points)
@@ -170,20 +176,52 @@ func TestRingAndHistory(t *testing.T) {
 	if c := coarse[0]; c.OpsPerSec != 5.5 || c.UsedMemory != 100 || c.Hits != 12 || c.HitRatio == nil || *c.HitRatio != 0.5 || !c.T.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("coarse point %+v", c)
 	}
-	// Young history: the fine ring answers even for a day's range.
-	if got := h.between(t0.Add(-24*time.Hour), t0.Add(time.Hour)); len(got) != 120 {
-		t.Fatalf("fine answers while not full: %d", len(got))
+	// One resolution per query, chosen by how far back it reaches.
+	if got := h.between(t0.Add(-24*time.Hour), t0.Add(time.Hour), false); len(got) != 120 {
+		t.Fatalf("fine ring: %d points", len(got))
 	}
-	// Once the fine ring has wrapped, ranges older than it come from the coarse ring.
-	h2 := newHistory(5 * time.Minute) // fine holds 12 points: one hour
-	for i := 0; i < 48; i++ {
-		h2.add(Point{T: t0.Add(time.Duration(i) * 5 * time.Minute), OpsPerSec: 1})
+	if got := h.between(t0.Add(-24*time.Hour), t0.Add(time.Hour), true); len(got) != 9 {
+		t.Fatalf("coarse ring: %d points", len(got))
 	}
-	if got := h2.between(t0, t0.Add(4*time.Hour)); len(got) < 40 {
-		t.Fatalf("old range from the coarse ring: %d points", len(got))
+	now := t0.Add(24 * time.Hour)
+	if Coarse(now.Add(-time.Hour), now) || !Coarse(now.Add(-2*time.Hour), now) {
+		t.Fatal("the last hour is fine, two hours back is coarse")
 	}
-	if got := h2.between(t0.Add(3*time.Hour+5*time.Minute), t0.Add(4*time.Hour)); len(got) != 11 {
-		t.Fatalf("recent range from the fine ring: %d points", len(got))
+}
+
+// Points travel between nodes as JSON: the counter deltas behind the hit
+// ratio and the latency, and the role each point was taken in, must
+// survive it, or a database whose instances are on other nodes loses them.
+func TestSeriesOverTheWire(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	in := []Series{
+		{ID: "a", DB: "d", Role: "replica", Points: []Point{
+			// Taken while "a" was the master (before a switchover).
+			Derive(Raw{Role: "master", Commands: 0}, Raw{Role: "master", Commands: 100, Hits: 3, Misses: 1, CommandUsec: 50, CommandCalls: 10, Keys: 7}, t0, t0.Add(time.Second)),
+		}},
+		{ID: "b", DB: "d", Role: "master", Points: []Point{
+			// Taken while "b" was the replica.
+			Derive(Raw{Role: "replica"}, Raw{Role: "replica", Commands: 40, Keys: 7}, t0, t0.Add(time.Second)),
+		}},
+	}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Series
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	points, _ := Merge(out, 5*time.Second, true)
+	if len(points) != 1 {
+		t.Fatalf("points %+v", points)
+	}
+	p := points[0]
+	if p.HitRatio == nil || *p.HitRatio != 0.75 || p.LatencyUs != 5 {
+		t.Fatalf("hit ratio %v latency %v after JSON", p.HitRatio, p.LatencyUs)
+	}
+	if p.OpsPerSec != 100 || p.Keys != 7 {
+		t.Fatalf("the master at the time counts, not the master now: %+v", p)
 	}
 }
 
@@ -203,8 +241,8 @@ func TestGraphiteLines(t *testing.T) {
 			t.Errorf("missing %q in\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, "never-answered") {
-		t.Error("an instance without a sample has no figures to send")
+	if !strings.Contains(out, "marina.db.orders.shard0.never-answered.up 0 1700000000\n") || strings.Contains(out, "never-answered.keys") {
+		t.Error("an instance that does not answer sends up 0 and no figures")
 	}
 }
 

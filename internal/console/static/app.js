@@ -279,7 +279,12 @@
     const root = $('#app');
     root.replaceChildren();
     const hash = location.hash.replace(/^#\/?/, '');
-    const parts = hash.split('/').map(decodeURIComponent);
+    let parts;
+    try {
+      parts = hash.split('/').map(decodeURIComponent);
+    } catch (e) {
+      parts = ['not-found']; // a malformed %-escape: the "not found" page, not a blank one
+    }
     document.querySelectorAll('header nav a').forEach(a => a.classList.remove('active'));
     if (app.flash) {
       root.appendChild(h('div', { class: 'notice', id: 'flash' }, app.flash));
@@ -498,20 +503,17 @@
     every(REFRESH_MS, async alive => {
       const dbs = await api('GET', '/v1/dbs');
       if (!alive()) return;
-      const from = Math.floor(Date.now() / 1000) - 60;
-      const stats = await Promise.all(dbs.map(d =>
-        fetchStats('/v1/dbs/' + encodeURIComponent(d.name) + '/stats', from).catch(() => null)));
+      // One request for every database's latest figures, not one each.
+      const latest = await api('GET', '/v1/stats/dbs').catch(() => null);
       if (!alive()) return;
-      list.replaceChildren(dbTable(dbs, stats));
+      list.replaceChildren(dbTable(dbs, dbs.map(d => (latest && latest.dbs && latest.dbs[d.name]) || null)));
     });
   }
 
   function dbTable(dbs, stats) {
     if (!dbs.length) return h('p', { class: 'muted', id: 'no-dbs' }, 'No databases yet. Create one with “New database”.');
     const rows = dbs.map((d, i) => {
-      const st = stats[i];
-      const pts = st && st.points ? settled(st.points) : [];
-      const p = pts.length ? pts[pts.length - 1] : null;
+      const p = stats[i];
       let used = p ? p.used_memory : null;
       if (used == null) used = d.shards.reduce((s, sh) => s + (sh.master.used_memory || 0), 0);
       const limit = p && p.maxmemory ? p.maxmemory : d.memory * d.shard_count;
