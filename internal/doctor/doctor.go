@@ -40,6 +40,13 @@ const (
 	ProxyReservedFDs = 1024
 	MinRedisMajor    = 7
 	MinRedisMinor    = 0
+	// DefaultNrOpen is the kernel's default fs.nr_open, the most open
+	// files a process may have (its RLIMIT_NOFILE cannot go higher):
+	// assumed when fs.nr_open cannot be read.
+	DefaultNrOpen = 1048576
+	// MaxNrOpen is the most fs.nr_open can be raised to on 64-bit Linux
+	// (sysctl_nr_open_max).
+	MaxNrOpen = 2147483584
 )
 
 // Check is one setting: its status, what was found, what is wanted and
@@ -83,6 +90,7 @@ type Facts struct {
 	Overcommit Raw // /proc/sys/vm/overcommit_memory
 	THP        Raw // /sys/kernel/mm/transparent_hugepage/enabled
 	Limits     Raw // /proc/self/limits
+	NrOpen     Raw // /proc/sys/fs/nr_open: caps the open-files limit
 	FileMax    Raw // /proc/sys/fs/file-max
 	Somaxconn  Raw // /proc/sys/net/core/somaxconn
 	// Redis is the output of `redis-server --version`; RedisPath the
@@ -140,7 +148,7 @@ func Evaluate(f Facts, n Needs) []Check {
 	out := []Check{
 		overcommit(f.Overcommit),
 		thp(f.THP),
-		nofile(f.Limits, n),
+		nofile(f.Limits, f.NrOpen, n),
 		fileMax(f.FileMax, n),
 		somaxconn(f.Somaxconn),
 		redisServer(f.Redis, f.RedisPath),
@@ -232,22 +240,69 @@ func limitString(v int64) string {
 	return strconv.FormatInt(v, 10)
 }
 
-func nofile(r Raw, n Needs) Check {
+// nrOpen reads fs.nr_open; assumed says it could not be, and
+// DefaultNrOpen is taken instead.
+func nrOpen(r Raw) (v int64, assumed bool) {
+	if r.Err == nil && !r.Missing {
+		if v, err := strconv.ParseInt(strings.TrimSpace(r.Text), 10, 64); err == nil && v > 0 {
+			return v, false
+		}
+	}
+	return DefaultNrOpen, true
+}
+
+func limitNOFILE(v int64) string {
+	return fmt.Sprintf("LimitNOFILE=%d in marina's systemd unit (or 'nofile %d' in /etc/security/limits.conf), then restart marina server", v, v)
+}
+
+// nofile checks the hard open-files limit against what a redis-server and
+// the proxy need. No limit can exceed fs.nr_open (the kernel refuses it: a
+// unit with a higher LimitNOFILE does not start), so a need above it is
+// told to lower --proxy-max-clients or to raise fs.nr_open first.
+func nofile(r, nr Raw, n Needs) Check {
 	need := n.processFDs()
+	maxc := n.ProxyMaxClients
+	if maxc <= 0 {
+		maxc = 10000
+	}
 	why := fmt.Sprintf("redis-server: maxclients %d + %d", RedisMaxClients, RedisReservedFDs)
 	if p := n.proxyFDs(); p > 0 {
-		maxc := n.ProxyMaxClients
-		if maxc <= 0 {
-			maxc = 10000
-		}
 		why += fmt.Sprintf("; proxy: %d endpoints x %d clients + %d", n.ProxyEndpoints, maxc, ProxyReservedFDs)
 	}
-	c := Check{Name: NameNoFile, Want: fmt.Sprintf("hard >= %d (%s)", need, why),
-		Fix: fmt.Sprintf("LimitNOFILE=%d in marina's systemd unit (or 'nofile %d' in /etc/security/limits.conf), then restart marina server", need, need)}
+	c := Check{Name: NameNoFile, Want: fmt.Sprintf("hard >= %d (%s)", need, why), Fix: limitNOFILE(need)}
+	limit, assumed := nrOpen(nr)
+	soft, hard, err := int64(0), int64(0), error(nil)
+	if r.Err == nil && !r.Missing {
+		soft, hard, err = ParseLimit(r.Text, "Max open files")
+	}
+	if need > limit {
+		// The target is capped at fs.nr_open; the rest needs a choice.
+		src := "fs.nr_open"
+		if assumed {
+			src = "fs.nr_open (unreadable: the kernel's default)"
+		}
+		c.Want += fmt.Sprintf(", more than %s %d", src, limit)
+		var ways []string
+		if k := (limit - ProxyReservedFDs) / int64(max(n.ProxyEndpoints, 1)); n.ProxyEndpoints > 0 && k >= 1 && redisFDs <= limit {
+			ways = append(ways, fmt.Sprintf("lower --proxy-max-clients to %d or less (%d endpoints x %d + %d fits)", k, n.ProxyEndpoints, k, ProxyReservedFDs))
+		}
+		if need <= MaxNrOpen {
+			ways = append(ways, fmt.Sprintf("raise fs.nr_open first (%s), then set LimitNOFILE=%d", sysctlFix("fs.nr_open", strconv.FormatInt(need, 10)), need))
+		}
+		if len(ways) == 0 {
+			ways = append(ways, "neither a lower --proxy-max-clients nor a higher fs.nr_open alone fits: lower the one and raise the other, or serve fewer endpoints from this host")
+		}
+		capped := fmt.Sprintf("%s (%d) is the most open files the kernel lets a process have (a higher LimitNOFILE stops the unit from starting), less than the %d needed: %s",
+			src, limit, need, strings.Join(ways, ", or "))
+		if r.Err == nil && !r.Missing && err == nil && (hard < 0 || hard >= limit) {
+			c.Fix = capped
+		} else {
+			c.Fix = limitNOFILE(limit) + ". " + capped
+		}
+	}
 	if r.Err != nil || r.Missing {
 		return unreadable(c, errOf(r, "/proc/self/limits"))
 	}
-	soft, hard, err := ParseLimit(r.Text, "Max open files")
 	if err != nil {
 		return unreadable(c, Raw{Err: err})
 	}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -27,6 +29,7 @@ func good() Facts {
 		Overcommit: Raw{Text: "1\n"},
 		THP:        Raw{Text: "always madvise [never]\n"},
 		Limits:     Raw{Text: limitsText("1048576", "1048576")},
+		NrOpen:     Raw{Text: "1048576\n"},
 		FileMax:    Raw{Text: "9223372036854775807\n"},
 		Somaxconn:  Raw{Text: "4096\n"},
 		Redis:      Raw{Text: "Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=ae4d7c971a948f0\n"},
@@ -43,6 +46,7 @@ func TestEvaluate(t *testing.T) {
 		check string
 		// status of that check, and substrings of its value / want / fix
 		status, value, want, fix string
+		notFix                   string // not in the fix
 	}{
 		{name: "overcommit ok", check: NameOvercommit, status: OK, value: "1"},
 		{name: "overcommit 0", mod: func(f *Facts) { f.Overcommit.Text = "0\n" }, check: NameOvercommit, status: Warn, value: "0",
@@ -74,6 +78,33 @@ func TestEvaluate(t *testing.T) {
 		{name: "nofile proxy small limit", mod: func(f *Facts) { f.Limits.Text = limitsText("20000", "20000") },
 			needs: Needs{ProxyEndpoints: 3, ProxyMaxClients: 100}, check: NameNoFile, status: OK, want: "hard >= 10032"},
 		{name: "nofile proxy default clients", needs: Needs{ProxyEndpoints: 1}, check: NameNoFile, status: OK, want: "hard >= 11024"},
+		// 1,000 endpoints: 10,001,024 files, which no LimitNOFILE can give
+		// while fs.nr_open is the default.
+		{name: "nofile need above nr_open", mod: func(f *Facts) { f.Limits.Text = limits4096 },
+			needs: Needs{ProxyEndpoints: 1000, ProxyMaxClients: 10000}, check: NameNoFile, status: Warn,
+			want: "hard >= 10001024 (redis-server: maxclients 10000 + 32; proxy: 1000 endpoints x 10000 clients + 1024), more than fs.nr_open 1048576",
+			fix: "LimitNOFILE=1048576 in marina's systemd unit (or 'nofile 1048576' in /etc/security/limits.conf), then restart marina server. " +
+				"fs.nr_open (1048576) is the most open files the kernel lets a process have (a higher LimitNOFILE stops the unit from starting), less than the 10001024 needed: " +
+				"lower --proxy-max-clients to 1047 or less (1000 endpoints x 1047 + 1024 fits), or raise fs.nr_open first " +
+				"(sysctl -w fs.nr_open=10001024 && echo 'fs.nr_open = 10001024' >> /etc/sysctl.d/60-marina.conf), then set LimitNOFILE=10001024"},
+		{name: "nofile at nr_open, need above", needs: Needs{ProxyEndpoints: 1000}, check: NameNoFile, status: Warn,
+			value: "hard 1048576", want: "more than fs.nr_open 1048576", fix: "fs.nr_open (1048576) is the most", notFix: "LimitNOFILE=1048576"},
+		{name: "nofile nr_open raised", mod: func(f *Facts) { f.Limits.Text = limits4096; f.NrOpen.Text = "20000000\n" },
+			needs: Needs{ProxyEndpoints: 1000}, check: NameNoFile, status: Warn, want: "hard >= 10001024 (", fix: "LimitNOFILE=10001024", notFix: "nr_open"},
+		{name: "nofile nr_open raised, limit set", mod: func(f *Facts) {
+			f.Limits.Text, f.NrOpen.Text = limitsText("10001024", "10001024"), "20000000\n"
+		}, needs: Needs{ProxyEndpoints: 1000}, check: NameNoFile, status: OK},
+		{name: "nofile nr_open unreadable", mod: func(f *Facts) { f.Limits.Text = limits4096; f.NrOpen = Raw{Missing: true} },
+			needs: Needs{ProxyEndpoints: 1000}, check: NameNoFile, status: Warn,
+			want: "more than fs.nr_open (unreadable: the kernel's default) 1048576", fix: "LimitNOFILE=1048576 in"},
+		{name: "nofile nr_open garbage", mod: func(f *Facts) { f.Limits.Text = limits4096; f.NrOpen.Text = "x" },
+			needs: Needs{ProxyEndpoints: 1000}, check: NameNoFile, status: Warn, fix: "LimitNOFILE=1048576 in"},
+		{name: "nofile nr_open unreadable, need below", mod: func(f *Facts) { f.Limits.Text = limits4096; f.NrOpen = Raw{Err: errors.New("denied")} },
+			check: NameNoFile, status: Warn, want: "hard >= 10032 (redis-server: maxclients 10000 + 32)", fix: "LimitNOFILE=10032", notFix: "nr_open"},
+		{name: "nofile small nr_open", mod: func(f *Facts) { f.Limits.Text, f.NrOpen.Text = limitsText("20000", "20000"), "20000" },
+			needs: Needs{ProxyEndpoints: 3}, check: NameNoFile, status: Warn, want: "hard >= 31024", fix: "lower --proxy-max-clients to 6325 or less", notFix: "LimitNOFILE=20000"},
+		{name: "nofile limits unreadable, need above nr_open", mod: func(f *Facts) { f.Limits = Raw{Missing: true} },
+			needs: Needs{ProxyEndpoints: 1000}, check: NameNoFile, status: Warn, value: "unreadable", fix: "LimitNOFILE=1048576 in"},
 		{name: "nofile no line", mod: func(f *Facts) { f.Limits.Text = "Limit Soft Hard\n" }, check: NameNoFile, status: Warn,
 			value: `unreadable: no "Max open files" line`},
 		{name: "nofile garbage", mod: func(f *Facts) { f.Limits.Text = limitsText("lots", "more") }, check: NameNoFile, status: Warn,
@@ -123,8 +154,9 @@ func TestEvaluate(t *testing.T) {
 			if got == nil {
 				t.Fatalf("no check %s in %+v", c.check, checks)
 			}
-			if got.Status != c.status || !strings.Contains(got.Value, c.value) || !strings.Contains(got.Want, c.want) || !strings.Contains(got.Fix, c.fix) {
-				t.Errorf("got %+v\nwant status %s value ~%q want ~%q fix ~%q", *got, c.status, c.value, c.want, c.fix)
+			if got.Status != c.status || !strings.Contains(got.Value, c.value) || !strings.Contains(got.Want, c.want) || !strings.Contains(got.Fix, c.fix) ||
+				(c.notFix != "" && strings.Contains(got.Fix, c.notFix)) {
+				t.Errorf("got %+v\nwant status %s value ~%q want ~%q fix ~%q, not %q", *got, c.status, c.value, c.want, c.fix, c.notFix)
 			}
 			if got.Status == OK && got.Fix != "" {
 				t.Errorf("passing check carries a fix: %+v", *got)
@@ -136,6 +168,39 @@ func TestEvaluate(t *testing.T) {
 				t.Errorf("value spans lines: %q", got.Value)
 			}
 		})
+	}
+}
+
+// Whatever the needs, the fix never suggests a LimitNOFILE above fs.nr_open
+// without raising fs.nr_open first: systemd would fail to start the unit.
+func TestNoFileCappedAtNrOpen(t *testing.T) {
+	limitRe := regexp.MustCompile(`LimitNOFILE=(\d+)`)
+	for _, nr := range []int64{20000, 65536, 1048576, 4194304} {
+		for _, endpoints := range []int{0, 1, 3, 50, 104, 105, 1000, 100000} {
+			for _, maxc := range []int{0, 100, 10000, 50000} {
+				f := good()
+				f.Limits.Text = limits4096
+				f.NrOpen.Text = strconv.FormatInt(nr, 10)
+				n := Needs{ProxyEndpoints: endpoints, ProxyMaxClients: maxc}
+				c := Evaluate(f, n)[2]
+				if c.Name != NameNoFile || c.Status != Warn {
+					t.Fatalf("%+v: %+v", n, c)
+				}
+				for _, m := range limitRe.FindAllStringSubmatchIndex(c.Fix, -1) {
+					v, _ := strconv.ParseInt(c.Fix[m[2]:m[3]], 10, 64)
+					if v > nr && !strings.Contains(c.Fix[:m[0]], "raise fs.nr_open first") {
+						t.Errorf("nr_open %d, %+v: LimitNOFILE=%d suggested without raising fs.nr_open: %s", nr, n, v, c.Fix)
+					}
+				}
+				if strings.HasSuffix(c.Fix, ": ") || strings.Contains(c.Fix, " to 0 or less") {
+					t.Errorf("nr_open %d, %+v: fix %q", nr, n, c.Fix)
+				}
+				need := n.processFDs()
+				if (need > nr) != strings.Contains(c.Want, "more than fs.nr_open") {
+					t.Errorf("nr_open %d, %+v: want %q", nr, n, c.Want)
+				}
+			}
+		}
 	}
 }
 
@@ -195,8 +260,10 @@ func TestReadRoot(t *testing.T) {
 	writeFile(t, root, FileLimits, limits4096)
 	writeFile(t, root, FileFileMax, "9223372036854775807\n")
 	writeFile(t, root, FileSomaxconn, "128\n")
+	writeFile(t, root, FileNrOpen, "65536\n")
 	f := Read(context.Background(), root, redis)
-	if f.Overcommit.Text != "0\n" || f.Somaxconn.Text != "128\n" || !strings.Contains(f.Limits.Text, "Max open files") || !f.THP.Missing {
+	if f.Overcommit.Text != "0\n" || f.Somaxconn.Text != "128\n" || !strings.Contains(f.Limits.Text, "Max open files") || !f.THP.Missing ||
+		f.NrOpen.Text != "65536\n" {
 		t.Fatalf("facts: %+v", f)
 	}
 	if f.RedisPath != redis || f.Redis.Err != nil || !strings.Contains(f.Redis.Text, "v=") {
@@ -215,6 +282,11 @@ func TestReadRoot(t *testing.T) {
 	}
 	if rep.OK() {
 		t.Fatal("report OK with warnings")
+	}
+	// fs.nr_open read under the root caps the target.
+	if c := Run(context.Background(), root, redis, Needs{ProxyEndpoints: 10}).Checks[2]; !strings.Contains(c.Want, "more than fs.nr_open 65536") ||
+		!strings.HasPrefix(c.Fix, "LimitNOFILE=65536 in") {
+		t.Fatalf("open files under the root: %+v", c)
 	}
 
 	// THP present; a file that cannot be read (a directory) is a warning

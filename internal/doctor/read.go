@@ -15,6 +15,7 @@ const (
 	FileOvercommit = "proc/sys/vm/overcommit_memory"
 	FileTHP        = "sys/kernel/mm/transparent_hugepage/enabled"
 	FileLimits     = "proc/self/limits"
+	FileNrOpen     = "proc/sys/fs/nr_open"
 	FileFileMax    = "proc/sys/fs/file-max"
 	FileSomaxconn  = "proc/sys/net/core/somaxconn"
 )
@@ -28,6 +29,7 @@ func Read(ctx context.Context, root, redisServer string) Facts {
 		Overcommit: readRaw(root, FileOvercommit),
 		THP:        readRaw(root, FileTHP),
 		Limits:     readRaw(root, FileLimits),
+		NrOpen:     readRaw(root, FileNrOpen),
 		FileMax:    readRaw(root, FileFileMax),
 		Somaxconn:  readRaw(root, FileSomaxconn),
 	}

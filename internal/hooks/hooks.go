@@ -40,6 +40,11 @@ type Config struct {
 	Log           *slog.Logger
 	// Event records a cluster event (a hook failed after its retries); nil: logged only.
 	Event func(ctx context.Context, e state.Event) error
+
+	// Limits of the exec hook's failure events (0: FailureEvents,
+	// FailureWindow); tests shorten them.
+	failureEvents int
+	failureWindow time.Duration
 }
 
 // Enabled says whether any hook is configured.
@@ -92,6 +97,12 @@ func (c *Config) defaults() {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.failureEvents == 0 {
+		c.failureEvents = FailureEvents
+	}
+	if c.failureWindow == 0 {
+		c.failureWindow = FailureWindow
+	}
 }
 
 // Source is the local copy of the state: state.FSM.
@@ -104,8 +115,9 @@ type Source interface {
 // ends; it returns once every hook goroutine has stopped (running commands
 // are killed). Reading the state is the only thing it does in the FSM's
 // reach: hooks run in goroutines of their own, coalesced per database (the
-// latest document wins), so they never hold up the FSM, the agent or a
-// failover.
+// latest topology wins, with the most telling kind: mergeKind), failovers
+// and the like before the rest (laneOf), so they never hold up the FSM, the
+// agent or a failover.
 func Run(ctx context.Context, cfg Config, src Source) {
 	cfg.defaults()
 	log := cfg.Log.With("component", "hooks")
@@ -115,8 +127,10 @@ func Run(ctx context.Context, cfg Config, src Source) {
 	var q *queue
 	if cfg.Exec != "" {
 		q = newQueue()
+		fr := newFailureReporter(cfg, log)
+		wg.Go(func() { fr.run(ctx) })
 		for range cfg.Workers {
-			wg.Go(func() { execWorker(ctx, cfg, ex, q, log) })
+			wg.Go(func() { execWorker(ctx, cfg, ex, q, fr, log) })
 		}
 	}
 	var hp *haproxyLoop
@@ -135,11 +149,7 @@ func Run(ctx context.Context, cfg Config, src Source) {
 		for _, c := range changes {
 			log.Info("topology change", "db", c.DB, "kind", c.Kind)
 			if q != nil {
-				b, err := json.Marshal(NewDocument(c, cfg.Node, now))
-				if err != nil {
-					panic(err) // plain data types: cannot fail
-				}
-				q.put(c.DB, job{kind: c.Kind, doc: append(b, '\n')})
+				q.put(c.DB, job{doc: NewDocument(c, cfg.Node, now)})
 			}
 		}
 		if hp != nil && (first || len(changes) > 0) {
@@ -158,36 +168,46 @@ func Run(ctx context.Context, cfg Config, src Source) {
 }
 
 // execWorker runs the exec hook for one database at a time.
-func execWorker(ctx context.Context, cfg Config, ex *Exec, q *queue, log *slog.Logger) {
+func execWorker(ctx context.Context, cfg Config, ex *Exec, q *queue, fr *failureReporter, log *slog.Logger) {
 	for {
 		db, j, ok := q.take(ctx)
 		if !ok {
 			return
 		}
-		res, err := ex.Run(ctx, "exec", cfg.Exec, j.doc, []string{"MARINA_DB=" + db, "MARINA_EVENT=" + j.kind},
+		kind := j.doc.Kind
+		b, err := json.Marshal(j.doc)
+		if err != nil {
+			panic(err) // plain data types: cannot fail
+		}
+		res, err := ex.Run(ctx, "exec", cfg.Exec, append(b, '\n'), []string{"MARINA_DB=" + db, "MARINA_EVENT=" + kind},
 			func() bool { return q.superseded(db) })
 		q.done(db)
 		switch {
 		case err == nil, ctx.Err() != nil:
 		case errors.Is(err, ErrSuperseded):
-			log.Info("hook retries dropped: a newer document is waiting", "db", db, "event", j.kind)
+			log.Info("hook retries dropped: a newer document is waiting", "db", db, "event", kind)
 		default:
-			log.Error("hook gave up", "db", db, "event", j.kind, "exit", res.Exit, "err", err, "stderr", res.Stderr)
-			report(ctx, cfg, log, db, fmt.Sprintf("exec hook for %s of %s: %v%s", j.kind, db, err, res.stderrSuffix()))
+			log.Error("hook gave up", "db", db, "event", kind, "exit", res.Exit, "err", err, "stderr", res.Stderr)
+			fr.failed(db, fmt.Sprintf("exec hook for %s of %s: %v%s", kind, db, err, res.stderrSuffix()))
 		}
 	}
 }
 
-// report records a hook failure as a cluster event. It is best effort: the
-// failure is logged already, and without a leader no event can be written.
+// report records a failure of the HAProxy hook as a cluster event.
 func report(ctx context.Context, cfg Config, log *slog.Logger, db, reason string) {
+	record(ctx, cfg, log, state.Event{Type: EventHookFailed, DB: db, Node: cfg.Node, Reason: reason})
+}
+
+// record records a hook failure as a cluster event. It is best effort: the
+// failure is logged already, and without a leader no event can be written.
+func record(ctx context.Context, cfg Config, log *slog.Logger, e state.Event) {
 	if cfg.Event == nil {
 		return
 	}
-	if len(reason) > 1000 {
-		reason = reason[:1000] + "..."
+	if len(e.Reason) > 1000 {
+		e.Reason = e.Reason[:1000] + "..."
 	}
-	e := state.Event{Type: EventHookFailed, DB: db, Node: cfg.Node, Reason: reason}
+	db := e.DB
 	for attempt := 1; ; attempt++ {
 		ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := cfg.Event(ectx, e)
@@ -261,83 +281,4 @@ func (h *haproxyLoop) run(ctx context.Context, cfg Config, log *slog.Logger) {
 		}
 		failing, retry = true, time.After(haproxyRetry)
 	}
-}
-
-// job is a document waiting for the exec hook.
-type job struct {
-	kind string
-	doc  []byte
-}
-
-// queue holds the latest document per database and hands each database to
-// one worker at a time, in the order they became ready.
-type queue struct {
-	mu      sync.Mutex
-	order   []string       // databases with a pending job, not running
-	pending map[string]job // latest document not yet started
-	running map[string]bool
-	wake    chan struct{} // closed and replaced when work arrives
-}
-
-func newQueue() *queue {
-	return &queue{pending: map[string]job{}, running: map[string]bool{}, wake: make(chan struct{})}
-}
-
-func (q *queue) signal() {
-	close(q.wake)
-	q.wake = make(chan struct{})
-}
-
-// put sets db's next document, replacing one not yet started.
-func (q *queue) put(db string, j job) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	_, had := q.pending[db]
-	q.pending[db] = j
-	if !had && !q.running[db] {
-		q.order = append(q.order, db)
-		q.signal()
-	}
-}
-
-// take waits for a database's document; false once ctx ended.
-func (q *queue) take(ctx context.Context) (string, job, bool) {
-	for {
-		q.mu.Lock()
-		if len(q.order) > 0 {
-			db := q.order[0]
-			q.order = q.order[1:]
-			j := q.pending[db]
-			delete(q.pending, db)
-			q.running[db] = true
-			q.mu.Unlock()
-			return db, j, true
-		}
-		wake := q.wake
-		q.mu.Unlock()
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return "", job{}, false
-		}
-	}
-}
-
-// done ends db's run; a document that came in meanwhile is queued.
-func (q *queue) done(db string) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	delete(q.running, db)
-	if _, ok := q.pending[db]; ok {
-		q.order = append(q.order, db)
-		q.signal()
-	}
-}
-
-// superseded says whether a newer document for db is waiting.
-func (q *queue) superseded(db string) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	_, ok := q.pending[db]
-	return ok
 }

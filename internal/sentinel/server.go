@@ -46,6 +46,11 @@ const (
 	defaultMaxClients = 10000
 	maxRequest        = 64 << 10 // sentinel commands are small
 	writeTimeout      = 2 * time.Second
+	// maxOutput bounds what a subscribed connection may have queued and
+	// not yet written: a client further behind is disconnected (it
+	// reconnects and asks again), like Redis's client-output-buffer-limit
+	// for pub/sub, instead of holding up the other subscribers.
+	maxOutput = 1 << 20
 	// redisVersion is what HELLO and INFO report: clients read it to pick
 	// command forms; the commands here are those of Redis 7.
 	redisVersion = "7.2.0"
@@ -70,6 +75,17 @@ type Server struct {
 	stMu sync.Mutex
 	st   *state.State
 	stCh <-chan struct{}
+
+	// Scopes of the passwords of logged-in connections, for scSt only: a
+	// command does not loop over every database to check its password.
+	scMu   sync.Mutex
+	scSt   *state.State
+	scopes map[string]scoped
+}
+
+type scoped struct {
+	sc Scope
+	ok bool
 }
 
 // Listen binds the endpoint; Serve then answers on it.
@@ -212,6 +228,22 @@ func (s *Server) stateCh() (*state.State, <-chan struct{}) {
 	return s.st, s.stCh
 }
 
+// scope maps a logged-in connection's password to what it may see in st,
+// once per state and password.
+func (s *Server) scope(st *state.State, password string) (Scope, bool) {
+	s.scMu.Lock()
+	defer s.scMu.Unlock()
+	if s.scSt != st {
+		s.scSt, s.scopes = st, map[string]scoped{}
+	}
+	r, ok := s.scopes[password]
+	if !ok {
+		r.sc, r.ok = Authenticate(st, password, s.cfg.HashToken)
+		s.scopes[password] = r
+	}
+	return r.sc, r.ok
+}
+
 // watch publishes +switch-master for every shard whose master changes in
 // the local state.
 func (s *Server) watch(ctx context.Context) {
@@ -220,10 +252,16 @@ func (s *Server) watch(ctx context.Context) {
 		st, changed := s.stateCh()
 		var sw []Switch
 		sw, last = Switches(last, Masters(st))
+		var msgs []message
 		for _, w := range sw {
 			for _, name := range NamesOf(st, st.DBs[w.DB], w.Shard) {
-				n := s.publish(st, w.DB, ChannelSwitch, w.Payload(name))
-				s.log.Info("master switched", "name", name, "from", w.Old, "to", w.New, "subscribers", n)
+				msgs = append(msgs, message{db: w.DB, channel: ChannelSwitch, payload: w.Payload(name), name: name, from: w.Old, to: w.New})
+			}
+		}
+		if len(msgs) > 0 {
+			n := s.publish(st, msgs)
+			for i, m := range msgs {
+				s.log.Info("master switched", "name", m.name, "from", m.from, "to", m.to, "subscribers", n[i])
 			}
 		}
 		select {
@@ -234,26 +272,46 @@ func (s *Server) watch(ctx context.Context) {
 	}
 }
 
-// publish sends a message to the subscribers allowed to see db and returns
-// how many got it.
-func (s *Server) publish(st *state.State, db, channel, payload string) int {
+// message is one published message, about database db.
+type message struct {
+	db, channel, payload string
+	name, from, to       string // for the log
+}
+
+// publish queues the messages of one state for the subscribers allowed to
+// see their databases, and returns how many subscribers got each. It never
+// waits for a client: each subscribed connection's writer goroutine writes
+// its queue.
+func (s *Server) publish(st *state.State, msgs []message) []int {
 	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
-	n := 0
-	for _, c := range conns {
-		if c.deliver(st, db, channel, payload) {
-			n++
+	// Each password's scope once for all the messages and connections.
+	scopes := map[string]scoped{}
+	scope := func(password string) (Scope, bool) {
+		r, ok := scopes[password]
+		if !ok {
+			r.sc, r.ok = Authenticate(st, password, s.cfg.HashToken)
+			scopes[password] = r
 		}
+		return r.sc, r.ok
+	}
+	n := make([]int, len(msgs))
+	for _, c := range conns {
+		c.deliver(msgs, scope, n)
 	}
 	return n
 }
 
-// conn is one client connection. Its reader goroutine and the publisher
-// both write, under mu, which also guards the connection's state.
+// conn is one client connection. mu guards its state and is never held
+// while writing to the client. Until the connection first subscribes, its
+// reader goroutine writes the replies itself; from then on every reply and
+// published message goes through a bounded queue (out) that a writer
+// goroutine of its own writes, in the order queued, so a publisher never
+// waits for a client.
 type conn struct {
 	s  *Server
 	nc net.Conn
@@ -266,10 +324,29 @@ type conn struct {
 	subs     map[string]bool
 	psubs    map[string]bool
 	buf      []byte
+	wake     chan struct{} // capacity 1; nil until the writer started
+
+	writerDone chan struct{} // closed when the writer returned
+	outMu      sync.Mutex    // after mu when both are held
+	out        []byte        // queued, not yet written
+	outClosed  bool          // no more output: the connection ends or broke
 }
 
 func (c *conn) serve() {
-	defer c.s.remove(c)
+	defer func() {
+		c.mu.Lock()
+		started := c.wake != nil
+		c.mu.Unlock()
+		if started {
+			// The writer writes what is queued (QUIT's +OK) and returns.
+			c.outMu.Lock()
+			c.outClosed = true
+			c.outMu.Unlock()
+			c.kick()
+			<-c.writerDone
+		}
+		c.s.remove(c)
+	}()
 	r := resp.NewReader(c.nc, 16<<10)
 	r.MaxSize = maxRequest
 	for {
@@ -278,8 +355,7 @@ func (c *conn) serve() {
 			var pe *resp.ProtocolError
 			if errors.As(err, &pe) {
 				c.mu.Lock()
-				c.write(resp.AppendError(nil, "ERR "+pe.Error()))
-				c.mu.Unlock()
+				c.reply(resp.AppendError(nil, "ERR "+pe.Error()))
 			}
 			return
 		}
@@ -293,7 +369,8 @@ func (c *conn) serve() {
 }
 
 // write sends b; a client that does not read within writeTimeout is cut off.
-// Called with mu held.
+// Only one goroutine writes: the reader until the writer started, then the
+// writer.
 func (c *conn) write(b []byte) bool {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := c.nc.Write(b); err != nil {
@@ -303,42 +380,140 @@ func (c *conn) write(b []byte) bool {
 	return true
 }
 
-func (c *conn) subscribed() int { return len(c.subs) + len(c.psubs) }
-
-// deliver sends a published message if the connection subscribes to the
-// channel (or a pattern of it) and may see the database.
-func (c *conn) deliver(st *state.State, db, channel, payload string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.subscribed() == 0 || !c.authed {
-		return false
+// reply sends the reply b of the reader goroutine, called with mu held,
+// which it releases: queued once the writer runs, written directly before
+// (no publisher writes to a connection that never subscribed). False: the
+// connection is done.
+func (c *conn) reply(b []byte) bool {
+	if c.wake != nil {
+		ok := c.queue(b)
+		c.mu.Unlock()
+		return ok
 	}
-	if sc, ok := Authenticate(st, c.password, c.s.cfg.HashToken); !ok || !sc.Allows(db) {
-		return false
-	}
-	var b []byte
-	if c.subs[channel] {
-		b = appendStrings(b, "message", channel, payload)
-	}
-	for p := range c.psubs {
-		if Match(p, channel) {
-			b = appendStrings(b, "pmessage", p, channel, payload)
-		}
-	}
-	return len(b) > 0 && c.write(b)
+	c.mu.Unlock()
+	return c.write(b)
 }
 
-// exec runs one command and writes its reply; quit ends the connection.
-func (c *conn) exec(args [][]byte) (quit bool) {
+// startWriter starts the connection's writer goroutine; serve stops it.
+// Called by the reader goroutine with mu held.
+func (c *conn) startWriter() {
+	c.wake = make(chan struct{}, 1)
+	c.writerDone = make(chan struct{})
+	go c.writeLoop()
+}
+
+func (c *conn) kick() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// queue appends b to the output; false when the connection is done, or
+// closed now because the client fell maxOutput behind. Called with mu held
+// (replies and messages are queued in the order the state changed).
+func (c *conn) queue(b []byte) bool {
+	c.outMu.Lock()
+	if c.outClosed {
+		c.outMu.Unlock()
+		return false
+	}
+	if len(c.out)+len(b) > maxOutput {
+		queued := len(c.out)
+		c.outClosed, c.out = true, nil
+		c.outMu.Unlock()
+		c.s.log.Warn("sentinel client too slow, disconnected: it does not read what it subscribed to",
+			"client", c.id, "addr", c.nc.RemoteAddr().String(), "queued_bytes", queued)
+		_ = c.nc.Close()
+		c.kick()
+		return false
+	}
+	c.out = append(c.out, b...)
+	c.outMu.Unlock()
+	c.kick()
+	return true
+}
+
+// writeLoop writes the queued output until the connection ends (serve
+// closes the output) or a write fails.
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	var spare []byte
+	for {
+		<-c.wake
+		c.outMu.Lock()
+		b, closed := c.out, c.outClosed
+		c.out = spare[:0]
+		c.outMu.Unlock()
+		if len(b) > 0 && !c.write(b) {
+			c.outMu.Lock()
+			c.outClosed, c.out = true, nil
+			c.outMu.Unlock()
+			return
+		}
+		if closed {
+			return
+		}
+		spare = nil
+		if cap(b) <= 64<<10 {
+			spare = b // two buffers take turns; a large one is let go
+		}
+	}
+}
+
+func (c *conn) subscribed() int { return len(c.subs) + len(c.psubs) }
+
+// deliver queues the published messages the connection subscribes to (by
+// channel or pattern) and may see, adding one to n[i] for each message i it
+// got.
+func (c *conn) deliver(msgs []message, scope func(password string) (Scope, bool), n []int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.wake == nil || c.subscribed() == 0 || !c.authed {
+		return
+	}
+	sc, ok := scope(c.password)
+	if !ok {
+		return
+	}
+	var b []byte
+	var got []int
+	for i, m := range msgs {
+		if !sc.Allows(m.db) {
+			continue
+		}
+		before := len(b)
+		if c.subs[m.channel] {
+			b = appendStrings(b, "message", m.channel, m.payload)
+		}
+		for p := range c.psubs {
+			if Match(p, m.channel) {
+				b = appendStrings(b, "pmessage", p, m.channel, m.payload)
+			}
+		}
+		if len(b) > before {
+			got = append(got, i)
+		}
+	}
+	if len(b) > 0 && c.queue(b) {
+		for _, i := range got {
+			n[i]++
+		}
+	}
+}
+
+// exec runs one command and sends its reply; quit ends the connection.
+func (c *conn) exec(args [][]byte) (quit bool) {
+	c.mu.Lock()
 	c.buf = c.buf[:0]
 	out, quit := c.dispatch(args, c.buf)
 	c.buf = out
-	if !c.write(out) {
-		return true
+	if c.wake == nil && c.subscribed() > 0 {
+		// Subscribed: from this reply on, everything goes through the
+		// queue, so no message can overtake the SUBSCRIBE reply.
+		c.startWriter()
 	}
-	return quit
+	return !c.reply(out) || quit
 }
 
 func lower(b []byte) string { return strings.ToLower(string(b)) }
@@ -372,9 +547,19 @@ func (c *conn) dispatch(args [][]byte, dst []byte) ([]byte, bool) {
 		return c.hello(args, dst), false
 	case "quit":
 		return append(dst, resp.OK...), true
+	case "reset":
+		// As Redis's RESET (which needs no login either): no
+		// subscriptions, no name, and back to unauthenticated, since
+		// authentication is always required here.
+		if len(args) != 1 {
+			return errArity(dst, cmd), false
+		}
+		c.subs, c.psubs, c.name = nil, nil, ""
+		c.authed, c.password = false, ""
+		return resp.AppendSimple(dst, "RESET"), false
 	}
 	st := c.s.state()
-	sc, ok := Authenticate(st, c.password, c.s.cfg.HashToken)
+	sc, ok := c.s.scope(st, c.password)
 	if !c.authed || !ok {
 		return resp.AppendError(dst, errNoAuth), false
 	}
@@ -401,9 +586,6 @@ func (c *conn) dispatch(args [][]byte, dst []byte) ([]byte, bool) {
 		return c.subscribe(cmd, args, dst), false
 	case "unsubscribe", "punsubscribe":
 		return c.unsubscribe(cmd, args, dst), false
-	case "reset":
-		c.subs, c.psubs, c.name = nil, nil, ""
-		return resp.AppendSimple(dst, "RESET"), false
 	}
 	return resp.AppendError(dst, unknown(args)), false
 }

@@ -3,10 +3,13 @@ package sentinel
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -369,5 +372,151 @@ func TestMaxClientsAndClose(t *testing.T) {
 		if _, err := c.r.ReadReply(nil); err == nil {
 			t.Fatal("connection open after Close")
 		}
+	}
+}
+
+// RESET drops the login, as Redis's does, with the subscriptions and the
+// name; it is answered before a login too.
+func TestResetDropsAuth(t *testing.T) {
+	s, _ := startServer(t)
+	c := dialRaw(t, s.Addr())
+	for _, st := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"RESET"}, "+RESET\r\n"},
+		{[]string{"AUTH", "orders-pw"}, "+OK\r\n"},
+		{[]string{"CLIENT", "SETNAME", "me"}, "+OK\r\n"},
+		{[]string{"SENTINEL", "get-master-addr-by-name", "orders"}, "*2\r\n"},
+		{[]string{"RESET", "x"}, "-ERR wrong number of arguments for 'reset'"},
+		{[]string{"RESET"}, "+RESET\r\n"},
+		{[]string{"SENTINEL", "get-master-addr-by-name", "orders"}, "-NOAUTH "},
+		{[]string{"SUBSCRIBE", ChannelSwitch}, "-NOAUTH "},
+		{[]string{"AUTH", "orders-pw"}, "+OK\r\n"},
+		{[]string{"CLIENT", "GETNAME"}, "$-1\r\n"},
+		{[]string{"SUBSCRIBE", ChannelSwitch}, "*3\r\n$9\r\nsubscribe\r\n"},
+		// Subscribed: RESET leaves pub/sub mode and the login.
+		{[]string{"RESET"}, "+RESET\r\n"},
+		{[]string{"SENTINEL", "masters"}, "-NOAUTH "},
+		{[]string{"PING"}, "+PONG\r\n"},
+		{[]string{"AUTH", "the-token"}, "+OK\r\n"},
+		{[]string{"SENTINEL", "masters"}, "*5\r\n"},
+	} {
+		if got := c.do(st.args...); !strings.HasPrefix(got, st.want) {
+			t.Fatalf("%q: got %q, want prefix %q", st.args, got, st.want)
+		}
+	}
+}
+
+// QUIT while subscribed: the +OK is written (by the writer goroutine)
+// before the connection closes.
+func TestQuitWhileSubscribed(t *testing.T) {
+	s, _ := startServer(t)
+	c := dialRaw(t, s.Addr())
+	if got := c.do("AUTH", "orders-pw"); got != "+OK\r\n" {
+		t.Fatal(got)
+	}
+	if got := c.do("SUBSCRIBE", ChannelSwitch); !strings.HasPrefix(got, "*3\r\n$9\r\nsubscribe\r\n") {
+		t.Fatal(got)
+	}
+	if got := c.do("QUIT"); got != "+OK\r\n" {
+		t.Fatalf("QUIT: %q", got)
+	}
+	if _, err := c.r.ReadReply(nil); err == nil {
+		t.Fatal("connection open after QUIT")
+	}
+}
+
+// flipAll swaps master and replica of every shard 0 of the databases
+// named in dbs.
+func flipAll(src *fakeSrc, dbs []string) {
+	src.update(func(st *state.State) {
+		for _, name := range dbs {
+			sh := &st.DBs[name].Shards[0]
+			sh.Instances[0].Role, sh.Instances[1].Role = sh.Instances[1].Role, sh.Instances[0].Role
+		}
+	})
+}
+
+// Subscribers that never read hold up nobody: every switch reaches a
+// reading subscriber within a deadline well under the write timeout, and
+// a subscriber that falls maxOutput behind is disconnected.
+func TestSlowSubscriberDelaysNobody(t *testing.T) {
+	s, src := startServer(t)
+	// 200 more databases: every flip publishes 400 messages to the token.
+	dbs := []string{"orders"}
+	src.update(func(st *state.State) {
+		for i := range 200 {
+			name := fmt.Sprintf("big%03d", i)
+			st.DBs[name] = &state.Database{Spec: state.Spec{Name: name, Password: "big-pw", Shards: 1}, Shards: []state.Shard{
+				{Index: 0, Instances: []state.Instance{{ID: name + "-0-aaaaaa", Node: "n1", Port: 8000 + i, Role: state.RoleMaster},
+					{ID: name + "-0-bbbbbb", Node: "n2", Port: 8000 + i, Role: state.RoleReplica}}},
+			}}
+			dbs = append(dbs, name)
+		}
+	})
+	var slow []*rawConn
+	for range 4 {
+		c := dialRaw(t, s.Addr())
+		if got := c.do("AUTH", "the-token"); got != "+OK\r\n" {
+			t.Fatal(got)
+		}
+		if got := c.do("SUBSCRIBE", ChannelSwitch); !strings.HasPrefix(got, "*3\r\n$9\r\nsubscribe") {
+			t.Fatal(got)
+		}
+		slow = append(slow, c)
+	}
+	reader := dialRaw(t, s.Addr())
+	if got := reader.do("AUTH", "orders-pw"); got != "+OK\r\n" {
+		t.Fatal(got)
+	}
+	if got := reader.do("SUBSCRIBE", ChannelSwitch); !strings.HasPrefix(got, "*3\r\n$9\r\nsubscribe") {
+		t.Fatal(got)
+	}
+	conns := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.conns)
+	}
+	// Each flip is 400 messages of about 80 bytes for each slow one: their
+	// socket buffers fill up (a few MB on loopback), then their queues,
+	// until they are disconnected.
+	const deadline = time.Second // writeTimeout is 2s
+	flips := 0
+	for ; conns() > 1; flips++ {
+		if flips == 2000 {
+			t.Fatalf("slow subscribers still connected after %d flips: %d connections", flips, conns())
+		}
+		start := time.Now()
+		flipAll(src, dbs)
+		for range 2 { // orders and orders-0
+			_ = reader.nc.SetReadDeadline(start.Add(deadline))
+			b, err := reader.r.ReadReply(nil)
+			if err != nil {
+				t.Fatalf("flip %d: no message within %v: %v", flips, deadline, err)
+			}
+			if !strings.Contains(string(b), "+switch-master") || !strings.Contains(string(b), "orders") {
+				t.Fatalf("flip %d: %q", flips, b)
+			}
+		}
+	}
+	t.Logf("slow subscribers disconnected after %d flips", flips)
+	// Reading on, each slow one gets what was written before, then the
+	// end of the connection.
+	for i, c := range slow {
+		_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.Copy(io.Discard, c.nc)
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("slow subscriber %d: read %d bytes, then %v (not closed)", i, n, err)
+		}
+		if n >= int64(flips)*400*80 {
+			t.Fatalf("slow subscriber %d got all %d bytes", i, n)
+		}
+	}
+	// The reading subscriber still gets the next switch.
+	flipAll(src, dbs)
+	_ = reader.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := reader.r.ReadReply(nil); err != nil || !strings.Contains(string(b), "orders") {
+		t.Fatalf("after: %q %v", b, err)
 	}
 }
