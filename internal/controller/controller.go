@@ -11,9 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/marina-redis/marina/internal/agent"
@@ -239,7 +242,7 @@ func (c *Controller) UpdateDB(ctx context.Context, name string, u Update) (*stat
 	db.Spec = spec
 	db.Shards = shards
 	db.UpdatedAt = time.Now().UTC()
-	idx, err := c.apply(ctx, state.Command{Op: state.OpUpdateDB, DB: db})
+	idx, err := c.apply(ctx, state.Command{Op: state.OpUpdateDB, DB: db, Reason: specChanges(old.Spec, spec)})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -254,7 +257,7 @@ func (c *Controller) DeleteDB(ctx context.Context, name string) (uint64, error) 
 	if _, ok := c.fsm.State().DBs[name]; !ok {
 		return 0, errf(NotFound, "database %s not found", name)
 	}
-	idx, err := c.apply(ctx, state.Command{Op: state.OpDeleteDB, Name: name})
+	idx, err := c.apply(ctx, state.Command{Op: state.OpDeleteDB, Name: name, Time: time.Now().UTC()})
 	if err == nil {
 		c.log.Info("database deleted", "db", name)
 	}
@@ -466,4 +469,31 @@ func DownNodes(st *state.State, reports map[string]Report, leaderSince, now time
 		}
 	}
 	return out
+}
+
+// specChanges says in words what an update changes (never the password).
+func specChanges(a, b state.Spec) string {
+	var out []string
+	add := func(name, from, to string) {
+		if from != to {
+			out = append(out, fmt.Sprintf("%s %s -> %s", name, from, to))
+		}
+	}
+	add("memory", humanize.IBytes(uint64(a.Memory)), humanize.IBytes(uint64(b.Memory)))
+	add("replicas", strconv.Itoa(a.Replicas), strconv.Itoa(b.Replicas))
+	add("persistence", a.Persistence, b.Persistence)
+	add("eviction", a.Eviction, b.Eviction)
+	add("durability", a.Durability, b.Durability)
+	add("read_from", a.ReadFrom, b.ReadFrom)
+	add("owner", a.Owner, b.Owner)
+	if a.Password != b.Password {
+		out = append(out, "password changed")
+	}
+	if fmt.Sprint(a.Labels) != fmt.Sprint(b.Labels) {
+		out = append(out, "labels changed")
+	}
+	if len(out) == 0 {
+		return "no change"
+	}
+	return strings.Join(out, ", ")
 }

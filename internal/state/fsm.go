@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/dustin/go-humanize"
 	"io"
 	"sync"
 	"time"
@@ -227,6 +228,8 @@ func apply(st *State, c Command) error {
 			return err
 		}
 		st.DBs[c.DB.Name] = c.DB.Clone()
+		st.addEvent(Event{Time: c.DB.CreatedAt, Type: "db-created", DB: c.DB.Name,
+			Reason: fmt.Sprintf("%d shard(s) x %d replica(s), %s per shard", c.DB.Spec.Shards, c.DB.Spec.Replicas, humanize.IBytes(uint64(c.DB.Memory)))})
 	case OpUpdateDB:
 		if c.DB == nil {
 			return fmt.Errorf("update without database")
@@ -252,11 +255,13 @@ func apply(st *State, c Command) error {
 			return err
 		}
 		st.DBs[c.DB.Name] = c.DB.Clone()
+		st.addEvent(Event{Time: c.DB.UpdatedAt, Type: "db-updated", DB: c.DB.Name, Reason: c.Reason})
 	case OpDeleteDB:
 		if _, ok := st.DBs[c.Name]; !ok {
 			return fmt.Errorf("database %s not found", c.Name)
 		}
 		delete(st.DBs, c.Name)
+		st.addEvent(Event{Time: c.Time, Type: "db-deleted", DB: c.Name, Reason: c.Reason})
 	default:
 		return fmt.Errorf("unknown command %q", c.Op)
 	}

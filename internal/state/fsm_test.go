@@ -108,6 +108,35 @@ func TestApply(t *testing.T) {
 	}
 }
 
+// Creating, changing and deleting a database are events, with what changed.
+func TestDatabaseEvents(t *testing.T) {
+	f := NewFSM()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	must := func(c Command) {
+		t.Helper()
+		if err := apply(f.st, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(Command{Op: OpUpsertNode, Node: &Node{ID: "n1", Addr: "127.0.0.1", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", Memory: 1 << 30, PortMin: 7000, PortMax: 7999}})
+	db := &Database{Spec: Spec{Name: "a", Memory: 1 << 20, Shards: 1}, CreatedAt: t0, UpdatedAt: t0,
+		Shards: []Shard{{Index: 0, SlotEnd: NumSlots - 1, Instances: []Instance{{ID: "a-0-abc123", Node: "n1", Port: 7000, Role: RoleMaster}}}}}
+	db.Defaults()
+	must(Command{Op: OpCreateDB, DB: db})
+	up := db.Clone()
+	up.Memory, up.UpdatedAt = 2<<20, t0.Add(time.Minute)
+	must(Command{Op: OpUpdateDB, DB: up, Reason: "memory 1.0 MiB -> 2.0 MiB"})
+	must(Command{Op: OpDeleteDB, Name: "a", Time: t0.Add(time.Hour)})
+	var got []string
+	for _, e := range f.st.Events {
+		got = append(got, e.Type+"@"+e.Time.Sub(t0).String()+":"+e.Reason)
+	}
+	want := "db-created@0s:1 shard(s) x 0 replica(s), 1.0 MiB per shard|db-updated@1m0s:memory 1.0 MiB -> 2.0 MiB|db-deleted@1h0m0s:"
+	if strings.Join(got, "|") != want {
+		t.Fatalf("events\n got %s\nwant %s", strings.Join(got, "|"), want)
+	}
+}
+
 func TestUpsertKeepsStatus(t *testing.T) {
 	f := NewFSM()
 	_ = applyCmd(f, 1, Command{Op: OpUpsertNode, Node: testNode("n1")})
@@ -221,7 +250,7 @@ func TestShardCommands(t *testing.T) {
 	for _, e := range st.Events {
 		types = append(types, e.Type)
 	}
-	if strings.Join(types, ",") != "failover-started,failover,switchover" {
+	if strings.Join(types, ",") != "db-created,failover-started,failover,switchover" {
 		t.Fatalf("events %v", types)
 	}
 }

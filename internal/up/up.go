@@ -28,7 +28,7 @@ import (
 type Options struct {
 	Nodes       int
 	Dir         string
-	BasePort    int   // HTTP port; Raft is BasePort+1, Sentinel protocol +2, endpoints +10..+99, redis-servers +100..+999
+	BasePort    int   // HTTP port; Raft is BasePort+1, Sentinel protocol +2, endpoints +10..+199, redis-servers +200..+999
 	Memory      int64 // per node; default: the host's safe share split across nodes
 	RedisServer string
 	Binary      string // the marina binary; default: this executable
@@ -112,8 +112,8 @@ func Run(ctx context.Context, o Options) error {
 		}
 		args := []string{"server", "--id", fmt.Sprintf("n%d", i+1), "--data", ndir, "--bind", host(i),
 			"--http-port", strconv.Itoa(o.BasePort), "--raft-port", strconv.Itoa(o.BasePort + 1),
-			"--redis-ports", fmt.Sprintf("%d-%d", o.BasePort+100, o.BasePort+999),
-			"--proxy-ports", fmt.Sprintf("%d-%d", o.BasePort+10, o.BasePort+99),
+			"--redis-ports", fmt.Sprintf("%d-%d", o.BasePort+200, o.BasePort+999),
+			"--proxy-ports", fmt.Sprintf("%d-%d", o.BasePort+10, o.BasePort+199),
 			"--sentinel-port", strconv.Itoa(o.BasePort + 2),
 			"--memory", strconv.FormatInt(o.Memory, 10), "--redis-server", o.RedisServer, "--stop-instances-on-exit"}
 		if i > 0 {
