@@ -37,6 +37,15 @@ func rawRead(fd int, p []byte) (int, error) {
 	return int(n), nil
 }
 
+// epollPoll is epoll_wait with a zero timeout, as a raw syscall.
+func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
 func rawWrite(fd int, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -233,7 +242,14 @@ func (l *loop) run() {
 	defer close(l.done)
 	defer l.shutdown()
 	for {
-		n, err := unix.EpollWait(l.epfd, l.events, 100)
+		// Under load something is nearly always ready: ask without
+		// blocking first, with a raw syscall that does not hand the
+		// thread's P to the scheduler and take it back; block only when
+		// nothing is.
+		n, err := epollPoll(l.epfd, l.events)
+		if n == 0 && err == nil {
+			n, err = unix.EpollWait(l.epfd, l.events, 100)
+		}
 		if l.d.ctx.Err() != nil {
 			return
 		}
