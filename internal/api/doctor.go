@@ -55,35 +55,44 @@ func (s *Server) nodeDoctor(w http.ResponseWriter, r *http.Request) {
 }
 
 func fetchDoctor(ctx context.Context, addr, auth string) (doctor.Report, error) {
-	ctx, cancel := context.WithTimeout(ctx, doctorTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/local/doctor", nil)
-	if err != nil {
-		return doctor.Report{}, err
-	}
-	req.Header.Set("Authorization", auth)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return doctor.Report{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return doctor.Report{}, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var eb ErrorBody
-		if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
-			return doctor.Report{}, fmt.Errorf("HTTP %d: %s", resp.StatusCode, eb.Error)
-		}
-		return doctor.Report{}, fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
 	var rep doctor.Report
-	if err := json.Unmarshal(body, &rep); err != nil {
-		return doctor.Report{}, fmt.Errorf("decode: %v", err)
+	if err := fetchLocal(ctx, addr, "/v1/local/doctor", auth, doctorTimeout, maxBody, &rep); err != nil {
+		return doctor.Report{}, err
 	}
 	if rep.Checks == nil {
 		rep.Checks = []doctor.Check{}
 	}
 	return rep, nil
+}
+
+// fetchLocal GETs another node's node-local endpoint (path with its query)
+// with the caller's token and decodes its JSON answer into out.
+func fetchLocal(ctx context.Context, addr, path, auth string, timeout time.Duration, limit int64, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", auth)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var eb ErrorBody
+		if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
+			return fmt.Errorf("HTTP %d: %s", resp.StatusCode, eb.Error)
+		}
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("decode: %v", err)
+	}
+	return nil
 }

@@ -2,9 +2,7 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -140,23 +138,8 @@ func missingIDs(m map[string]error) []string {
 }
 
 func fetchLocalStats(ctx context.Context, addr, auth string, q url.Values) (LocalStats, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/local/stats?"+q.Encode(), nil)
-	if err != nil {
-		return LocalStats{}, err
-	}
-	req.Header.Set("Authorization", auth)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return LocalStats{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return LocalStats{}, fmt.Errorf("%s: HTTP %d", addr, resp.StatusCode)
-	}
 	var ls LocalStats
-	err = json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&ls)
+	err := fetchLocal(ctx, addr, "/v1/local/stats?"+q.Encode(), auth, 2*time.Second, 64<<20, &ls)
 	return ls, err
 }
 

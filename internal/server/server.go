@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"github.com/marina-redis/marina/internal/cluster"
 	"github.com/marina-redis/marina/internal/console"
 	"github.com/marina-redis/marina/internal/controller"
+	"github.com/marina-redis/marina/internal/doctor"
 	"github.com/marina-redis/marina/internal/hooks"
 	"github.com/marina-redis/marina/internal/metrics"
 	"github.com/marina-redis/marina/internal/proxy"
@@ -242,16 +242,12 @@ func checkRedisVersion(path string) error {
 	if err != nil {
 		return fmt.Errorf("%s --version: %v", path, err)
 	}
-	var major, minor int
-	i := strings.Index(string(out), "v=")
-	if i < 0 {
-		return fmt.Errorf("%s --version: unexpected output %q", path, out)
+	_, major, minor, err := doctor.ParseRedisVersion(string(out))
+	if err != nil {
+		return fmt.Errorf("%s: %v", path, err)
 	}
-	if _, err := fmt.Sscanf(string(out[i:]), "v=%d.%d", &major, &minor); err != nil {
-		return fmt.Errorf("%s --version: unexpected output %q", path, out)
-	}
-	if major < 7 {
-		return fmt.Errorf("%s is redis %d.%d: Marina needs redis-server 7.0 or later", path, major, minor)
+	if major < doctor.MinRedisMajor || (major == doctor.MinRedisMajor && minor < doctor.MinRedisMinor) {
+		return fmt.Errorf("%s is redis %d.%d: Marina needs redis-server %d.%d or later", path, major, minor, doctor.MinRedisMajor, doctor.MinRedisMinor)
 	}
 	return nil
 }
@@ -334,40 +330,42 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	caughtUp := n.Raft.Raft.LastIndex()
+	// Acting on a state older than what this node acted on before (a
+	// restart, a wiped Raft dir) would remove instances that still exist,
+	// hand out old masters or announce a partial topology: the agent, the
+	// Sentinel endpoint and the hooks start once the state has caught up,
+	// waited for once here.
+	caughtUp := make(chan struct{})
+	idx := n.Raft.Raft.LastIndex()
 	n.goRun(func() {
-		// Acting on a state older than what the agent acted on before (a
-		// restart, a wiped Raft dir) would remove instances that still
-		// exist: wait until the local state has caught up first.
-		if n.waitCaughtUp(runCtx, caughtUp) {
-			_ = n.Agent.Run(runCtx)
+		if n.waitCaughtUp(runCtx, idx) {
+			close(caughtUp)
 		}
 	})
+	afterCatchUp := func(f func()) {
+		n.goRun(func() {
+			select {
+			case <-caughtUp:
+				f()
+			case <-runCtx.Done():
+			}
+		})
+	}
+	afterCatchUp(func() { _ = n.Agent.Run(runCtx) })
 	n.goRun(func() { n.Ctl.Run(runCtx) })
 	n.goRun(func() { n.Proxies.Run(runCtx) })
 	n.goRun(func() { n.heartbeats(runCtx) })
 	if n.Sentinel != nil {
-		n.goRun(func() {
-			// As for the agent: never hand out masters from a state older
-			// than the one this node had (a restart replaying its log);
-			// meanwhile clients time out here and ask the other nodes.
-			if n.waitCaughtUp(runCtx, caughtUp) {
-				_ = n.Sentinel.Serve(runCtx)
-			}
-		})
+		// Meanwhile sentinel clients time out here and ask the other nodes.
+		afterCatchUp(func() { _ = n.Sentinel.Serve(runCtx) })
 	}
 	n.goRun(func() {
 		n.Stats.Run(runCtx)
 		closeGraphite()
 	})
 	if hc := n.hooks(); hc.Enabled() {
-		n.goRun(func() {
-			// Hooks announce the state once caught up (a "sync" of every
-			// database), not the partial one of a restart's log replay.
-			if n.waitCaughtUp(runCtx, caughtUp) {
-				hooks.Run(runCtx, hc, n.FSM)
-			}
-		})
+		// The first announcement is a "sync" of every database.
+		afterCatchUp(func() { hooks.Run(runCtx, hc, n.FSM) })
 	}
 	log.Info("node started", "http", ln.Addr().String(), "raft", api.HostPort(cfg.Bind, cfg.RaftPort))
 	return n, nil
@@ -488,7 +486,7 @@ func (n *Node) waitCaughtUp(ctx context.Context, idx uint64) bool {
 			}
 		}
 		if !logged {
-			n.log.Info("agent waits until the state has caught up", "local_index", idx)
+			n.log.Info("waiting until the state has caught up (agent, sentinel, hooks)", "local_index", idx)
 			logged = true
 		}
 		select {
