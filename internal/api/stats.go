@@ -22,21 +22,21 @@ type LocalStats struct {
 	Series   []stats.Series `json:"series"`
 }
 
-// statsRange reads from/to (unix seconds or RFC 3339; default the last hour).
-func statsRange(r *http.Request) (time.Time, time.Time, error) {
-	now := time.Now()
-	to, err := stats.ParseTime(r.URL.Query().Get("to"), now)
-	if err != nil {
-		return time.Time{}, time.Time{}, fmt.Errorf("to: %q is neither unix seconds nor RFC 3339", r.URL.Query().Get("to"))
+// statsRange reads from/to (unix seconds or RFC 3339; default the last hour)
+// and the resolution (res).
+func statsRange(r *http.Request) (from, to time.Time, coarse bool, err error) {
+	q := r.URL.Query()
+	if to, err = stats.ParseTime(q.Get("to"), time.Now()); err != nil {
+		return from, to, false, fmt.Errorf("to: %q is neither unix seconds nor RFC 3339", q.Get("to"))
 	}
-	from, err := stats.ParseTime(r.URL.Query().Get("from"), to.Add(-time.Hour))
-	if err != nil {
-		return time.Time{}, time.Time{}, fmt.Errorf("from: %q is neither unix seconds nor RFC 3339", r.URL.Query().Get("from"))
+	if from, err = stats.ParseTime(q.Get("from"), to.Add(-time.Hour)); err != nil {
+		return from, to, false, fmt.Errorf("from: %q is neither unix seconds nor RFC 3339", q.Get("from"))
 	}
 	if from.After(to) {
-		return time.Time{}, time.Time{}, fmt.Errorf("from (%s) is after to (%s)", from.Format(time.RFC3339), to.Format(time.RFC3339))
+		return from, to, false, fmt.Errorf("from (%s) is after to (%s)", from.Format(time.RFC3339), to.Format(time.RFC3339))
 	}
-	return from, to, nil
+	coarse, err = resolution(r, from)
+	return from, to, coarse, err
 }
 
 // resolution reads res=fine|coarse; by default coarse when the range
@@ -68,12 +68,7 @@ func (s *Server) local(db string, from, to time.Time, coarse bool) LocalStats {
 }
 
 func (s *Server) localStats(w http.ResponseWriter, r *http.Request) {
-	from, to, err := statsRange(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	coarse, err := resolution(r, from)
+	from, to, coarse, err := statsRange(r)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, "%v", err)
 		return
@@ -151,7 +146,7 @@ func (s *Server) dbStats(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "no database %q", name)
 		return
 	}
-	from, to, err := statsRange(r)
+	from, to, coarse, err := statsRange(r)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, "%v", err)
 		return
@@ -169,11 +164,6 @@ func (s *Server) dbStats(w http.ResponseWriter, r *http.Request) {
 			nodes = append(nodes, *st.Nodes[id])
 		}
 	}
-	coarse, err := resolution(r, from)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, "%v", err)
-		return
-	}
 	series, interval, missing := s.gather(r, nodes, name, from, to, coarse)
 	agg := stats.Aggregate{DB: name, Interval: interval, Missing: missingIDs(missing)}
 	agg.Points, agg.Instances = stats.Merge(series, time.Duration(interval*float64(time.Second)), true)
@@ -190,12 +180,7 @@ func (s *Server) nodeStats(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "no node %q", id)
 		return
 	}
-	from, to, err := statsRange(r)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, "%v", err)
-		return
-	}
-	coarse, err := resolution(r, from)
+	from, to, coarse, err := statsRange(r)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, "%v", err)
 		return
