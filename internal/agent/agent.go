@@ -28,6 +28,7 @@ import (
 type Source interface {
 	State() *state.State
 	Changed() <-chan struct{}
+	Index() uint64 // the last log index applied
 }
 
 // Config configures an agent.
@@ -39,9 +40,9 @@ type Config struct {
 	// serving (control plane down is not data plane down) and are adopted later.
 	StopOnExit bool
 	Interval   time.Duration // resync period, default 1s
-	// Lease: without a heartbeat acknowledged by the leader for this long,
-	// the agent fences its masters (the leader waits longer before it
-	// promotes another). Default 1s.
+	// Lease: without a heartbeat acknowledged by a confirmed leader for
+	// this long, the agent fences its masters (the leader waits longer
+	// before it promotes another). Default 1s. See lease.go.
 	Lease time.Duration
 	// CrashHold: a crashed master with replicas is not restarted for this
 	// long, so the leader can promote a replica instead of the agent
@@ -63,23 +64,19 @@ type Agent struct {
 	wg      sync.WaitGroup
 	stopAll atomic.Bool
 	notify  chan struct{}
-	// contact is the unix-nano time of the last heartbeat the leader acked.
-	contact   atomic.Int64
-	leaseLost atomic.Bool
-	probes    *prober
-	started   time.Time
+	// The lease (lease.go): until is its end (unix ns), pending the grants
+	// waiting for the local state to catch up, fenced its absence.
+	leaseMu sync.Mutex
+	until   atomic.Int64
+	pending []grant
+	granted chan struct{}
+	fenced  atomic.Bool
+	probes  *prober
+	started time.Time
 
 	fenceMu  sync.Mutex
 	fences   []Fence
 	fenceSeq int
-}
-
-// Contact records a heartbeat acknowledged by the leader.
-func (a *Agent) Contact(t time.Time) { a.contact.Store(t.UnixNano()) }
-
-// LeaseOK says whether the leader acked a heartbeat within the lease.
-func (a *Agent) LeaseOK() bool {
-	return time.Since(time.Unix(0, a.contact.Load())) < a.cfg.Lease
 }
 
 func (a *Agent) signal() {
@@ -116,13 +113,14 @@ func New(cfg Config, src Source) *Agent {
 	if cfg.ProbeTimeout == 0 {
 		cfg.ProbeTimeout = 300 * time.Millisecond
 	}
-	a := &Agent{cfg: cfg, src: src, log: cfg.Logger.With("component", "agent"), workers: map[string]*worker{}, notify: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, src: src, log: cfg.Logger.With("component", "agent"), workers: map[string]*worker{}, notify: make(chan struct{}, 1),
+		granted: make(chan struct{}, 1)}
 	a.stopAll.Store(cfg.StopOnExit)
 	a.probes = newProber(a)
 	a.started = time.Now()
-	// Started with a lease: the agent runs only once it has caught up with
-	// the leader, which is contact.
-	a.Contact(time.Now())
+	// No lease until a confirmed leader grants one: a restarted agent may
+	// have been cut off, and its state may name masters replaced since.
+	a.fenced.Store(true)
 	return a
 }
 
@@ -149,37 +147,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-changed:
 		case <-t.C:
 		}
-	}
-}
-
-// watchLease fences the local masters within a tenth of the lease of its
-// running out. It runs on its own, so nothing the reconcile loop waits for
-// can delay a fence; workers are nudged directly and apply it themselves.
-func (a *Agent) watchLease(ctx context.Context) {
-	t := time.NewTicker(a.cfg.Lease / 10)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		lost := !a.LeaseOK()
-		if lost == a.leaseLost.Load() {
-			continue
-		}
-		a.leaseLost.Store(lost)
-		if lost {
-			a.log.Warn("lost the leader for longer than the lease: fencing local masters", "lease", a.cfg.Lease)
-			a.fenceMasters(fmt.Sprintf("no contact with the leader for %s (lease): writes refused until it is back", a.cfg.Lease))
-		} else {
-			a.log.Info("leader contact back: lease renewed")
-		}
-		a.mu.Lock()
-		for _, wk := range a.workers {
-			wk.poke()
-		}
-		a.mu.Unlock()
 	}
 }
 
@@ -220,8 +187,7 @@ func (a *Agent) desired(st *state.State) map[string]want {
 				c.ReplicaOf = net.JoinHostPort(mn.Addr, strconv.Itoa(m.Port))
 			}
 		}
-		// Only a master in contact with the leader takes writes.
-		c.Fenced = pi.Role != state.RoleMaster || a.leaseLost.Load()
+		c.Fenced = mustFence(pi.Role, a.LeaseOK())
 		out[pi.ID] = want{id: pi.ID, db: pi.DB.Name, shard: pi.Shard, role: pi.Role, epoch: sh.Epoch,
 			hasReplicas: len(sh.Replicas()) > 0, demoted: sh.Pending != nil && sh.Pending.Old == pi.ID, conf: c, confTxt: c.Render()}
 		if sh.Pending != nil {

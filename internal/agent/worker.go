@@ -62,9 +62,10 @@ type Status struct {
 	// Crashed: the process exited and the agent holds the restart (a master
 	// waiting for the leader's decision, or a replica with no master yet).
 	Crashed bool `json:"crashed,omitempty"`
-	// Epoch of the shard as last applied, and whether the instance can take
-	// no writes in it (dead, fenced or a replica): the leader's proof that a
-	// demoted master is out of the way.
+	// Epoch of the shard as last applied by the fencer, and whether the
+	// instance can take no writes in it (dead, or fenced: replicas are
+	// fenced too): the leader's proof that a demoted master is out of the
+	// way. Only the fencer (fence.go) and a dead process set them.
 	Epoch  uint64 `json:"epoch"`
 	Fenced bool   `json:"fenced"`
 }
@@ -73,6 +74,7 @@ type worker struct {
 	a        *Agent
 	id       string
 	nudge    chan struct{}
+	fenceCh  chan struct{} // wakes the fencer
 	ctx      context.Context
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -84,13 +86,14 @@ type worker struct {
 
 func newWorker(a *Agent, w want) *worker {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &worker{a: a, id: w.id, w: w, nudge: make(chan struct{}, 1), ctx: ctx, cancel: cancel, done: make(chan struct{}),
+	return &worker{a: a, id: w.id, w: w, nudge: make(chan struct{}, 1), fenceCh: make(chan struct{}, 1), ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		st: Status{ID: w.id, DB: w.db, Shard: w.shard, Port: w.conf.Port, State: StateStarting, WantRole: w.role}}
 }
 
 func (wk *worker) update(w want) {
 	wk.mu.Lock()
 	changed := wk.w.confTxt != w.confTxt || wk.w.role != w.role
+	fence := changed || wk.w.epoch != w.epoch
 	wk.w = w
 	wk.mu.Unlock()
 	if changed {
@@ -99,23 +102,36 @@ func (wk *worker) update(w want) {
 		default:
 		}
 	}
+	if fence {
+		wk.pokeFence()
+	}
 }
 
-// get returns the desired configuration, fenced if the lease is lost.
+// get returns the desired configuration with the fence as the lease is
+// now: the config written before a (re)start always carries it.
 func (wk *worker) get() want {
 	wk.mu.Lock()
 	w := wk.w
 	wk.mu.Unlock()
-	if !w.conf.Fenced && wk.a.leaseLost.Load() {
-		w.conf.Fenced = true
+	if f := mustFence(w.role, wk.a.LeaseOK()); f != w.conf.Fenced {
+		w.conf.Fenced = f
 		w.confTxt = w.conf.Render()
 	}
 	return w
 }
 
+// poke has the worker look again now: its config and its fence.
 func (wk *worker) poke() {
 	select {
 	case wk.nudge <- struct{}{}:
+	default:
+	}
+	wk.pokeFence()
+}
+
+func (wk *worker) pokeFence() {
+	select {
+	case wk.fenceCh <- struct{}{}:
 	default:
 	}
 }
@@ -214,12 +230,23 @@ func (wk *worker) run(parent context.Context) {
 		crashedAt = time.Time{}
 		pid := p.pid
 		// A new process starts with a clean slate: the last one's failures
-		// and role must not get it killed.
+		// and role must not get it killed. Its fence is unknown until the
+		// fencer has looked.
 		wk.setStatus(func(s *Status) {
 			s.PID, s.State, s.Error, s.Crashed = pid, StateStarting, "", false
 			s.Healthy, s.FailingSince, s.Role = true, time.Time{}, ""
+			s.Fenced = false
 		})
+		wk.pokeFence()
 	}
+
+	fenceDone := make(chan struct{})
+	secret := w.conf.Secret
+	go func() {
+		defer close(fenceDone)
+		wk.fenceLoop(ctx, addr, secret)
+	}()
+	defer func() { <-fenceDone }()
 
 	t := time.NewTicker(wk.a.cfg.Interval)
 	defer t.Stop()
@@ -238,7 +265,9 @@ func (wk *worker) run(parent context.Context) {
 			nextStart = crashedAt.Add(backoff(failures))
 			log.Warn("redis-server exited", "pid", p.pid, "err", p.err, "role", w.role)
 			wk.setStatus(func(s *Status) {
+				// Dead takes no writes: fenced in the epoch it died in.
 				s.State, s.PID, s.Restarts, s.LinkUp, s.Healthy = StateDown, 0, s.Restarts+1, false, false
+				s.Fenced, s.Epoch = true, w.epoch
 				if s.FailingSince.IsZero() {
 					s.FailingSince = crashedAt
 				}
@@ -468,6 +497,9 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
 	cctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	live := w.conf.Live()
+	// The fence is the fencer's alone (fence.go): converging a stale view
+	// must never lift it.
+	delete(live, redisconf.FenceKey)
 	keys := make([]any, 0, len(live)+2)
 	keys = append(keys, "CONFIG", "GET")
 	for k := range live {
@@ -507,15 +539,6 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
 		}
 		wk.a.log.Info("applied config", "instance", w.id, "key", k)
 	}
-	// Fenced servers also refuse (P)SYNC: a fenced master restarted with
-	// old or no data must never be what replicas resync from.
-	syncRule := "+sync"
-	if w.conf.Fenced {
-		syncRule = "-sync"
-	}
-	if err := c.Do(cctx, "ACL", "SETUSER", redisconf.InternalUser, syncRule, strings.Replace(syncRule, "sync", "psync", 1)).Err(); err != nil {
-		return fmt.Errorf("acl setuser: %w", err)
-	}
 	// Clients (default user) and the proxy run data commands only. Applied
 	// here too so servers started before these rules get them.
 	restrict := append([]any{"ACL", "SETUSER", "default"}, splitAny(redisconf.ClientRules)...)
@@ -548,10 +571,9 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
 			wk.a.log.Info("replicating", "instance", w.id, "master", w.conf.ReplicaOf)
 		}
 	}
-	fenced := f["role"] == "slave" || got["min-replicas-to-write"] == redisconf.FenceReplicas || live["min-replicas-to-write"] == redisconf.FenceReplicas
 	wk.setStatus(func(s *Status) {
 		s.State, s.Error = StateRunning, ""
-		s.Epoch, s.Fenced, s.Crashed = w.epoch, fenced, false
+		s.Crashed = false
 		s.WantRole = w.role
 		s.Role = f["role"]
 		if s.Role == "slave" {

@@ -16,11 +16,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/marina-redis/marina/internal/cluster"
 	"github.com/marina-redis/marina/internal/controller"
@@ -61,10 +58,12 @@ type Server struct {
 	// Console serves the web console on every path outside /v1/ and the
 	// other routes (static files, no token: its data comes from /v1).
 	Console http.Handler
+	fwd     *forwarder
 }
 
 // Handler returns the API's routes behind authentication and leader routing.
 func (s *Server) Handler() http.Handler {
+	s.fwd = newForwarder()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	v1 := http.NewServeMux()
@@ -140,49 +139,6 @@ func (s *Server) leaderHTTP() string {
 	return ""
 }
 
-// toLeader proxies requests to the leader; the response's log index is
-// waited for locally so a client sees its own write on the node it asked.
-func (s *Server) toLeader(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.Raft.IsLeader() || strings.HasPrefix(r.URL.Path, "/v1/local/") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		leader := s.leaderHTTP()
-		if r.Header.Get(headerForwarded) != "" || leader == "" {
-			if r.Method == http.MethodGet {
-				next.ServeHTTP(w, r) // degraded: local state, no observations
-				return
-			}
-			writeErr(w, http.StatusServiceUnavailable, "no leader: the cluster has no quorum right now; retry")
-			return
-		}
-		target := &url.URL{Scheme: "http", Host: leader}
-		rp := &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				pr.SetURL(target)
-				pr.Out.Header.Set(headerForwarded, s.NodeID)
-			},
-			ModifyResponse: func(resp *http.Response) error {
-				if idx, err := strconv.ParseUint(resp.Header.Get(headerIndex), 10, 64); err == nil && idx > 0 {
-					ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-					defer cancel()
-					_ = s.FSM.WaitIndex(ctx, idx)
-				}
-				return nil
-			},
-			ErrorHandler: func(w http.ResponseWriter, req *http.Request, err error) {
-				if r.Method == http.MethodGet {
-					next.ServeHTTP(w, r)
-					return
-				}
-				writeErr(w, http.StatusServiceUnavailable, "leader %s did not answer (%v): the change may or may not have been applied; check before retrying", leader, err)
-			},
-		}
-		rp.ServeHTTP(w, r)
-	})
-}
-
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -201,7 +157,11 @@ func writeCtlErr(w http.ResponseWriter, err error) {
 		code := map[controller.Kind]int{
 			controller.Invalid: http.StatusBadRequest, controller.NotFound: http.StatusNotFound,
 			controller.Conflict: http.StatusConflict, controller.Unavailable: http.StatusServiceUnavailable,
+			controller.NotLeader: http.StatusServiceUnavailable,
 		}[ce.Kind]
+		if ce.Kind == controller.NotLeader {
+			w.Header().Set(headerRetry, "safe")
+		}
 		writeErr(w, code, "%s", ce.Msg)
 		return
 	}
@@ -350,11 +310,12 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &rep) {
 		return
 	}
-	if err := s.Ctl.Heartbeat(r.Context(), rep); err != nil {
+	ack, err := s.Ctl.Heartbeat(r.Context(), rep)
+	if err != nil {
 		writeCtlErr(w, err)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	writeJSON(w, http.StatusOK, ack)
 }
 
 // HostPort joins a node address and port.

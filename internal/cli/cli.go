@@ -81,7 +81,25 @@ func (a *app) client() (*client.Client, error) {
 	if a.token == "" {
 		return nil, errors.New("no API token: pass --token or set MARINA_TOKEN (marina up prints it and writes it to DIR/env)")
 	}
-	return client.New(a.addr, a.token), nil
+	c := client.New(a.addr, a.token)
+	// During an election or a partition: say so once, keep trying for a
+	// while, and mark reads answered from a node's own copy of the state.
+	c.RetryFor = 30 * time.Second
+	said := false
+	c.OnRetry = func(msg string) {
+		if !said {
+			fmt.Fprintf(a.errOut, "marina: no leader, retrying for up to %s (%s)\n", c.RetryFor, oneLine(msg))
+			said = true
+		}
+	}
+	c.OnLocal = func(msg string, stale time.Duration) {
+		when := "not since it started"
+		if stale >= 0 {
+			when = stale.Round(100*time.Millisecond).String() + " ago"
+		}
+		fmt.Fprintf(a.errOut, "marina: warning: %s; it last heard from a leader %s\n", oneLine(msg), when)
+	}
+	return c, nil
 }
 
 func ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {

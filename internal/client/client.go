@@ -6,10 +6,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +25,14 @@ type Client struct {
 	base  string
 	token string
 	http  *http.Client
+	// RetryFor keeps sending a request the API refused with nothing applied
+	// (no leader right now) for this long; 0 never retries. OnRetry hears
+	// each such refusal before the retry.
+	RetryFor time.Duration
+	OnRetry  func(msg string)
+	// OnLocal hears a read that no leader answered: the node's own copy of
+	// the state, last in touch with a leader stale ago (-1: unknown).
+	OnLocal func(msg string, stale time.Duration)
 }
 
 // New returns a client for addr ("host:port" or a URL).
@@ -37,24 +47,60 @@ func New(addr, token string) *Client {
 type Error struct {
 	Code int
 	Msg  string
+	// retrySafe: the API applied nothing (no leader) and said so.
+	retrySafe bool
 }
+
+// RetrySafe says whether the API applied nothing and the request may be
+// sent again as it is.
+func (e *Error) RetrySafe() bool { return e.retrySafe }
 
 func (e *Error) Error() string { return e.Msg }
 
+// Headers the API answers with (internal/api/forward.go).
+const (
+	headerRetry   = "X-Marina-Retry"
+	headerLocal   = "X-Marina-Local-Read"
+	headerStaleMs = "X-Marina-Stale-Ms"
+)
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	var payload []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		payload = b
+	}
+	until := time.Now().Add(c.RetryFor)
+	for {
+		err := c.once(ctx, method, path, payload, out)
+		var ae *Error
+		if !errors.As(err, &ae) || !ae.retrySafe || time.Now().After(until) {
+			return err
+		}
+		if c.OnRetry != nil {
+			c.OnRetry(ae.Msg)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Client) once(ctx context.Context, method, path string, payload []byte, out any) error {
+	var body io.Reader
+	if payload != nil {
+		body = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
 	}
-	if in != nil {
+	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.token != "" {
@@ -74,11 +120,23 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return err
 	}
 	if resp.StatusCode >= 300 {
+		safe := resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get(headerRetry) == "safe"
 		var eb api.ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
-			return &Error{Code: resp.StatusCode, Msg: eb.Error}
+			return &Error{Code: resp.StatusCode, Msg: eb.Error, retrySafe: safe}
 		}
-		return &Error{Code: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
+		return &Error{Code: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s", method, path, resp.Status), retrySafe: safe}
+	}
+	if msg := resp.Header.Get(headerLocal); msg != "" && c.OnLocal != nil {
+		ms, err := strconv.ParseInt(resp.Header.Get(headerStaleMs), 10, 64)
+		if err != nil {
+			ms = -1
+		}
+		stale := time.Duration(-1)
+		if ms >= 0 {
+			stale = time.Duration(ms) * time.Millisecond
+		}
+		c.OnLocal(msg, stale)
 	}
 	if out != nil && len(data) > 0 {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -142,9 +200,11 @@ func (c *Client) Join(ctx context.Context, n state.Node) error {
 	return c.do(ctx, http.MethodPost, "/v1/internal/join", n, nil)
 }
 
-// Heartbeat sends a node's report to the leader.
-func (c *Client) Heartbeat(ctx context.Context, r controller.Report) error {
-	return c.do(ctx, http.MethodPost, "/v1/internal/heartbeat", r, nil)
+// Heartbeat sends a node's report to the leader and returns its ack.
+func (c *Client) Heartbeat(ctx context.Context, r controller.Report) (controller.Ack, error) {
+	var ack controller.Ack
+	err := c.do(ctx, http.MethodPost, "/v1/internal/heartbeat", r, &ack)
+	return ack, err
 }
 
 // Events returns recent events, optionally of one database.

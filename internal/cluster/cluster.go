@@ -12,6 +12,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -24,8 +26,13 @@ import (
 // MaxVoters is how many nodes vote; the rest receive the log as non-voters.
 const MaxVoters = 5
 
-// ErrNotLeader is returned for leader-only operations on a follower.
+// ErrNotLeader is returned for leader-only operations on a follower: the
+// command was not applied, so it may be sent to the leader as it is.
 var ErrNotLeader = errors.New("not the leader")
+
+// ErrLeadershipLost is returned when leadership ended while a command was
+// in flight: it may or may not be committed by the next leader.
+var ErrLeadershipLost = errors.New("leadership lost while the change was in flight")
 
 // Config configures the Raft member of a node.
 type Config struct {
@@ -46,6 +53,11 @@ type Cluster struct {
 	trans *raft.NetworkTransport
 	store *raftboltdb.BoltStore
 	log   *slog.Logger
+	// verified is when the last leadership check that a quorum answered
+	// began (unix ns, 0: none in this term); see LeaderProof.
+	verified   atomic.Int64
+	stopVerify context.CancelFunc
+	verifyDone sync.WaitGroup
 }
 
 // Open starts Raft with the stores in cfg.DataDir/raft.
@@ -96,7 +108,60 @@ func Open(cfg Config, fsm *state.FSM) (*Cluster, error) {
 		store.Close()
 		return nil, fmt.Errorf("raft: %w", err)
 	}
-	return &Cluster{cfg: cfg, Raft: r, fsm: fsm, trans: trans, store: store, log: cfg.Logger.With("component", "cluster")}, nil
+	c := &Cluster{cfg: cfg, Raft: r, fsm: fsm, trans: trans, store: store, log: cfg.Logger.With("component", "cluster")}
+	vctx, cancel := context.WithCancel(context.Background())
+	c.stopVerify = cancel
+	c.verifyDone.Add(1)
+	go func() {
+		defer c.verifyDone.Done()
+		c.verifyLoop(vctx)
+	}()
+	return c, nil
+}
+
+// verifyInterval paces the leader's quorum checks behind LeaderProof.
+const verifyInterval = 50 * time.Millisecond
+
+// verifyLoop checks, while this node leads, that a quorum still follows it,
+// and records when each successful check began. A partitioned leader's
+// check blocks until it steps down, so the proof ages from the cut on.
+func (c *Cluster) verifyLoop(ctx context.Context) {
+	t := time.NewTicker(verifyInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !c.IsLeader() {
+			c.verified.Store(0)
+			continue
+		}
+		start := time.Now()
+		if err := c.Raft.VerifyLeader().Error(); err != nil {
+			c.verified.Store(0)
+			continue
+		}
+		c.verified.Store(start.UnixNano())
+	}
+}
+
+// ErrNoProof is returned by LeaderProof when this node cannot prove that
+// it leads: it is a follower, or no quorum answered it lately.
+var ErrNoProof = errors.New("not a verified leader")
+
+// LeaderProof says how long ago a quorum last confirmed this node as the
+// leader (measured from when that check began) and the log's commit index
+// now. A node that heard from this leader at time T may act as if it held
+// the leader's word up to T minus the age: no other leader can have been
+// elected before that instant, since a quorum still followed this one.
+func (c *Cluster) LeaderProof() (age time.Duration, commit uint64, err error) {
+	v := c.verified.Load()
+	if v == 0 || !c.IsLeader() {
+		return 0, 0, ErrNoProof
+	}
+	return time.Since(time.Unix(0, v)), c.Raft.CommitIndex(), nil
 }
 
 // HasState reports whether this node was part of a cluster before.
@@ -152,8 +217,11 @@ func (c *Cluster) Apply(ctx context.Context, cmd state.Command) (uint64, error) 
 	}
 	f := c.Raft.Apply(cmd.Encode(), timeout)
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		if errors.Is(err, raft.ErrNotLeader) {
 			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		if errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, fmt.Errorf("%w: %v", ErrLeadershipLost, err)
 		}
 		return 0, err
 	}
@@ -227,7 +295,9 @@ func (c *Cluster) AddMember(ctx context.Context, id, addr string) (voter bool, e
 
 // Close shuts Raft down and closes its stores.
 func (c *Cluster) Close() error {
-	err := c.Raft.Shutdown().Error()
+	c.stopVerify()
+	err := c.Raft.Shutdown().Error() // also ends a leadership check in flight
+	c.verifyDone.Wait()
 	c.trans.Close()
 	c.store.Close()
 	return err

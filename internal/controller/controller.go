@@ -34,6 +34,9 @@ const (
 	NotFound
 	Conflict
 	Unavailable
+	// NotLeader: this node does not lead (any more) and applied nothing;
+	// the request may be sent to the leader as it is.
+	NotLeader
 )
 
 // Error is a user-facing error with a kind.
@@ -110,7 +113,9 @@ func (c *Controller) apply(ctx context.Context, cmd state.Command) (uint64, erro
 	case errors.As(err, &ae):
 		return idx, errf(Conflict, "%s", ae.Msg)
 	case errors.Is(err, cluster.ErrNotLeader):
-		return 0, errf(Unavailable, "leadership changed during the request; retry")
+		return 0, errf(NotLeader, "this node is not the leader (any more); nothing was changed")
+	case errors.Is(err, cluster.ErrLeadershipLost):
+		return 0, errf(Unavailable, "leadership changed while the change was being committed: it may or may not have been applied; check before retrying")
 	default:
 		return 0, errf(Unavailable, "raft: %v", err)
 	}
@@ -288,8 +293,8 @@ func (c *Controller) Join(ctx context.Context, n state.Node) error {
 		return err
 	}
 	if _, err := c.cl.AddMember(ctx, n.ID, n.RaftAddr); err != nil {
-		if errors.Is(err, cluster.ErrNotLeader) {
-			return errf(Unavailable, "leadership changed during join; retry")
+		if errors.Is(err, cluster.ErrNotLeader) || errors.Is(err, cluster.ErrLeadershipLost) {
+			return errf(NotLeader, "leadership changed during join; retry")
 		}
 		return errf(Unavailable, "add member: %v", err)
 	}
@@ -325,12 +330,38 @@ func sameIdentity(st *state.State, n state.Node) error {
 		n.ID, old.Addr, old.RaftAddr, old.HTTPAddr)
 }
 
+// Ack is the leader's answer to a heartbeat: the agent's lease. LeaseAge
+// is how long before the leader answered a quorum last confirmed it (the
+// agent's lease counts from when it sent the report, minus this); Index is
+// the commit index then: the agent acts on the lease only once its local
+// state has applied that far, so it never lifts a fence on the word of a
+// state older than the leader's (a demotion it has not seen yet).
+type Ack struct {
+	Leader   string        `json:"leader"`
+	LeaseAge time.Duration `json:"lease_age_ns"`
+	Index    uint64        `json:"index"`
+}
+
 // Heartbeat records a node's report; it registers the node, refreshes its
 // advertised facts and brings a down node back up. Only Raft members may
 // report, and never under another address than the one they joined with.
-func (c *Controller) Heartbeat(ctx context.Context, r Report) error {
+// The ack is given only while a quorum confirms this node as the leader.
+func (c *Controller) Heartbeat(ctx context.Context, r Report) (Ack, error) {
+	if err := c.Register(ctx, r); err != nil {
+		return Ack{}, err
+	}
+	age, commit, err := c.cl.LeaderProof()
+	if err != nil {
+		return Ack{}, errf(Unavailable, "not a confirmed leader right now: %v", err)
+	}
+	return Ack{Leader: c.cl.LeaderID(), LeaseAge: age, Index: commit}, nil
+}
+
+// Register records a report without answering for the lease (the
+// bootstrap registers its own node before any quorum check has run).
+func (c *Controller) Register(ctx context.Context, r Report) error {
 	if !c.cl.IsLeader() {
-		return errf(Unavailable, "not the leader")
+		return errf(NotLeader, "not the leader")
 	}
 	if err := state.ValidateNodeID(r.Node.ID); err != nil {
 		return errf(Invalid, "%v", err)

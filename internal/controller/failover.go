@@ -192,7 +192,9 @@ func (c *Controller) failoverPass(ctx context.Context) {
 		db := st.DBs[name]
 		for _, sh := range db.Shards {
 			if sh.Pending != nil {
-				c.tryPromote(ctx, st, db, sh, reports, now)
+				if !switchOwned(sh.Pending, now) {
+					c.tryPromote(ctx, st, db, sh, reports, now)
+				}
 				continue
 			}
 			if len(sh.Instances) < 2 {

@@ -2,14 +2,12 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"time"
 
 	"github.com/marina-redis/marina/internal/failover"
-	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/scheduler"
 	"github.com/marina-redis/marina/internal/state"
@@ -29,9 +27,12 @@ type SwitchoverResult struct {
 const maxPause = 2 * time.Second
 
 // Switchover moves the master role of one shard (or all with shard < 0)
-// to its best replica without losing a write: pause writes on the master,
-// wait until the replica has the master's offset, switch in the log, let
-// the agents apply it, then unpause (queued writes get READONLY).
+// to its best replica without losing a write, in two steps through the log
+// like a failover, so the old master's fence has one owner, its agent:
+// pause writes on the master, demote it (its agent fences it and says so),
+// wait until the replica has the master's offset, promote the replica,
+// let the agents apply it, then unpause (queued writes get an error and
+// were never acknowledged).
 //
 // With force, a shard whose automatic failover is blocked (no replica
 // passed the checks) gets its best reachable replica promoted even if its
@@ -77,6 +78,13 @@ func (c *Controller) addrOf(st *state.State, in state.Instance) string {
 	return ""
 }
 
+// switchOwned says whether a pending shard is a planned switchover that
+// its leader is still driving: the failover loop leaves it alone until the
+// pause it set has run out, then finishes it like any failover.
+func switchOwned(p *state.Pending, now time.Time) bool {
+	return p != nil && p.Kind == state.KindSwitchover && now.Sub(p.Since) < maxPause+500*time.Millisecond
+}
+
 // switchShard switches one shard; avoid names a node the new master must
 // not be on (the node being drained).
 func (c *Controller) switchShard(ctx context.Context, name string, shard int, avoid string) (SwitchoverResult, error) {
@@ -116,13 +124,37 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 	mc := c.redisClient(mAddr, db.Secret)
 	tc := c.redisClient(c.addrOf(st, target), db.Secret)
 	start := time.Now()
+	// Clients wait instead of failing while the roles change; the pause
+	// ends by itself if this leader dies mid-way.
 	if err := mc.Do(ctx, "CLIENT", "PAUSE", maxPause.Milliseconds(), "WRITE").Err(); err != nil {
 		return res, errf(Unavailable, "shard %d: pause writes on %s: %v", shard, m.ID, err)
 	}
 	unpause := func() { _ = mc.Do(context.Background(), "CLIENT", "UNPAUSE").Err() }
-	// The replica must have everything the master acknowledged.
+	defer unpause()
+	if _, err := c.apply(ctx, state.Command{Op: state.OpDemote, Name: name, Shard: shard, Epoch: sh.Epoch, From: m.ID, To: best.ID,
+		Kind: state.KindSwitchover, Time: start.UTC(), Reason: "planned switchover to " + best.ID}); err != nil {
+		return res, err
+	}
+	epoch := sh.Epoch + 1
+	// The old master's agent fences it and reports so for the new epoch:
+	// from then on it takes no write, whatever happens to this leader.
+	fenced := false
+	for time.Since(start) < maxPause/2 && ctx.Err() == nil {
+		if r, ok := c.Reports()[m.Node]; ok {
+			if s, ok := statusOf(r, m.ID); ok && s.Fenced && s.Epoch >= epoch {
+				fenced = true
+				break
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	if !fenced {
+		return res, errf(Unavailable, "shard %d: the agent of %s did not confirm its fence within %s; the shard's failover finishes the switch", shard, m.ID, maxPause/2)
+	}
+	// The replica must have everything the master acknowledged: the
+	// master's offset no longer moves.
 	caught := false
-	for time.Since(start) < maxPause/2 {
+	for time.Since(start) < maxPause*3/4 && ctx.Err() == nil {
 		mi, err1 := mc.Info(ctx, "replication").Result()
 		ti, err2 := tc.Info(ctx, "replication").Result()
 		if err1 == nil && err2 == nil {
@@ -136,37 +168,31 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 		time.Sleep(2 * time.Millisecond)
 	}
 	if !caught {
-		unpause()
-		return res, errf(Conflict, "shard %d: replica %s did not catch up with the master within %s; nothing changed", shard, best.ID, maxPause/2)
-	}
-	// Fence the old master before the switch is committed: if this leader
-	// dies or the pause runs out before its agent makes it a replica, it
-	// still refuses writes. Should the switch not commit, its agent lifts the
-	// fence (the state still says master).
-	if err := mc.ConfigSet(ctx, "min-replicas-to-write", redisconf.FenceReplicas).Err(); err != nil {
-		unpause()
-		return res, errf(Unavailable, "shard %d: fence %s: %v", shard, m.ID, err)
-	}
-	if _, err := c.apply(ctx, state.Command{Op: state.OpSwitchover, Name: name, Shard: shard, Epoch: sh.Epoch, From: m.ID, To: best.ID,
-		Time: time.Now().UTC(), Reason: "planned switchover"}); err != nil {
-		var ce *Error
-		if errors.As(err, &ce) && ce.Kind == Conflict {
-			_ = mc.ConfigSet(ctx, "min-replicas-to-write", "0").Err() // refused for sure: nothing changed
+		// Give the role back: the old master is fenced and has every write.
+		why := fmt.Sprintf("replica %s did not catch up with the master within %s", best.ID, maxPause*3/4)
+		if _, err := c.apply(context.Background(), state.Command{Op: state.OpPromote, Name: name, Shard: shard, Epoch: epoch, To: m.ID,
+			Kind: state.KindAborted, Time: time.Now().UTC(), Reason: why}); err != nil {
+			return res, errf(Unavailable, "shard %d: %s, and giving the role back to %s failed (%v); the shard's failover finishes it", shard, why, m.ID, err)
 		}
-		unpause()
+		return res, errf(Conflict, "shard %d: %s; %s stays master", shard, why, m.ID)
+	}
+	if _, err := c.apply(ctx, state.Command{Op: state.OpPromote, Name: name, Shard: shard, Epoch: epoch, To: best.ID,
+		Kind: state.KindSwitchover, Time: time.Now().UTC(), Reason: "planned switchover"}); err != nil {
 		return res, err
 	}
 	// Wait for the agents: the new master takes writes, the old one follows it.
-	for time.Since(start) < maxPause {
+	for time.Since(start) < maxPause && ctx.Err() == nil {
 		ti, err1 := tc.Info(ctx, "replication").Result()
-		mi, err2 := mc.Info(ctx, "replication").Result()
-		if err1 == nil && err2 == nil && resp.ParseInfo(ti)["role"] == "master" && resp.ParseInfo(mi)["role"] == "slave" {
-			break
+		if err1 == nil && resp.ParseInfo(ti)["role"] == "master" {
+			if r, ok := c.Reports()[target.Node]; ok {
+				if s, ok := statusOf(r, target.ID); ok && !s.Fenced && s.Epoch >= epoch {
+					break // its fence is lifted too
+				}
+			}
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
 	res.Pause = time.Since(start)
-	unpause()
 	c.log.Info("switchover", "db", name, "shard", shard, "from", m.ID, "to", best.ID, "pause", res.Pause)
 	return res, nil
 }

@@ -25,6 +25,9 @@ type Limits struct {
 	MaxRequest int
 	Idle       time.Duration
 	TLS        *tls.Config // endpoints speak TLS when set
+	// Fenced says whether this node holds no lease (agent.Fenced): writes
+	// to its own masters are refused then.
+	Fenced func() bool
 }
 
 // Routes computes the routes of every database for the proxies of node.
@@ -51,11 +54,11 @@ func Routes(st *state.State, node string, lim Limits, inSync func(addr string) b
 		}
 		r := Route{Name: name, Addr: net.JoinHostPort(self.Addr, strconv.Itoa(db.ProxyPort)), Password: db.Password, Secret: db.Secret,
 			MaxClients: lim.MaxClients, MaxRequest: lim.MaxRequest, Idle: lim.Idle, Replicated: db.Durability == state.DurabilityReplicated,
-			ReadFrom: db.ReadFrom, TLS: lim.TLS}
+			ReadFrom: db.ReadFrom, TLS: lim.TLS, Fenced: lim.Fenced, Node: node}
 		for _, sh := range db.Shards {
 			sr := ShardRoute{Index: sh.Index, SlotStart: sh.SlotStart, SlotEnd: sh.SlotEnd}
 			if m, ok := sh.Master(); ok && sh.Pending == nil {
-				sr.Master = addr(m)
+				sr.Master, sr.Local = addr(m), m.Node == node
 			}
 			for _, rep := range sh.Replicas() {
 				if a := addr(rep); a != "" && (inSync == nil || inSync(a)) {

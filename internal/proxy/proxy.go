@@ -32,6 +32,9 @@ type ShardRoute struct {
 	SlotEnd   int
 	Master    string // host:port, "" while a failover is in progress
 	Replicas  []string
+	// Local: the master runs on this node, so the node's fence (Route.Fenced)
+	// applies to writes sent to it.
+	Local bool
 }
 
 // Route is everything the proxy needs to serve one database.
@@ -58,6 +61,11 @@ type Route struct {
 	// Engine is "loop" (default on Linux: one epoll loop per database owns
 	// its client and backend sockets) or "goroutine" (a goroutine per client).
 	Engine string
+	// Fenced, when set, says whether this node holds no lease: its masters
+	// take no writes then, and the proxy refuses writes to them at once
+	// with a clear error (reads go on). Node is this node's id, for it.
+	Fenced func() bool `json:"-"`
+	Node   string
 }
 
 // topology is an immutable routing snapshot; swapped atomically on change.
@@ -639,8 +647,7 @@ func (c *client) dispatch(args [][]byte) {
 			return
 		}
 		if len(t.route.Shards) == 1 && c.lp != nil {
-			if t.route.Shards[0].Master == "" {
-				c.errorf("TRYAGAIN shard 0 is failing over; retry shortly")
+			if c.master(t, 0) == "" {
 				return
 			}
 			c.pin = copyCmd(args)
@@ -771,9 +778,8 @@ func (c *client) queueTxn(t *topology, ci *cmdInfo, base string, args [][]byte) 
 		if tx.slot >= 0 {
 			shard = int(t.slotMap[tx.slot])
 		}
-		m := t.route.Shards[shard].Master
+		m := c.masterFor(t, shard, true) // a transaction may write: the node's fence applies
 		if m == "" {
-			c.errorf("TRYAGAIN shard %d is failing over; retry shortly", shard)
 			return true
 		}
 		reqs := []*request{c.send(m, resp.AppendCommand(nil, []byte("MULTI")))}
@@ -842,6 +848,24 @@ func (c *client) readAddr(t *topology, shard int) string {
 	return sh.Master
 }
 
+// master returns where shard's commands for its master go, or "" once the
+// client has been told why not: the shard is failing over, or it is a write
+// to a master on this node while the node is fenced.
+func (c *client) master(t *topology, shard int) string { return c.masterFor(t, shard, c.writing) }
+
+func (c *client) masterFor(t *topology, shard int, write bool) string {
+	sh := &t.route.Shards[shard]
+	if sh.Master == "" {
+		c.errorf("TRYAGAIN shard %d is failing over; retry shortly", shard)
+		return ""
+	}
+	if write && sh.Local && t.route.Fenced != nil && t.route.Fenced() {
+		c.errorf("READONLY marina node %s has lost contact with the cluster leader: writes to its masters are refused until it is back (reads are served); use an endpoint on another node", t.route.Node)
+		return ""
+	}
+	return sh.Master
+}
+
 func (c *client) toShard(t *topology, shard int, cmd []byte) {
 	if c.reading && t.route.ReadFrom != "" && t.route.ReadFrom != "master" {
 		if a := c.readAddr(t, shard); a != "" {
@@ -849,9 +873,8 @@ func (c *client) toShard(t *topology, shard int, cmd []byte) {
 			return
 		}
 	}
-	m := t.route.Shards[shard].Master
+	m := c.master(t, shard)
 	if m == "" {
-		c.errorf("TRYAGAIN shard %d is failing over; retry shortly", shard)
 		return
 	}
 	c.pend = append(c.pend, pending{one: c.send(m, cmd)})
@@ -1042,8 +1065,7 @@ func (c *client) splitKeys(t *topology, args [][]byte, stride int, op string) {
 		}
 	}
 	for _, p := range parts {
-		if shards[p.shard].Master == "" {
-			c.errorf("TRYAGAIN shard %d is failing over; retry shortly", p.shard)
+		if c.master(t, p.shard) == "" {
 			return
 		}
 	}
@@ -1108,9 +1130,8 @@ const slotsMaxShards = 256
 // fanout sends a command to every shard's master and merges.
 func (c *client) fanout(t *topology, args [][]byte, merge func([]*request) []byte) {
 	var reqs []*request
-	for _, sh := range t.route.Shards {
-		if sh.Master == "" {
-			c.errorf("TRYAGAIN shard %d is failing over; retry shortly", sh.Index)
+	for i, sh := range t.route.Shards {
+		if c.master(t, i) == "" {
 			return
 		}
 		reqs = append(reqs, c.send(sh.Master, copyCmd(args)))
@@ -1209,8 +1230,7 @@ func (c *client) scan(t *topology, args [][]byte) {
 		return
 	}
 	sub := append([][]byte{args[0], []byte(strconv.FormatUint(cur>>8, 10))}, args[2:]...)
-	if shards[idx].Master == "" {
-		c.errorf("TRYAGAIN shard %d is failing over; retry shortly", idx)
+	if c.master(t, idx) == "" {
 		return
 	}
 	r := c.send(shards[idx].Master, copyCmd(sub))

@@ -41,9 +41,29 @@ type Config struct {
 	Fenced bool
 }
 
-// FenceReplicas is min-replicas-to-write on a fenced instance: no master has
-// that many replicas, so every write gets -NOREPLICAS.
-const FenceReplicas = "10000"
+// FenceReplicas is min-replicas-to-write (FenceKey) on a fenced instance:
+// no master has that many replicas, so every write gets -NOREPLICAS.
+const (
+	FenceKey      = "min-replicas-to-write"
+	FenceReplicas = "10000"
+)
+
+// FenceValue is FenceKey's value for a fenced or writable instance.
+func FenceValue(fenced bool) string {
+	if fenced {
+		return FenceReplicas
+	}
+	return "0"
+}
+
+// SyncRules are the internal user's replication rights: a fenced instance
+// is no sync source (see Config.Fenced).
+func SyncRules(fenced bool) []string {
+	if fenced {
+		return []string{"-sync", "-psync"}
+	}
+	return []string{"+sync", "+psync"}
+}
 
 // rdbSave is Redis's default snapshot schedule.
 const rdbSave = "3600 1 300 100 60 10000"
@@ -59,12 +79,12 @@ func (c Config) Live() map[string]string {
 		save = rdbSave
 	}
 	return map[string]string{
-		"maxmemory":             strconv.FormatInt(c.MaxMemory, 10),
-		"maxmemory-policy":      c.Policy,
-		"appendonly":            appendonly,
-		"save":                  save,
-		"requirepass":           c.Password,
-		"min-replicas-to-write": map[bool]string{true: FenceReplicas, false: "0"}[c.Fenced],
+		"maxmemory":        strconv.FormatInt(c.MaxMemory, 10),
+		"maxmemory-policy": c.Policy,
+		"appendonly":       appendonly,
+		"save":             save,
+		"requirepass":      c.Password,
+		FenceKey:           FenceValue(c.Fenced),
 	}
 }
 
@@ -89,14 +109,10 @@ func (c Config) Render() string {
 	w("appendfsync everysec")
 	w("save %q", live["save"])
 	w("requirepass %s", c.Password)
-	w("min-replicas-to-write %s", live["min-replicas-to-write"])
+	w("%s %s", FenceKey, live[FenceKey])
 	// The internal user survives client password changes, so replication and
 	// the agent never lock themselves out.
-	sync := "+sync +psync"
-	if c.Fenced {
-		sync = "-sync -psync" // see Fenced: no replica resyncs from a fenced server
-	}
-	w("user %s on >%s ~* &* +@all %s", InternalUser, c.Secret, sync)
+	w("user %s on >%s ~* &* +@all %s", InternalUser, c.Secret, strings.Join(SyncRules(c.Fenced), " "))
 	w("user %s on >%s ~* &* +@all %s -reset", ProxyUser, c.Secret, ClientRules)
 	w("masteruser %s", InternalUser)
 	w("masterauth %s", c.Secret)

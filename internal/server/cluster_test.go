@@ -443,13 +443,13 @@ func TestCluster(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Code != http.StatusConflict || !strings.Contains(ce.Msg, "cannot change address") {
 			t.Fatalf("join with a taken id: %v", err)
 		}
-		err = c.Heartbeat(ctx, controller.Report{Node: clone})
+		_, err = c.Heartbeat(ctx, controller.Report{Node: clone})
 		if !errors.As(err, &ce) || ce.Code != http.StatusConflict {
 			t.Fatalf("heartbeat under a new address: %v", err)
 		}
 		stranger := clone
 		stranger.ID = "stranger"
-		err = c.Heartbeat(ctx, controller.Report{Node: stranger})
+		_, err = c.Heartbeat(ctx, controller.Report{Node: stranger})
 		if !errors.As(err, &ce) || ce.Code != http.StatusConflict || !strings.Contains(ce.Msg, "not a member") {
 			t.Fatalf("heartbeat from a non-member: %v", err)
 		}

@@ -299,7 +299,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.Agent = agent.New(agent.Config{NodeID: cfg.ID, Dir: filepath.Join(cfg.DataDir, "instances"), RedisServer: cfg.RedisServer,
 		StopOnExit: cfg.StopInstancesOnExit, Lease: cfg.Lease, Logger: log}, n.FSM)
 	n.Proxies = &proxy.Manager{Node: cfg.ID, Src: n.FSM, Log: log,
-		Limits: proxy.Limits{MaxClients: cfg.ProxyMaxClients, MaxRequest: cfg.ProxyMaxRequest, Idle: cfg.ProxyIdle, TLS: cfg.proxyTLS}}
+		Limits: proxy.Limits{MaxClients: cfg.ProxyMaxClients, MaxRequest: cfg.ProxyMaxRequest, Idle: cfg.ProxyIdle, TLS: cfg.proxyTLS,
+			Fenced: n.Agent.Fenced}}
 	n.Stats = &stats.Collector{Node: cfg.ID, Src: n.FSM, Interval: cfg.StatsInterval, Log: log}
 	closeGraphite := func() {}
 	if cfg.Graphite != "" {
@@ -426,7 +427,7 @@ func (n *Node) enter(ctx context.Context) error {
 			}
 		}
 		// Registering the node before returning lets the caller use the API at once.
-		if err := n.Ctl.Heartbeat(wctx, controller.Report{Node: n.self()}); err != nil {
+		if err := n.Ctl.Register(wctx, controller.Report{Node: n.self()}); err != nil {
 			return fmt.Errorf("register node: %w", err)
 		}
 		token := n.cfg.Token
@@ -510,23 +511,24 @@ func (n *Node) heartbeats(ctx context.Context) {
 		sent := time.Now()
 		hctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat*2)
 		var err error
+		var ack controller.Ack
 		id := n.Raft.LeaderID()
 		err = errNoLeader
 		switch {
 		case id == "":
 		case id == n.cfg.ID:
-			err = n.Ctl.Heartbeat(hctx, rep)
+			ack, err = n.Ctl.Heartbeat(hctx, rep)
 		default:
 			if ln, ok := n.FSM.State().Nodes[id]; ok {
 				if ln.HTTPAddr != peerAddr {
 					peer, peerAddr = client.New(ln.HTTPAddr, n.cfg.Token), ln.HTTPAddr
 				}
-				err = peer.Heartbeat(hctx, rep)
+				ack, err = peer.Heartbeat(hctx, rep)
 			}
 		}
 		cancel()
 		if err == nil {
-			n.Agent.Contact(sent)
+			n.Agent.Grant(sent, ack.LeaseAge, ack.Index)
 			n.Agent.AckFences(rep.Fences)
 		}
 		if err != nil && ctx.Err() == nil {

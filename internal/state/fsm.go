@@ -359,6 +359,12 @@ func applyShard(st *State, c Command) error {
 		sh.Epoch++
 		sh.Pending = &Pending{Since: c.Time, Old: c.From, Reason: c.Reason}
 		ev.Type, ev.Instance, ev.Node, ev.Epoch = "failover-started", old.ID, old.Node, sh.Epoch
+		if c.Kind == KindSwitchover {
+			// The first step of a planned switchover: the old master's
+			// agent fences it before anything is promoted.
+			sh.Pending.Kind, sh.Pending.To = KindSwitchover, c.To
+			ev.Type = "switchover-started"
+		}
 	case OpPromote:
 		if sh.Pending == nil {
 			return fmt.Errorf("database %s shard %d: no failover in progress", c.Name, c.Shard)
@@ -368,12 +374,20 @@ func applyShard(st *State, c Command) error {
 			return err
 		}
 		nm.Role = RoleMaster
-		sh.Failovers = append(sh.Failovers, c.Time)
-		if len(sh.Failovers) > 20 {
-			sh.Failovers = sh.Failovers[len(sh.Failovers)-20:]
-		}
 		ev.Type, ev.Instance, ev.Node, ev.Epoch = "failover", nm.ID, nm.Node, sh.Epoch
 		ev.Reason = fmt.Sprintf("promoted %s (was master: %s) after %s: %s", nm.ID, sh.Pending.Old, c.Time.Sub(sh.Pending.Since).Round(time.Millisecond), sh.Pending.Reason)
+		switch c.Kind {
+		case KindSwitchover:
+			ev.Type = "switchover" // planned: not counted for flap damping
+		case KindAborted:
+			ev.Type = "switchover-aborted"
+			ev.Reason = fmt.Sprintf("%s stays master: %s", nm.ID, c.Reason)
+		default:
+			sh.Failovers = append(sh.Failovers, c.Time)
+			if len(sh.Failovers) > 20 {
+				sh.Failovers = sh.Failovers[len(sh.Failovers)-20:]
+			}
+		}
 		sh.Pending = nil
 	case OpSwitchover:
 		if sh.Pending != nil {

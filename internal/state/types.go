@@ -121,12 +121,22 @@ type Shard struct {
 	Failovers []time.Time `json:"failovers,omitempty"`
 }
 
-// Pending describes a failover in progress.
+// Pending describes a failover in progress, or a planned switchover
+// between its two steps (Kind "switchover", To the replica it promotes).
 type Pending struct {
 	Since  time.Time `json:"since"`
 	Old    string    `json:"old"` // the demoted master
 	Reason string    `json:"reason"`
+	Kind   string    `json:"kind,omitempty"`
+	To     string    `json:"to,omitempty"`
 }
+
+// KindSwitchover marks the steps of a planned switchover in commands and
+// in Pending; KindAborted a switchover that gave the role back.
+const (
+	KindSwitchover = "switchover"
+	KindAborted    = "switchover-aborted"
+)
 
 // Database is a spec plus the placement the leader chose for it.
 type Database struct {

@@ -151,7 +151,28 @@
   }
 
   // call does one API request. Errors carry the API's own message verbatim.
+  // While the cluster has no leader, a refused request that changed nothing
+  // is retried for up to RETRY_MS, and reads answered from a node's own
+  // copy of the state are marked: both in the leader banner.
+  const RETRY_MS = 30000;
   async function call(method, path, body, token) {
+    const start = Date.now();
+    for (;;) {
+      try {
+        const data = await callOnce(method, path, body, token);
+        return data;
+      } catch (e) {
+        if (!e.retrySafe || Date.now() - start > RETRY_MS) {
+          if (e.retrySafe) leaderBanner('');
+          throw e;
+        }
+        leaderBanner('No leader, retrying: ' + e.message);
+        await new Promise(r => setTimeout(r, 500));
+      }
+    }
+  }
+
+  async function callOnce(method, path, body, token) {
     const headers = { 'Authorization': 'Bearer ' + (token == null ? app.token : token), 'Accept': 'application/json' };
     const init = { method: method, headers: headers, cache: 'no-store' };
     if (body !== undefined) {
@@ -169,9 +190,27 @@
     try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
     if (!res.ok) {
       const msg = data && typeof data.error === 'string' ? data.error : (text.trim() || res.status + ' ' + res.statusText);
-      throw new ApiError(res.status, msg);
+      const err = new ApiError(res.status, msg);
+      err.retrySafe = res.status === 503 && res.headers.get('X-Marina-Retry') === 'safe';
+      throw err;
+    }
+    const local = res.headers.get('X-Marina-Local-Read');
+    if (local) {
+      const ms = parseInt(res.headers.get('X-Marina-Stale-Ms') || '-1', 10);
+      const when = ms >= 0 ? `${(ms / 1000).toFixed(1)} s ago` : 'not since it started';
+      leaderBanner(`No leader, retrying: showing ${local}; it last heard from a leader ${when}.`);
+    } else {
+      leaderBanner('');
     }
     return data;
+  }
+
+  // leaderBanner shows (or with '' hides) the cluster's leadership trouble.
+  function leaderBanner(msg) {
+    const b = $('#leader-banner');
+    if (!b) return;
+    b.textContent = msg;
+    b.hidden = !msg;
   }
 
   // api is call for the logged-in views: a 401 ends the session.
