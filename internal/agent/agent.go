@@ -42,7 +42,7 @@ type Config struct {
 	Interval   time.Duration // resync period, default 1s
 	// Lease: without a heartbeat acknowledged by a confirmed leader for
 	// this long, the agent fences its masters (the leader waits longer
-	// before it promotes another). Default 1s. See lease.go.
+	// before it promotes another). Default 800ms. See lease.go.
 	Lease time.Duration
 	// CrashHold: a crashed master with replicas is not restarted for this
 	// long, so the leader can promote a replica instead of the agent
@@ -102,7 +102,7 @@ func New(cfg Config, src Source) *Agent {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Lease == 0 {
-		cfg.Lease = time.Second
+		cfg.Lease = 800 * time.Millisecond
 	}
 	if cfg.CrashHold == 0 {
 		cfg.CrashHold = 5 * time.Second

@@ -91,6 +91,7 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("POST /v1/dbs/{name}/failover", s.switchover)
 	v1.HandleFunc("POST /v1/nodes/{id}/drain", s.drain(true))
 	v1.HandleFunc("POST /v1/nodes/{id}/undrain", s.drain(false))
+	v1.HandleFunc("POST /v1/nodes/{id}/lead", s.lead)
 	v1.HandleFunc("PUT /v1/zones/{zone}", s.zone)
 	v1.HandleFunc("POST /v1/internal/join", s.join)
 	v1.HandleFunc("POST /v1/internal/heartbeat", s.heartbeat)
@@ -399,4 +400,13 @@ func (s *Server) zone(w http.ResponseWriter, r *http.Request) {
 	}
 	setIndex(w, s.FSM.Index())
 	writeJSON(w, http.StatusOK, map[string]any{"zone": r.PathValue("zone"), "replica_priority": req.ReplicaPriority})
+}
+
+// lead hands the Raft leadership to a node; it answers once that node leads.
+func (s *Server) lead(w http.ResponseWriter, r *http.Request) {
+	if err := s.Ctl.TransferLeadership(r.Context(), r.PathValue("id")); err != nil {
+		writeCtlErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"leader": r.PathValue("id")})
 }

@@ -12,7 +12,7 @@ import (
 
 func (a *app) nodeCmd() *cobra.Command {
 	n := &cobra.Command{Use: "node", Short: "Cluster nodes"}
-	n.AddCommand(a.nodeDrain(true), a.nodeDrain(false))
+	n.AddCommand(a.nodeDrain(true), a.nodeDrain(false), a.nodeLead())
 	n.AddCommand(&cobra.Command{
 		Use:   "list",
 		Short: "List nodes with capacity, allocated and used memory, instances",

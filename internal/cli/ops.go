@@ -145,3 +145,30 @@ func (a *app) zoneCmd() *cobra.Command {
 	})
 	return z
 }
+
+// nodeLead moves the Raft leadership to a node: before maintenance of the
+// leader's host, so the cluster re-elects on purpose rather than after a
+// timeout.
+func (a *app) nodeLead() *cobra.Command {
+	return &cobra.Command{
+		Use:   "lead ID",
+		Short: "Hand the Raft leadership to a voting node",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := ctx(cmd)
+			defer cancel()
+			if err := c.Lead(ctx, args[0]); err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.json(map[string]any{"leader": args[0]})
+			}
+			fmt.Fprintf(a.out, "%s leads\n", args[0])
+			return nil
+		},
+	}
+}

@@ -83,7 +83,7 @@ func (a *app) serverCmd() *cobra.Command {
 	f.DurationVar(&cfg.NodeDownAfter, "node-down-after", 0, "mark a node down after missing heartbeats this long (default 5s)")
 	f.DurationVar(&cfg.ElectionTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 500ms)")
 	f.DurationVar(&cfg.DownAfter, "down-after", 0, "a master failing this long, seen by its node and another, fails over (default 1s)")
-	f.DurationVar(&cfg.Lease, "lease", 0, "an agent without the leader this long fences its masters (default 1s; the leader waits it out plus 500ms before promoting)")
+	f.DurationVar(&cfg.Lease, "lease", 0, "an agent without a confirmed leader's word this long fences its masters (default 800ms; the leader waits it out plus 500ms before promoting)")
 	f.DurationVar(&cfg.MaxLinkDown, "max-link-down", 0, "replicas whose link is down longer are not promoted (default 10s)")
 	f.IntVar(&cfg.FlapMax, "flap-max", 0, "at most this many failovers of one shard per --flap-window (default 3)")
 	f.DurationVar(&cfg.FlapWindow, "flap-window", 0, "window of --flap-max (default 1h)")

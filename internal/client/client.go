@@ -240,3 +240,8 @@ func (c *Client) Drain(ctx context.Context, node string, on bool) error {
 func (c *Client) SetZonePriority(ctx context.Context, zone string, prio int) error {
 	return c.do(ctx, http.MethodPut, "/v1/zones/"+url.PathEscape(zone), api.ZoneRequest{ReplicaPriority: prio}, nil)
 }
+
+// Lead hands the Raft leadership to a node.
+func (c *Client) Lead(ctx context.Context, node string) error {
+	return c.do(ctx, http.MethodPost, "/v1/nodes/"+url.PathEscape(node)+"/lead", nil, nil)
+}

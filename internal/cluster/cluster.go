@@ -293,6 +293,14 @@ func (c *Cluster) AddMember(ctx context.Context, id, addr string) (voter bool, e
 	return voter, nil
 }
 
+// TransferTo hands the leadership to a voter (this node must lead).
+func (c *Cluster) TransferTo(id, addr string) error {
+	if !c.IsLeader() {
+		return ErrNotLeader
+	}
+	return c.Raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr)).Error()
+}
+
 // Close shuts Raft down and closes its stores.
 func (c *Cluster) Close() error {
 	c.stopVerify()

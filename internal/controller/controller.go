@@ -528,3 +528,31 @@ func specChanges(a, b state.Spec) string {
 	}
 	return strings.Join(out, ", ")
 }
+
+// TransferLeadership hands the Raft leadership to a voting node and
+// returns once it leads (or with why not).
+func (c *Controller) TransferLeadership(ctx context.Context, id string) error {
+	members, err := c.cl.Members()
+	if err != nil {
+		return errf(Unavailable, "raft configuration: %v", err)
+	}
+	for _, m := range members {
+		if m.ID != id {
+			continue
+		}
+		if !m.Voter {
+			return errf(Invalid, "node %s does not vote in Raft, so it cannot lead", id)
+		}
+		if m.Leader {
+			return nil
+		}
+		if err := c.cl.TransferTo(id, m.Addr); err != nil {
+			if errors.Is(err, cluster.ErrNotLeader) {
+				return errf(NotLeader, "this node does not lead (any more)")
+			}
+			return errf(Unavailable, "leadership transfer to %s: %v", id, err)
+		}
+		return nil
+	}
+	return errf(NotFound, "node %s is not a member of the cluster", id)
+}

@@ -6,9 +6,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/marina-redis/marina/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
+	if testutil.WriterChild() {
+		return // this process was a writer inside a test's network namespace
+	}
 	dir, err := os.MkdirTemp("", "marina-fault-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

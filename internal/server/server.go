@@ -96,6 +96,12 @@ type Config struct {
 	Out io.Writer
 }
 
+// DefaultLease is how long an agent keeps its masters writable without a
+// confirmed leader's word. It bounds the writes a cut-off master takes
+// (async loss window: under 1s after the cut), and the leader waits it out
+// plus 500ms before promoting another master.
+const DefaultLease = 800 * time.Millisecond
+
 // DefaultMemory is a safe share of the host's RAM for redis maxmemory:
 // the rest covers fork copy-on-write, replication buffers and the OS.
 func DefaultMemory() int64 {
@@ -194,7 +200,7 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if c.Lease == 0 {
-		c.Lease = time.Second
+		c.Lease = DefaultLease
 	}
 	for name, d := range map[string]time.Duration{"--node-down-after": c.NodeDownAfter, "--raft-timeout": c.ElectionTimeout,
 		"--down-after": c.DownAfter, "--lease": c.Lease, "--max-link-down": c.MaxLinkDown} {
