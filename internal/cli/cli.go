@@ -24,6 +24,7 @@ type app struct {
 	addr        string
 	token       string
 	output      string
+	retryFor    time.Duration
 }
 
 // Main runs the CLI and returns the process exit code.
@@ -71,6 +72,7 @@ func (a *app) root() *cobra.Command {
 	pf.StringVar(&a.addr, "addr", "http://127.0.0.1:7070", "API address of any node (MARINA_ADDR)")
 	pf.StringVar(&a.token, "token", "", "API token (MARINA_TOKEN)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.DurationVar(&a.retryFor, "retry-for", 30*time.Second, "while the cluster has no leader, keep retrying a change this long (MARINA_RETRY_FOR)")
 	root.AddCommand(a.serverCmd(), a.upCmd(), a.dbCmd(), a.nodeCmd(), a.statusCmd(), a.eventsCmd(), a.zoneCmd(), a.proxyCmd())
 	root.AddCommand(a.checkCmd(), a.doctorCmd())
 	root.CompletionOptions.DisableDefaultCmd = true
@@ -84,7 +86,7 @@ func (a *app) client() (*client.Client, error) {
 	c := client.New(a.addr, a.token)
 	// During an election or a partition: say so once, keep trying for a
 	// while, and mark reads answered from a node's own copy of the state.
-	c.RetryFor = 30 * time.Second
+	c.RetryFor = a.retryFor
 	said := false
 	c.OnRetry = func(msg string) {
 		if !said {

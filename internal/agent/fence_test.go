@@ -1,0 +1,179 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/testutil"
+)
+
+// source is a desired state the test changes by hand.
+type source struct {
+	mu  sync.Mutex
+	st  *state.State
+	idx uint64
+	ch  chan struct{}
+}
+
+func (s *source) State() *state.State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.st.Clone()
+}
+
+func (s *source) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ch
+}
+
+func (s *source) Index() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.idx
+}
+
+func (s *source) set(idx uint64, f func(*state.State)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f != nil {
+		f(s.st)
+	}
+	s.idx = idx
+	close(s.ch)
+	s.ch = make(chan struct{})
+}
+
+// The fence on a real redis-server: a master takes writes only while the
+// agent holds a lease whose index its state has reached; it is fenced from
+// the start, when the lease runs out, after a kill -9 and restart without
+// a lease, and once demoted whatever the lease.
+func TestFenceFollowsLease(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server not installed")
+	}
+	host := testutil.LoopbackHosts(t, 1)[0]
+	port := testutil.FreePort(t, host)
+	const id, pw, secret = "fdb-0-abcdef", "fence-password-1", "fence-secret-1"
+	src := &source{st: state.New(), idx: 10, ch: make(chan struct{})}
+	src.st.Nodes["n1"] = &state.Node{ID: "n1", Addr: host, Status: state.NodeUp, Memory: 1 << 30, PortMin: port, PortMax: port}
+	src.st.DBs["fdb"] = &state.Database{Spec: state.Spec{Name: "fdb", Memory: 8 << 20, Shards: 1, Persistence: state.PersistNone,
+		Eviction: "noeviction", Password: pw}, Secret: secret,
+		Shards: []state.Shard{{Index: 0, SlotEnd: state.NumSlots - 1, Epoch: 1, Instances: []state.Instance{{ID: id, Node: "n1", Port: port, Role: state.RoleMaster}}}}}
+	dir := t.TempDir()
+	a := New(Config{NodeID: "n1", Dir: filepath.Join(dir, "instances"), RedisServer: "redis-server", StopOnExit: true,
+		Interval: 100 * time.Millisecond, Lease: 400 * time.Millisecond, Logger: testutil.Logger()}, src)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; testutil.KillPidfiles(dir) })
+
+	c := redis.NewClient(&redis.Options{Addr: host + ":" + itoa(port), Password: pw, Protocol: 2, DisableIdentity: true, MaxRetries: -1,
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 300 * time.Millisecond})
+	defer c.Close()
+	write := func() error { return c.Set(context.Background(), "k", "v", 0).Err() }
+	fenced := func(what string) {
+		t.Helper()
+		testutil.WaitFor(t, 10*time.Second, what, func() error {
+			if err := write(); err == nil || !strings.Contains(err.Error(), "NOREPLICAS") {
+				return errors.New("write answered " + errText(err))
+			}
+			return nil
+		})
+	}
+	writable := func(what string) {
+		t.Helper()
+		testutil.WaitFor(t, 10*time.Second, what, func() error { return write() })
+	}
+	conf := func() string {
+		b, _ := os.ReadFile(filepath.Join(dir, "instances", id, "redis.conf"))
+		return string(b)
+	}
+
+	fenced("a master without a lease is fenced from the start")
+	if !a.Fenced() {
+		t.Fatal("agent says it is not fenced without a lease")
+	}
+	// A grant from a leader whose state is ahead of ours does not count yet.
+	a.Grant(time.Now(), 0, 11)
+	fenced("a grant ahead of the local state leaves the fence")
+	src.set(11, nil)
+	writable("the fence lifts once the state has reached the grant's index")
+	if !strings.Contains(conf(), redisconf.FenceKey+" 0\n") {
+		t.Errorf("config of a writable master: %q", conf())
+	}
+	// No more grants: the lease runs out.
+	fenced("fenced when the lease runs out")
+	testutil.WaitFor(t, 5*time.Second, "fenced config written", func() error {
+		if !strings.Contains(conf(), redisconf.FenceKey+" "+redisconf.FenceReplicas+"\n") {
+			return errors.New("config not fenced")
+		}
+		return nil
+	})
+	// kill -9 and a restart without a lease: it comes back fenced.
+	pid := a.Statuses()[0].PID
+	if err := syscallKill(pid); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "restarted", func() error {
+		if st := a.Statuses()[0]; st.PID == 0 || st.PID == pid || st.State != StateRunning {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	fenced("restarted without a lease: still fenced")
+	// Keep granting; then demote it: fenced whatever the lease.
+	stop := make(chan struct{})
+	var granting sync.WaitGroup
+	granting.Add(1)
+	go func() {
+		defer granting.Done()
+		for {
+			a.Grant(time.Now(), 0, src.Index())
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stop); granting.Wait() }()
+	writable("writable again with a lease")
+	src.set(12, func(st *state.State) {
+		sh := &st.DBs["fdb"].Shards[0]
+		sh.Epoch++
+		sh.Instances[0].Role = state.RoleReplica
+		sh.Pending = &state.Pending{Since: time.Now(), Old: id, Reason: "test"}
+	})
+	fenced("a demoted master is fenced with a lease")
+	testutil.WaitFor(t, 5*time.Second, "fence reported for the new epoch", func() error {
+		if st := a.Statuses()[0]; !st.Fenced || st.Epoch != 2 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "OK"
+	}
+	return err.Error()
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
