@@ -6,7 +6,6 @@ package faulttest
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -261,16 +260,24 @@ func (c *cluster) leaderIndex(ctx context.Context) int {
 	return c.index(st.Leader)
 }
 
-// netns is a set of network namespaces joined by a bridge, each one a test
-// host with its own address, plus a veth from the host's namespace so the
-// test itself can reach them. Addresses are only ever those of these
-// namespaces.
+// netns is the test's view of testutil.Netns: failures end the test.
 type netns struct {
-	t     *testing.T
-	id    string
-	hub   string
-	names []string
-	hosts []string
+	t *testing.T
+	*testutil.Netns
+	names, hosts []string
+}
+
+func newNetns(t *testing.T, n int) *netns {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root (CI runs as root)")
+	}
+	nn, err := testutil.NewNetns(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nn.Close)
+	return &netns{t: t, Netns: nn, names: nn.Names, hosts: nn.Hosts}
 }
 
 func run(t *testing.T, args ...string) {
@@ -280,53 +287,16 @@ func run(t *testing.T, args ...string) {
 	}
 }
 
-func newNetns(t *testing.T, n int) *netns {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root (CI runs as root)")
-	}
-	id := fmt.Sprintf("%04x", rand.IntN(0xffff))
-	sub := 100 + rand.IntN(150)
-	nn := &netns{t: t, id: id, hub: "mrn" + id + "h"}
-	t.Cleanup(nn.close)
-	run(t, "ip", "netns", "add", nn.hub)
-	run(t, "ip", "-n", nn.hub, "link", "add", "br0", "type", "bridge")
-	run(t, "ip", "-n", nn.hub, "link", "set", "br0", "up")
-	// The test's own way in: a veth from the host namespace to the bridge.
-	rootIf, hubIf := "mrn"+id+"r", "mrn"+id+"rh"
-	run(t, "ip", "link", "add", rootIf, "type", "veth", "peer", "name", hubIf, "netns", nn.hub)
-	run(t, "ip", "-n", nn.hub, "link", "set", hubIf, "master", "br0", "up")
-	run(t, "ip", "addr", "add", fmt.Sprintf("10.%d.0.254/24", sub), "dev", rootIf)
-	run(t, "ip", "link", "set", rootIf, "up")
-	for i := 1; i <= n; i++ {
-		name := fmt.Sprintf("mrn%sn%d", id, i)
-		host := fmt.Sprintf("10.%d.0.%d", sub, i)
-		in, out := fmt.Sprintf("mrn%s%d", id, i), fmt.Sprintf("mrn%s%dh", id, i)
-		run(t, "ip", "netns", "add", name)
-		run(t, "ip", "-n", name, "link", "set", "lo", "up")
-		run(t, "ip", "link", "add", in, "netns", name, "type", "veth", "peer", "name", out, "netns", nn.hub)
-		run(t, "ip", "-n", name, "addr", "add", host+"/24", "dev", in)
-		run(t, "ip", "-n", name, "link", "set", in, "up")
-		run(t, "ip", "-n", nn.hub, "link", "set", out, "master", "br0", "up")
-		nn.names = append(nn.names, name)
-		nn.hosts = append(nn.hosts, host)
-	}
-	return nn
-}
-
 // cut isolates host i from every other host and from the test.
 func (nn *netns) cut(i int) {
-	run(nn.t, "ip", "-n", nn.hub, "link", "set", fmt.Sprintf("mrn%s%dh", nn.id, i+1), "down")
+	if err := nn.Cut(i); err != nil {
+		nn.t.Fatal(err)
+	}
 }
 
 // heal reconnects host i.
 func (nn *netns) heal(i int) {
-	run(nn.t, "ip", "-n", nn.hub, "link", "set", fmt.Sprintf("mrn%s%dh", nn.id, i+1), "up")
-}
-
-func (nn *netns) close() {
-	for _, n := range nn.names {
-		_ = exec.Command("ip", "netns", "del", n).Run()
+	if err := nn.Heal(i); err != nil {
+		nn.t.Fatal(err)
 	}
-	_ = exec.Command("ip", "netns", "del", nn.hub).Run()
 }
