@@ -22,6 +22,7 @@ bench: deps build
 	$(GO) run ./bench/provision --marina bin/marina
 	$(GO) run ./bench/failover --marina bin/marina
 	$(GO) run ./bench/proxy --marina bin/marina
+	$(GO) run ./bench/partition --marina bin/marina
 
 clean:
 	rm -rf bin .marina

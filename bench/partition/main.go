@@ -60,6 +60,7 @@ type round struct {
 	afterHeal   int           // lost acks acknowledged after the heal (any side)
 	lostMaj     int
 	ackedMaj    int
+	lastLostMaj time.Duration // after the cut, of the latest lost majority-side ack
 	unavailable time.Duration // longest gap between the majority writer's acks
 	apiMax      time.Duration // longest API read answer on the majority side during the cut
 	apiWrite    time.Duration // a change sent to a majority node at the cut, until answered
@@ -153,6 +154,20 @@ func line(name string, ds []time.Duration) {
 	fmt.Printf("  %-58s n=%-3d p50=%-8s p99=%-8s max=%s\n", name, len(ds), ms(p50), ms(p99), ms(mx))
 }
 
+// counts prints p50, p99 and max of a per-round count.
+func counts(name string, rs []round, f func(round) int) {
+	var ns []int
+	for _, r := range rs {
+		ns = append(ns, f(r))
+	}
+	if len(ns) == 0 {
+		return
+	}
+	sort.Ints(ns)
+	at := func(p float64) int { return ns[min(max(int(p*float64(len(ns))+0.5)-1, 0), len(ns)-1)] }
+	fmt.Printf("  %-58s n=%-3d p50=%-8d p99=%-8d max=%d\n", name, len(ns), at(0.5), at(0.99), ns[len(ns)-1])
+}
+
 func report(async, repl, sent []round) {
 	pick := func(rs []round, f func(round) (time.Duration, bool)) []time.Duration {
 		var out []time.Duration
@@ -186,8 +201,10 @@ func report(async, repl, sent []round) {
 		line("cut-off side: last lost write acknowledged after the cut ("+c.name+")", pick(rs, func(r round) (time.Duration, bool) { return r.lastLost, r.lastLost >= 0 }))
 		line("majority side: writes unavailable ("+c.name+")", pick(rs, func(r round) (time.Duration, bool) { return r.unavailable, true }))
 	}
-	line("cut-off side: writes lost per partition (count, as ms)", pick(async, func(r round) (time.Duration, bool) {
-		return time.Duration(r.lostCutOff) * time.Millisecond, true
+	counts("cut-off side: acknowledged writes lost per partition", async, func(r round) int { return r.lostCutOff })
+	counts("majority side: acknowledged writes lost per partition", async, func(r round) int { return r.lostMaj })
+	line("majority side: last lost write acknowledged after the cut", pick(async, func(r round) (time.Duration, bool) {
+		return r.lastLostMaj, r.lastLostMaj > -time.Hour && r.lostMaj > 0
 	}))
 	line("promotion after the cut", pick(async, func(r round) (time.Duration, bool) { return r.promoted, r.promoted >= 0 }))
 	line("longest API read answer on the majority side during the cut", pick(append(append([]round(nil), async...), repl...),
@@ -222,6 +239,10 @@ func report(async, repl, sent []round) {
 // analyze fills a round from the writers' acks and what the master has.
 func analyze(res *round, cutAt, healAt time.Time, majority []testutil.Ack, lostMaj []testutil.Ack, cutOff [][]testutil.Ack, lostCutOff [][]testutil.Ack) {
 	res.ackedMaj, res.lostMaj = len(majority), len(lostMaj)
+	res.lastLostMaj = -time.Hour
+	for _, a := range lostMaj {
+		res.lastLostMaj = max(res.lastLostMaj, a.At.Sub(cutAt))
+	}
 	for k := 1; k < len(majority); k++ {
 		res.unavailable = max(res.unavailable, majority[k].At.Sub(majority[k-1].At))
 	}
