@@ -492,6 +492,24 @@ func TestConsole(t *testing.T) {
 	b.do("undrain n3", 10*time.Second, chromedp.Click(chromedp.CSS("#undrain")), chromedp.WaitVisible(chromedp.CSS("#drain")))
 	nodeDraining(false)
 
+	// Without a leader (the other two nodes stopped): the views go on from
+	// this node's own state under a banner that says so, and a change says
+	// "no leader, retrying" instead of hanging.
+	for i := range tc.nodes {
+		if i != follower {
+			tc.nodes[i].Stop()
+			tc.nodes[i] = nil
+		}
+	}
+	b.do("the overview without a leader", 10*time.Second, chromedp.Navigate(base+"/ui/#/"), chromedp.WaitVisible(chromedp.CSS("#nodes table")))
+	b.waitJS("the no-leader banner", 20*time.Second,
+		`(() => { const e = document.getElementById('leader-banner'); return !e.hidden && /No leader, retrying: showing no leader reachable/.test(e.textContent); })()`)
+	b.do("drain without a leader", 10*time.Second, chromedp.Navigate(base+"/ui/#/nodes/n3"), chromedp.WaitVisible(chromedp.CSS("#drain")),
+		chromedp.Click(chromedp.CSS("#drain")))
+	b.waitJS("the retry banner", 20*time.Second,
+		`(() => { const e = document.getElementById('leader-banner'); return !e.hidden && /No leader, retrying: no leader: the cluster has no quorum/.test(e.textContent); })()`)
+	b.shot("no-leader")
+
 	// Logout, then a session whose token the API refuses.
 	b.do("log out", 10*time.Second, chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-token")))
 	b.do("a refused token", 10*time.Second,

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/client"
 	"github.com/marina-redis/marina/internal/testutil"
@@ -58,8 +60,12 @@ func TestFailover(t *testing.T) {
 		}
 	}
 	// Let the replicas catch up, as an operator's WAIT would.
-	if n, err := m.Do(ctx, "WAIT", 2, 2000).Int(); err != nil || n != 2 {
-		t.Fatalf("WAIT: %d %v", n, err)
+	// (A replica may still be in its first full sync: a long WAIT.)
+	waiter := redis.NewClient(&redis.Options{Addr: db.Shards[0].Master.Addr, Password: db.Password, Protocol: 2, DisableIdentity: true, ReadTimeout: 15 * time.Second})
+	defer waiter.Close()
+	if n, err := waiter.Do(ctx, "WAIT", 2, 10000).Int(); err != nil || n != 2 {
+		info, _ := admin(tc, "fo", db.Shards[0].Master.Addr).Info(ctx, "replication").Result()
+		t.Fatalf("WAIT: %d %v; master: %s; db %+v", n, err, info, db.Shards)
 	}
 
 	t.Run("kill -9 master", func(t *testing.T) {

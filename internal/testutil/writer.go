@@ -97,23 +97,10 @@ func (w *Writer) Check(ctx context.Context, addr, password string) (Result, erro
 			res.Gap = g
 		}
 	}
-	c := redis.NewClient(&redis.Options{Addr: addr, Password: password, Protocol: 2, DisableIdentity: true})
-	defer c.Close()
-	for i := 0; i < len(acks); i += 500 {
-		batch := acks[i:min(i+500, len(acks))]
-		keys := make([]string, len(batch))
-		for j, a := range batch {
-			keys[j] = a.Key
-		}
-		vals, err := c.MGet(ctx, keys...).Result()
-		if err != nil {
-			return res, err
-		}
-		for j, v := range vals {
-			if v == nil {
-				res.Lost = append(res.Lost, batch[j])
-			}
-		}
+	lost, err := Lost(ctx, acks, addr, password)
+	res.Lost = lost
+	if err != nil {
+		return res, err
 	}
 	return res, nil
 }
