@@ -252,9 +252,10 @@ func (wk *worker) run(parent context.Context) {
 	defer t.Stop()
 	for {
 		w = wk.get()
-		if err := writeConf(dir, confPath, w.confTxt); err != nil {
-			wk.setStatus(func(s *Status) { s.Error = err.Error() })
-			log.Error("write config", "err", err)
+		confErr := writeConf(dir, confPath, w.confTxt)
+		if confErr != nil {
+			wk.setStatus(func(s *Status) { s.Error = confErr.Error() })
+			log.Error("write config", "err", confErr)
 		}
 		if p != nil && !p.running() {
 			if time.Since(p.started) > 30*time.Second {
@@ -292,6 +293,10 @@ func (wk *worker) run(parent context.Context) {
 			case hold:
 				// Dead is fenced: it takes no writes in this epoch.
 				wk.setStatus(func(s *Status) { s.Crashed, s.Fenced, s.Epoch, s.State, s.Error = true, true, w.epoch, StateDown, why })
+			case confErr != nil:
+				// A full disk: the config on disk may be an older one (say,
+				// not fenced); starting from it could take writes it must not.
+				wk.setStatus(func(s *Status) { s.Fenced, s.Epoch, s.State = true, w.epoch, StateDown })
 			case !time.Now().Before(nextStart):
 				if w.conf.ReplicaOf != "" {
 					// Redis retries a failed master connection only once a

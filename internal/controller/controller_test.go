@@ -39,3 +39,23 @@ func TestDownNodes(t *testing.T) {
 		})
 	}
 }
+
+func TestSwitchOwned(t *testing.T) {
+	now := time.Unix(1000, 0)
+	cases := []struct {
+		name string
+		p    *state.Pending
+		want bool
+	}{
+		{"no pending", nil, false},
+		{"a failover", &state.Pending{Since: now}, false},
+		{"a switchover being driven", &state.Pending{Since: now.Add(-time.Second), Kind: state.KindSwitchover}, true},
+		// Its leader died or gave up: the failover loop finishes it.
+		{"a switchover past the pause", &state.Pending{Since: now.Add(-maxPause - time.Second), Kind: state.KindSwitchover}, false},
+	}
+	for _, c := range cases {
+		if got := switchOwned(c.p, now); got != c.want {
+			t.Errorf("%s: switchOwned = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
