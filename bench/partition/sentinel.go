@@ -77,6 +77,34 @@ func startSentinel(dir string) (*sentinelSet, error) {
 	return s, nil
 }
 
+// settled waits until every sentinel knows the two others and two
+// replicas: before that a partition may find no quorum to fail over with,
+// which would flatter sentinel (no failover, nothing lost).
+func (s *sentinelSet) settled(ctx context.Context) error {
+	return waitFor(60*time.Second, func() error {
+		for i, h := range s.nn.Hosts {
+			c := redis.NewSentinelClient(&redis.Options{Addr: net.JoinHostPort(h, strconv.Itoa(sentinelPort)),
+				DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond})
+			others, err1 := c.Sentinels(ctx, "m").Result()
+			replicas, err2 := c.Replicas(ctx, "m").Result()
+			c.Close()
+			if err1 != nil || err2 != nil {
+				return fmt.Errorf("sentinel %d: %v %v", i+1, err1, err2)
+			}
+			up := 0
+			for _, r := range replicas {
+				if r["flags"] == "slave" {
+					up++
+				}
+			}
+			if len(others) != 2 || up != 2 {
+				return fmt.Errorf("sentinel %d knows %d sentinels, %d healthy replicas", i+1, len(others), up)
+			}
+		}
+		return nil
+	})
+}
+
 func (s *sentinelSet) run(i int, argv ...string) error {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", s.nn.Names[i]}, argv...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -123,6 +151,9 @@ func (s *sentinelSet) master(ctx context.Context, i int) (string, error) {
 func (s *sentinelSet) partition(cutFor time.Duration) (round, error) {
 	ctx := context.Background()
 	res := round{cut: cutFor, promoted: -1}
+	if err := s.settled(ctx); err != nil {
+		return res, err
+	}
 	addr, err := s.master(ctx, 1)
 	if err != nil {
 		return res, err

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,3 +178,79 @@ func errText(err error) string {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+// A full disk in the middle of a lease loss: the agent cannot rewrite the
+// config with the fence, so it does not restart a killed master from the
+// older, unfenced one; once there is room it starts it fenced.
+func TestFullDiskKeepsFence(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a small tmpfs needs root (CI runs as root)")
+	}
+	host := testutil.LoopbackHosts(t, 1)[0]
+	port := testutil.FreePort(t, host)
+	const id, pw = "ddb-0-abcdef", "disk-password-1"
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	src := &source{st: state.New(), idx: 1, ch: make(chan struct{})}
+	src.st.Nodes["n1"] = &state.Node{ID: "n1", Addr: host, Status: state.NodeUp, Memory: 1 << 30, PortMin: port, PortMax: port}
+	src.st.DBs["ddb"] = &state.Database{Spec: state.Spec{Name: "ddb", Memory: 8 << 20, Shards: 1, Persistence: state.PersistNone,
+		Eviction: "noeviction", Password: pw}, Secret: "disk-secret-1",
+		Shards: []state.Shard{{Index: 0, SlotEnd: state.NumSlots - 1, Epoch: 1, Instances: []state.Instance{{ID: id, Node: "n1", Port: port, Role: state.RoleMaster}}}}}
+	a := New(Config{NodeID: "n1", Dir: filepath.Join(dir, "instances"), RedisServer: "redis-server", StopOnExit: true,
+		Interval: 100 * time.Millisecond, Lease: 400 * time.Millisecond, Logger: testutil.Logger()}, src)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; testutil.KillPidfiles(dir) })
+	c := redis.NewClient(&redis.Options{Addr: host + ":" + itoa(port), Password: pw, Protocol: 2, DisableIdentity: true, MaxRetries: -1,
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 300 * time.Millisecond})
+	defer c.Close()
+	stop := make(chan struct{})
+	go func() {
+		for {
+			a.Grant(time.Now(), 0, 1)
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	testutil.WaitFor(t, 10*time.Second, "master writable with a lease", func() error { return c.Set(context.Background(), "k", "v", 0).Err() })
+	// Fill the disk, then lose the lease and the process.
+	filler := filepath.Join(dir, "filler")
+	_ = exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=64k").Run() // stops at ENOSPC
+	close(stop)
+	testutil.WaitFor(t, 5*time.Second, "fenced without a lease", func() error {
+		if err := c.Set(context.Background(), "k", "v", 0).Err(); err == nil || !strings.Contains(err.Error(), "NOREPLICAS") {
+			return errors.New("write answered " + errText(err))
+		}
+		return nil
+	})
+	pid := a.Statuses()[0].PID
+	if err := syscallKill(pid); err != nil {
+		t.Fatal(err)
+	}
+	// The config on disk still says writable: the agent must not start from it.
+	testutil.WaitFor(t, 5*time.Second, "the refused start reported", func() error {
+		if st := a.Statuses()[0]; st.PID != 0 || !strings.Contains(st.Error, "no space") {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+	if err := c.Ping(context.Background()).Err(); err == nil {
+		t.Fatal("a redis-server answers although its fenced config could not be written")
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "started fenced once there is room", func() error {
+		if err := c.Set(context.Background(), "k", "v", 0).Err(); err == nil || !strings.Contains(err.Error(), "NOREPLICAS") {
+			return errors.New("write answered " + errText(err))
+		}
+		return nil
+	})
+}

@@ -183,8 +183,7 @@ func (s *Server) forwardWrite(w http.ResponseWriter, r *http.Request, next http.
 				if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get(headerRetry) == "safe" {
 					resp.Body.Close()
 					last = fmt.Sprintf("%s answered that it does not lead", id)
-					deadline = time.Now().Add(leaderWait) // leadership is moving: wait for it
-					break
+					break // leadership is moving: ask again who leads
 				}
 				defer resp.Body.Close()
 				s.relay(w, r, resp)

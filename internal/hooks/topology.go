@@ -224,9 +224,10 @@ func kindOf(old, cur Topology, events map[string]bool) string {
 	}
 	switch {
 	case roles:
-		// A promotion logs "failover", a planned switch "switchover"; with
-		// the events trimmed away, a new epoch is most likely a failover.
-		if events["switchover"] && !events["failover"] {
+		// A promotion logs "failover", a planned switch "switchover-started"
+		// then "switchover"; with the events trimmed away, a new epoch is
+		// most likely a failover.
+		if (events["switchover"] || events["switchover-started"]) && !events["failover"] {
 			return KindSwitchover
 		}
 		return KindFailover
