@@ -41,6 +41,11 @@ func proxyFailover(t *testing.T, durability string) {
 		defer clients[i].Close()
 		testutil.WaitFor(t, 10*time.Second, "endpoint "+ep, func() error { return clients[i].Ping(ctx).Err() })
 	}
+	// With durability replicated a write also waits for a replica's first
+	// sync to settle; ready means linked, which can come a moment before.
+	testutil.WaitFor(t, 10*time.Second, "a first write through the endpoint", func() error {
+		return clients[0].Set(ctx, "k0", 0, 0).Err()
+	})
 	for k := 0; k < 100; k++ {
 		if err := clients[0].Set(ctx, fmt.Sprintf("k%d", k), k, 0).Err(); err != nil {
 			t.Fatal(err)
