@@ -64,6 +64,7 @@ type Agent struct {
 	wg      sync.WaitGroup
 	stopAll atomic.Bool
 	notify  chan struct{}
+	urgent  chan struct{}
 	// The lease (lease.go): until is its end (unix ns), pending the grants
 	// waiting for the local state to catch up, fenced its absence.
 	leaseMu sync.Mutex
@@ -90,6 +91,17 @@ func (a *Agent) signal() {
 // the node can report at once instead of at its next heartbeat.
 func (a *Agent) Notify() <-chan struct{} { return a.notify }
 
+func (a *Agent) signalUrgent() {
+	select {
+	case a.urgent <- struct{}{}:
+	default:
+	}
+}
+
+// Urgent is signalled when an instance's fence or epoch changes: the
+// leader may be waiting for exactly that to promote a replica.
+func (a *Agent) Urgent() <-chan struct{} { return a.urgent }
+
 // SetStopOnExit changes whether Run's end stops the instances too.
 func (a *Agent) SetStopOnExit(b bool) { a.stopAll.Store(b) }
 
@@ -114,6 +126,7 @@ func New(cfg Config, src Source) *Agent {
 		cfg.ProbeTimeout = 300 * time.Millisecond
 	}
 	a := &Agent{cfg: cfg, src: src, log: cfg.Logger.With("component", "agent"), workers: map[string]*worker{}, notify: make(chan struct{}, 1),
+		urgent:  make(chan struct{}, 1),
 		granted: make(chan struct{}, 1)}
 	a.stopAll.Store(cfg.StopOnExit)
 	a.probes = newProber(a)

@@ -149,9 +149,12 @@ func (wk *worker) setStatus(f func(*Status)) {
 	wk.st.Updated = time.Now()
 	after := wk.st
 	wk.mu.Unlock()
-	if before.State != after.State || before.Role != after.Role || before.LinkUp != after.LinkUp || before.PID != after.PID ||
-		before.Healthy != after.Healthy || before.Crashed != after.Crashed || before.Fenced != after.Fenced || before.Epoch != after.Epoch ||
-		before.SyncInProgress != after.SyncInProgress {
+	switch {
+	case before.Fenced != after.Fenced || before.Epoch != after.Epoch:
+		// The leader may be waiting for this to promote: no coalescing.
+		wk.a.signalUrgent()
+	case before.State != after.State || before.Role != after.Role || before.LinkUp != after.LinkUp || before.PID != after.PID ||
+		before.Healthy != after.Healthy || before.Crashed != after.Crashed || before.SyncInProgress != after.SyncInProgress:
 		wk.a.signal()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/marina-redis/marina/internal/failover"
+	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/scheduler"
 	"github.com/marina-redis/marina/internal/state"
@@ -136,6 +137,7 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 		return res, err
 	}
 	epoch := sh.Epoch + 1
+	demoted := time.Since(start)
 	// The old master's agent fences it and reports so for the new epoch:
 	// from then on it takes no write, whatever happens to this leader.
 	fenced := false
@@ -151,6 +153,7 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 	if !fenced {
 		return res, errf(Unavailable, "shard %d: the agent of %s did not confirm its fence within %s; the shard's failover finishes the switch", shard, m.ID, maxPause/2)
 	}
+	fencedAt := time.Since(start)
 	// The replica must have everything the master acknowledged: the
 	// master's offset no longer moves.
 	caught := false
@@ -180,20 +183,20 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 		Kind: state.KindSwitchover, Time: time.Now().UTC(), Reason: "planned switchover"}); err != nil {
 		return res, err
 	}
-	// Wait for the agents: the new master takes writes, the old one follows it.
+	promoted := time.Since(start)
+	// Wait for the new master's agent: it takes writes once it is master
+	// and its fence is lifted (seen on the server itself: no report lag).
 	for time.Since(start) < maxPause && ctx.Err() == nil {
 		ti, err1 := tc.Info(ctx, "replication").Result()
-		if err1 == nil && resp.ParseInfo(ti)["role"] == "master" {
-			if r, ok := c.Reports()[target.Node]; ok {
-				if s, ok := statusOf(r, target.ID); ok && !s.Fenced && s.Epoch >= epoch {
-					break // its fence is lifted too
-				}
-			}
+		fv, err2 := tc.ConfigGet(ctx, redisconf.FenceKey).Result()
+		if err1 == nil && err2 == nil && resp.ParseInfo(ti)["role"] == "master" && fv[redisconf.FenceKey] == redisconf.FenceValue(false) {
+			break
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
 	res.Pause = time.Since(start)
-	c.log.Info("switchover", "db", name, "shard", shard, "from", m.ID, "to", best.ID, "pause", res.Pause)
+	c.log.Info("switchover", "db", name, "shard", shard, "from", m.ID, "to", best.ID, "pause", res.Pause,
+		"demoted", demoted, "fenced", fencedAt, "promoted", promoted)
 	return res, nil
 }
 

@@ -544,6 +544,7 @@ func (n *Node) heartbeats(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-n.Agent.Urgent():
 		case <-n.Agent.Notify():
 			// A change to report: soon, but coalesced with others.
 			select {
