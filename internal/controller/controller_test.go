@@ -59,3 +59,22 @@ func TestSwitchOwned(t *testing.T) {
 		}
 	}
 }
+
+func TestCaughtUp(t *testing.T) {
+	cases := []struct {
+		master, applied int64
+		want            bool
+	}{
+		{100, 100, true},
+		{100, 120, true},
+		{100, 99, true},  // a stray byte: no command fits in it
+		{100, 87, true},  // 13 bytes: still shorter than any command
+		{100, 86, false}, // room for a command
+		{100, 20, false},
+	}
+	for _, c := range cases {
+		if got := caughtUp(c.master, c.applied); got != c.want {
+			t.Errorf("caughtUp(%d, %d) = %v, want %v", c.master, c.applied, got, c.want)
+		}
+	}
+}

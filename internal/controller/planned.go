@@ -86,6 +86,19 @@ func switchOwned(p *state.Pending, now time.Time) bool {
 	return p != nil && p.Kind == state.KindSwitchover && now.Sub(p.Since) < maxPause+500*time.Millisecond
 }
 
+// minCommand is the shortest command a master's replication stream can
+// carry ("*1\r\n$4\r\nPING\r\n"; writes are longer).
+const minCommand = 14
+
+// caughtUp says whether a replica holds every write of a fenced master at
+// offset master. The master feeds its stream whole commands at a time, so
+// a suffix shorter than the shortest command holds no write: under load a
+// fenced, paused master was seen one byte ahead of its replica for seconds
+// (read and applied alike), which must not block a switchover.
+func caughtUp(master, applied int64) bool {
+	return master-applied < minCommand
+}
+
 // switchShard switches one shard; avoid names a node the new master must
 // not be on (the node being drained).
 func (c *Controller) switchShard(ctx context.Context, name string, shard int, avoid string) (SwitchoverResult, error) {
@@ -157,13 +170,16 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 	// The replica must have everything the master acknowledged: the
 	// master's offset no longer moves.
 	caught := false
+	var mo, to, read int64
 	for time.Since(start) < maxPause*3/4 && ctx.Err() == nil {
 		mi, err1 := mc.Info(ctx, "replication").Result()
 		ti, err2 := tc.Info(ctx, "replication").Result()
 		if err1 == nil && err2 == nil {
-			mo, _ := strconv.ParseInt(resp.ParseInfo(mi)["master_repl_offset"], 10, 64)
-			to, _ := strconv.ParseInt(resp.ParseInfo(ti)["slave_repl_offset"], 10, 64)
-			if to >= mo {
+			tf := resp.ParseInfo(ti)
+			mo, _ = strconv.ParseInt(resp.ParseInfo(mi)["master_repl_offset"], 10, 64)
+			to, _ = strconv.ParseInt(tf["slave_repl_offset"], 10, 64)
+			read, _ = strconv.ParseInt(tf["slave_read_repl_offset"], 10, 64)
+			if caughtUp(mo, to) {
 				caught = true
 				break
 			}
@@ -172,7 +188,7 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 	}
 	if !caught {
 		// Give the role back: the old master is fenced and has every write.
-		why := fmt.Sprintf("replica %s did not catch up with the master within %s", best.ID, maxPause*3/4)
+		why := fmt.Sprintf("replica %s did not catch up with the master within %s (applied %d, read %d, master %d)", best.ID, maxPause*3/4, to, read, mo)
 		if _, err := c.apply(context.Background(), state.Command{Op: state.OpPromote, Name: name, Shard: shard, Epoch: epoch, To: m.ID,
 			Kind: state.KindAborted, Time: time.Now().UTC(), Reason: why}); err != nil {
 			return res, errf(Unavailable, "shard %d: %s, and giving the role back to %s failed (%v); the shard's failover finishes it", shard, why, m.ID, err)
