@@ -96,7 +96,7 @@ func (e *Exec) once(ctx context.Context, command string, stdin []byte, env []str
 	tctx, cancel := context.WithTimeout(ctx, e.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(tctx, Shell, "-c", command)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(scrubEnv(os.Environ()), env...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	stderr := &tail{max: stderrMax}
 	cmd.Stderr = stderr
@@ -146,4 +146,23 @@ func (t *tail) String() string {
 		s = "..." + s
 	}
 	return s
+}
+
+// secretEnv are variables of the server's environment that a hook never
+// inherits: the API token would let any hook script act as an operator.
+var secretEnv = []string{"MARINA_TOKEN"}
+
+// scrubEnv returns env without the secret variables.
+func scrubEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+next:
+	for _, kv := range env {
+		for _, name := range secretEnv {
+			if strings.HasPrefix(kv, name+"=") {
+				continue next
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
 }

@@ -111,3 +111,22 @@ func TestExecCancelAndSuperseded(t *testing.T) {
 		t.Fatalf("err %v after %v", err, time.Since(start))
 	}
 }
+
+// A hook never sees the API token the server was started with (the
+// attack: a hook script reading MARINA_TOKEN from its environment).
+func TestExecDoesNotLeakToken(t *testing.T) {
+	t.Setenv("MARINA_TOKEN", "secret-token-123")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	cmd := fmt.Sprintf(`echo "${MARINA_TOKEN-unset} $MARINA_DB" > %s`, out)
+	if _, err := testExec(5*time.Second, 0).Run(testutil.Ctx(t, 10*time.Second), "t", cmd, nil, []string{"MARINA_DB=a"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "unset a\n" {
+		t.Fatalf("hook saw %q", b)
+	}
+	got := scrubEnv([]string{"PATH=/bin", "MARINA_TOKEN=x", "MARINA_TOKENS=keep", "HOME=/root"})
+	if strings.Join(got, " ") != "PATH=/bin MARINA_TOKENS=keep HOME=/root" {
+		t.Fatalf("scrubEnv: %v", got)
+	}
+}

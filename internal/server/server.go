@@ -92,6 +92,10 @@ type Config struct {
 	HAProxyReload string
 	Logger        *slog.Logger
 	RaftLog       io.Writer // hashicorp/raft's own log lines; default stderr
+	// HTTPReadTimeout bounds reading a request, headers and body (10s);
+	// HTTPIdleTimeout closes idle keep-alive connections (60s).
+	HTTPReadTimeout time.Duration
+	HTTPIdleTimeout time.Duration
 	// Out receives the generated API token, printed once at bootstrap.
 	Out io.Writer
 }
@@ -220,6 +224,12 @@ func (c *Config) Validate() error {
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 250 * time.Millisecond
 	}
+	if c.HTTPReadTimeout == 0 {
+		c.HTTPReadTimeout = 10 * time.Second
+	}
+	if c.HTTPIdleTimeout == 0 {
+		c.HTTPIdleTimeout = time.Minute
+	}
 	return nil
 }
 
@@ -317,7 +327,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Metrics: metrics.Handler(metrics.Sources{Node: cfg.ID, State: n.FSM.State, Samples: n.Stats.Samples,
 			Proxies: n.Proxies.Snapshots, IsLeader: n.Raft.IsLeader, Applied: n.FSM.Index})}
 	srv.Console = console.New() // the web console, at / and /ui/
-	n.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Slow or idle clients must not hold connections (and the file
+	// descriptors the proxy and Raft share) forever. No write timeout: a
+	// switchover or a drain legitimately answers after seconds.
+	n.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: cfg.HTTPReadTimeout, ReadTimeout: cfg.HTTPReadTimeout,
+		IdleTimeout: cfg.HTTPIdleTimeout}
 	go func() {
 		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
