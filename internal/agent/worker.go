@@ -553,7 +553,10 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
 	if err := c.Do(cctx, restrict...).Err(); err != nil {
 		return fmt.Errorf("acl setuser default: %w", err)
 	}
-	proxyUser := append([]any{"ACL", "SETUSER", redisconf.ProxyUser, "on", ">" + w.conf.Secret, "~*", "&*", "+@all"}, splitAny(redisconf.ClientRules)...)
+	// resetpass: servers from before the proxy had a password of its own
+	// also accepted the internal secret for it.
+	proxyUser := append([]any{"ACL", "SETUSER", redisconf.ProxyUser, "on", "resetpass", ">" + redisconf.ProxySecret(w.conf.Secret), "~*", "&*", "+@all"},
+		splitAny(redisconf.ClientRules)...)
 	if err := c.Do(cctx, append(proxyUser, "-reset")...).Err(); err != nil {
 		return fmt.Errorf("acl setuser proxy: %w", err)
 	}

@@ -47,7 +47,7 @@ func RenderHAProxy(node string, topos []Topology) string {
 		for _, sh := range t.Shards {
 			w("")
 			w("backend %s", BackendName(t.Name, len(t.Shards), sh.Index, "write"))
-			header(w, t.Secret)
+			header(w, redisconf.ProxySecret(t.Secret))
 			w("    tcp-check expect string role:master")
 			checkEnd(w)
 			if sh.Master.ID != "" {
@@ -58,7 +58,7 @@ func RenderHAProxy(node string, topos []Topology) string {
 			w("")
 			w("backend %s", BackendName(t.Name, len(t.Shards), sh.Index, "read"))
 			w("    balance roundrobin")
-			header(w, t.Secret)
+			header(w, redisconf.ProxySecret(t.Secret))
 			w("    tcp-check expect rstring (role:master|master_link_status:up)")
 			checkEnd(w)
 			for _, r := range sh.Replicas {
@@ -83,7 +83,7 @@ func header(w func(string, ...any), secret string) {
 	w("    timeout server 1h")
 	w("    option tcp-check")
 	w("    tcp-check connect")
-	// The secret is URL-safe base64: no space, quote or backslash to escape.
+	// The secret is hex (redisconf.ProxySecret): nothing to escape.
 	w(`    tcp-check send AUTH\ %s\ %s\r\n`, redisconf.ProxyUser, secret)
 	w("    tcp-check expect string +OK")
 	w(`    tcp-check send PING\r\n`)

@@ -22,7 +22,7 @@ func TestFencedNodeRefusesLocalWrites(t *testing.T) {
 		t.Run(engine, func(t *testing.T) {
 			var fenced atomic.Bool
 			ranges := slots.Split(2)
-			d, err := Listen(Route{Name: "f", Addr: host + ":0", Password: testPW, Secret: testSecret, MaxRequest: 1 << 20, Engine: engine,
+			d, err := Listen(Route{Name: "f", Addr: host + ":0", Password: testPW, Secret: proxySecret, MaxRequest: 1 << 20, Engine: engine,
 				Node: "n1", Fenced: fenced.Load, Shards: []ShardRoute{
 					{Index: 0, SlotStart: ranges[0].Start, SlotEnd: ranges[0].End, Master: local, Local: true},
 					{Index: 1, SlotStart: ranges[1].Start, SlotEnd: ranges[1].End, Master: remote}}}, testutil.Logger())

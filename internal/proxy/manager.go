@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/state"
 )
 
@@ -52,7 +53,7 @@ func Routes(st *state.State, node string, lim Limits, inSync func(addr string) b
 		if db.ProxyPort == 0 {
 			continue
 		}
-		r := Route{Name: name, Addr: net.JoinHostPort(self.Addr, strconv.Itoa(db.ProxyPort)), Password: db.Password, Secret: db.Secret,
+		r := Route{Name: name, Addr: net.JoinHostPort(self.Addr, strconv.Itoa(db.ProxyPort)), Password: db.Password, Secret: redisconf.ProxySecret(db.Secret),
 			MaxClients: lim.MaxClients, MaxRequest: lim.MaxRequest, Idle: lim.Idle, Replicated: db.Durability == state.DurabilityReplicated,
 			ReadFrom: db.ReadFrom, TLS: lim.TLS, Fenced: lim.Fenced, Node: node}
 		for _, sh := range db.Shards {

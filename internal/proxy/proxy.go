@@ -42,7 +42,7 @@ type Route struct {
 	Name       string
 	Addr       string // host:port the proxy listens on
 	Password   string
-	Secret     string
+	Secret     string // the marina-proxy user's password (redisconf.ProxySecret)
 	Shards     []ShardRoute
 	MaxClients int
 	MaxRequest int // bytes

@@ -30,6 +30,9 @@ const (
 	testSecret = "internal-secret-1"
 )
 
+// proxySecret is what the proxy logs in with: the marina-proxy user's.
+var proxySecret = redisconf.ProxySecret(testSecret)
+
 // backend starts a real redis-server configured as Marina configures one.
 func backend(t *testing.T, host string) string {
 	t.Helper()
@@ -60,7 +63,7 @@ func startProxy(t *testing.T, host string, shards ...string) (*DB, *redis.Client
 	for i, a := range shards {
 		sr = append(sr, ShardRoute{Index: i, SlotStart: ranges[i].Start, SlotEnd: ranges[i].End, Master: a})
 	}
-	d, err := Listen(Route{Name: "t", Addr: host + ":0", Password: testPW, Secret: testSecret, Shards: sr, MaxRequest: 1 << 20}, testutil.Logger())
+	d, err := Listen(Route{Name: "t", Addr: host + ":0", Password: testPW, Secret: proxySecret, Shards: sr, MaxRequest: 1 << 20}, testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,7 +497,7 @@ func TestDurabilityReplicated(t *testing.T) {
 		}
 		return nil
 	})
-	d, err := Listen(Route{Name: "dur", Addr: host + ":0", Password: testPW, Secret: testSecret, Replicated: true, WaitTimeout: 300 * time.Millisecond,
+	d, err := Listen(Route{Name: "dur", Addr: host + ":0", Password: testPW, Secret: proxySecret, Replicated: true, WaitTimeout: 300 * time.Millisecond,
 		Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 16383, Master: master}}}, testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
@@ -554,7 +557,7 @@ func TestReadFrom(t *testing.T) {
 		{"replica", map[string]bool{"replica": true}},
 		{"any", map[string]bool{"master": true, "replica": true}},
 	} {
-		d, err := Listen(Route{Name: "rf", Addr: host + ":0", Password: testPW, Secret: testSecret, ReadFrom: c.from,
+		d, err := Listen(Route{Name: "rf", Addr: host + ":0", Password: testPW, Secret: proxySecret, ReadFrom: c.from,
 			Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 16383, Master: master, Replicas: []string{other}}}}, testutil.Logger())
 		if err != nil {
 			t.Fatal(err)
@@ -604,7 +607,7 @@ func TestReplicaFresh(t *testing.T) {
 func TestLimitsAndStats(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
 	be := backend(t, host)
-	d, err := Listen(Route{Name: "lim", Addr: host + ":0", Password: testPW, Secret: testSecret, MaxClients: 2, MaxRequest: 1024,
+	d, err := Listen(Route{Name: "lim", Addr: host + ":0", Password: testPW, Secret: proxySecret, MaxClients: 2, MaxRequest: 1024,
 		Idle: 300 * time.Millisecond, Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 16383, Master: be}}}, testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
@@ -670,7 +673,7 @@ func TestLimitsAndStats(t *testing.T) {
 func TestSeveralLoops(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
 	b0, b1 := backend(t, host), backend(t, host)
-	d, err := Listen(Route{Name: "multi", Addr: host + ":0", Password: testPW, Secret: testSecret, Loops: 2,
+	d, err := Listen(Route{Name: "multi", Addr: host + ":0", Password: testPW, Secret: proxySecret, Loops: 2,
 		Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 8191, Master: b0}, {Index: 1, SlotStart: 8192, SlotEnd: 16383, Master: b1}}}, testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
@@ -822,7 +825,7 @@ func TestUnreachableBackendFailsFast(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
 	good := backend(t, host)
 	dead := fmt.Sprintf("%s:%d", host, testutil.FreePort(t, host)) // nothing listens
-	d, err := Listen(Route{Name: "dead", Addr: host + ":0", Password: testPW, Secret: testSecret,
+	d, err := Listen(Route{Name: "dead", Addr: host + ":0", Password: testPW, Secret: proxySecret,
 		Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 8191, Master: good}, {Index: 1, SlotStart: 8192, SlotEnd: 16383, Master: dead}}}, testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
@@ -873,7 +876,7 @@ func TestSilentBackendDeadline(t *testing.T) {
 			}()
 		}
 	}()
-	d, err := Listen(Route{Name: "silent", Addr: host + ":0", Password: testPW, Secret: testSecret,
+	d, err := Listen(Route{Name: "silent", Addr: host + ":0", Password: testPW, Secret: proxySecret,
 		Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 8191, Master: good}, {Index: 1, SlotStart: 8192, SlotEnd: 16383, Master: ln.Addr().String()}}}, testutil.Logger())
 	if err != nil {
 		t.Fatal(err)
@@ -917,11 +920,11 @@ func TestPinnedConnectFailures(t *testing.T) {
 	for _, c := range []struct {
 		name, master, secret, want string
 	}{
-		{"unreachable", dead, testSecret, "backend unavailable"},
+		{"unreachable", dead, proxySecret, "backend unavailable"},
 		{"login refused", good, "wrong-secret", "refused AUTH"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			route := Route{Name: "pin", Addr: host + ":0", Password: testPW, Secret: testSecret,
+			route := Route{Name: "pin", Addr: host + ":0", Password: testPW, Secret: proxySecret,
 				Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 16383, Master: good}}}
 			d, err := Listen(route, testutil.Logger())
 			if err != nil {

@@ -45,7 +45,7 @@ func TestTLSEndpoint(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
 	cert, pool := selfSigned(t, host)
 	b0, b1 := backend(t, host), backend(t, host)
-	d, err := Listen(Route{Name: "tls", Addr: host + ":0", Password: testPW, Secret: testSecret,
+	d, err := Listen(Route{Name: "tls", Addr: host + ":0", Password: testPW, Secret: proxySecret,
 		TLS:    &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 8191, Master: b0}, {Index: 1, SlotStart: 8192, SlotEnd: 16383, Master: b1}}}, testutil.Logger())
 	if err != nil {

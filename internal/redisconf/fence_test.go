@@ -60,3 +60,56 @@ func TestFenceOnRealRedis(t *testing.T) {
 		internal.Close()
 	}
 }
+
+// The proxy's password logs in as marina-proxy only, for data commands;
+// it is not the internal user's (the attack: `AUTH marina SECRET` with the
+// password from the HAProxy file, then CONFIG GET masterauth).
+func TestProxySecretIsNotTheInternalOne(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	port := testutil.FreePort(t, host)
+	dir := t.TempDir()
+	c := Config{Port: port, Bind: host, Dir: dir, MaxMemory: 8 << 20, Policy: "noeviction", Persistence: state.PersistNone,
+		Password: "password1", Secret: "secret-123"}
+	conf := filepath.Join(dir, "redis.conf")
+	if err := os.WriteFile(conf, []byte(c.Render()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ctx := context.Background()
+	addr := fmt.Sprintf("%s:%d", host, port)
+	login := func(user, pw string) *redis.Client {
+		return redis.NewClient(&redis.Options{Addr: addr, Username: user, Password: pw, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+	}
+	ps := ProxySecret(c.Secret)
+	if ps == c.Secret || strings.Contains(ps, c.Secret) {
+		t.Fatalf("proxy secret %q reveals the internal one", ps)
+	}
+	proxy := login(ProxyUser, ps)
+	defer proxy.Close()
+	testutil.WaitFor(t, 5*time.Second, "redis up", func() error { return proxy.Ping(ctx).Err() })
+	if err := proxy.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("proxy user write: %v", err)
+	}
+	if err := proxy.ConfigGet(ctx, "masterauth").Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("proxy user CONFIG GET: %v", err)
+	}
+	stolen := login(InternalUser, ps)
+	defer stolen.Close()
+	if err := stolen.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("AUTH marina with the proxy's password: %v", err)
+	}
+	oldProxy := login(ProxyUser, c.Secret)
+	defer oldProxy.Close()
+	if err := oldProxy.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+		t.Fatalf("AUTH marina-proxy with the internal secret: %v", err)
+	}
+	internal := login(InternalUser, c.Secret)
+	defer internal.Close()
+	if err := internal.ConfigGet(ctx, "maxmemory").Err(); err != nil {
+		t.Fatalf("internal user: %v", err)
+	}
+}

@@ -3,6 +3,9 @@
 package redisconf
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"strconv"
@@ -18,6 +21,16 @@ const InternalUser = "marina"
 // commands, nothing that reconfigures or stops the server, switches
 // databases or resets the connection.
 const ProxyUser = "marina-proxy"
+
+// ProxySecret is the marina-proxy user's password, derived from the
+// database's internal secret (HMAC-SHA256): the proxy, and the HAProxy
+// file that holds it, can log in for data commands only, and knowing it
+// reveals nothing of the internal user's secret.
+func ProxySecret(secret string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(ProxyUser))
+	return hex.EncodeToString(m.Sum(nil))
+}
 
 // ClientRules restrict the database's own users (default, marina-proxy):
 // a client, through the proxy or directly, runs data commands only.
@@ -113,7 +126,7 @@ func (c Config) Render() string {
 	// The internal user survives client password changes, so replication and
 	// the agent never lock themselves out.
 	w("user %s on >%s ~* &* +@all %s", InternalUser, c.Secret, strings.Join(SyncRules(c.Fenced), " "))
-	w("user %s on >%s ~* &* +@all %s -reset", ProxyUser, c.Secret, ClientRules)
+	w("user %s on >%s ~* &* +@all %s -reset", ProxyUser, ProxySecret(c.Secret), ClientRules)
 	w("masteruser %s", InternalUser)
 	w("masterauth %s", c.Secret)
 	// Disk-based full syncs: after a diskless one, Redis 7.0 starts the
