@@ -113,3 +113,45 @@ func TestProxySecretIsNotTheInternalOne(t *testing.T) {
 		t.Fatalf("internal user: %v", err)
 	}
 }
+
+// The database password is a data-only login from a server's first reply,
+// before any agent has touched it (the attack: CONFIG GET masterauth with
+// the client password, looped against a replica restarted after kill -9).
+func TestClientRulesFromTheFirstReply(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	port := testutil.FreePort(t, host)
+	dir := t.TempDir()
+	c := Config{Port: port, Bind: host, Dir: dir, MaxMemory: 8 << 20, Policy: "noeviction", Persistence: state.PersistNone,
+		Password: "password1", Secret: "secret-123"}
+	conf := filepath.Join(dir, "redis.conf")
+	if err := os.WriteFile(conf, []byte(c.Render()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ctx := context.Background()
+	cl := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("%s:%d", host, port), Password: "password1", Protocol: 2, DisableIdentity: true,
+		MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	defer cl.Close()
+	var first error
+	testutil.WaitFor(t, 5*time.Second, "first reply", func() error {
+		first = cl.ConfigGet(ctx, "masterauth").Err()
+		if first != nil && (strings.Contains(first.Error(), "connection refused") || strings.Contains(first.Error(), "LOADING")) {
+			return first
+		}
+		return nil
+	})
+	if first == nil || !strings.Contains(first.Error(), "NOPERM") {
+		t.Fatalf("CONFIG GET masterauth with the client password at the first reply: %v", first)
+	}
+	if err := cl.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("client write: %v", err)
+	}
+	if err := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("%s:%d", host, port), Protocol: 2, DisableIdentity: true}).Ping(ctx).Err(); err == nil ||
+		!strings.Contains(err.Error(), "NOAUTH") {
+		t.Fatalf("no password: %v", err)
+	}
+}

@@ -121,7 +121,11 @@ func (c Config) Render() string {
 	w("appendonly %s", live["appendonly"])
 	w("appendfsync everysec")
 	w("save %q", live["save"])
-	w("requirepass %s", c.Password)
+	// The client password with the client rules from the first reply on:
+	// rules applied later (by converge) would leave a window, and none at
+	// all while a server loads, in which the password is a superuser's.
+	// (Not requirepass: a later default user line would reset it.)
+	w("user default on >%s ~* &* +@all %s", c.Password, ClientRules)
 	w("%s %s", FenceKey, live[FenceKey])
 	// The internal user survives client password changes, so replication and
 	// the agent never lock themselves out.
