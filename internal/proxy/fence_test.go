@@ -75,3 +75,13 @@ func TestFencedNodeRefusesLocalWrites(t *testing.T) {
 		})
 	}
 }
+
+// The slow log keeps a bounded prefix of a command, not raw client input
+// of any length.
+func TestSlowLogTruncates(t *testing.T) {
+	var l latency
+	l.observe(SlowThreshold, strings.Repeat("x", 1<<20))
+	if len(l.slow) != 1 || len(l.slow[0].Command) > slowCommandMax+64 || !strings.Contains(l.slow[0].Command, "more bytes") {
+		t.Fatalf("slow log kept %d bytes", len(l.slow[0].Command))
+	}
+}

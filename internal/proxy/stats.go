@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,9 @@ var LatencyBounds = []time.Duration{100 * time.Microsecond, 250 * time.Microseco
 const SlowThreshold = 10 * time.Millisecond
 
 const slowLogSize = 128
+
+// slowCommandMax bounds what the slow log keeps of one command.
+const slowCommandMax = 256
 
 // SlowEntry is one slow command.
 type SlowEntry struct {
@@ -40,6 +44,10 @@ func (l *latency) observe(d time.Duration, cmd string) {
 	l.buckets[i].Add(1)
 	l.sum.Add(int64(d))
 	if d >= SlowThreshold {
+		if len(cmd) > slowCommandMax {
+			// Raw client input of any length must not stay in memory.
+			cmd = cmd[:slowCommandMax] + fmt.Sprintf("... (%d more bytes)", len(cmd)-slowCommandMax)
+		}
 		l.mu.Lock()
 		l.slow = append(l.slow, SlowEntry{At: time.Now().UTC(), Duration: d, Command: cmd})
 		if len(l.slow) > slowLogSize {

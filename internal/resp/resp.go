@@ -105,7 +105,9 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 		// Read every bulk into one buffer, then slice it: one allocation
 		// amortised across commands.
 		r.buf = r.buf[:0]
-		offs := make([]int, 0, n+1)
+		// The header's count is the client's word, not yet backed by
+		// bytes: grow with what arrives instead of trusting it.
+		offs := make([]int, 0, min(n, 64)+1)
 		offs = append(offs, 0)
 		for i := int64(0); i < n; i++ {
 			hdr, err := r.line()

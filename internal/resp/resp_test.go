@@ -3,6 +3,7 @@ package resp
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -214,4 +215,23 @@ func FuzzScanner(f *testing.F) {
 			return
 		}
 	})
+}
+
+// A header that announces a million arguments and sends none costs no
+// more than a short command (the attack: `*1000000` headers before AUTH,
+// each allocating for the count it claims).
+func TestHugeCountAllocatesByWhatArrives(t *testing.T) {
+	in := "*1000000\r\n$1\r\na\r\n"
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < 10; i++ {
+		if _, err := NewReader(strings.NewReader(in), 4096).ReadCommand(); err == nil {
+			t.Fatal("a truncated command parsed")
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if grown := after.TotalAlloc - before.TotalAlloc; grown > 1<<20 {
+		t.Fatalf("10 truncated headers allocated %d bytes", grown)
+	}
 }
