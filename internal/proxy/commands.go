@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/resp"
 )
 
@@ -182,14 +183,17 @@ func numkeysAt(args [][]byte, at, from int) ([]int, error) {
 // denied are commands a database's clients may not run through the proxy:
 // they would reconfigure or stop a server Marina manages, or take over the
 // shared backend connection.
-var denied = map[string]bool{
-	"config": true, "shutdown": true, "replicaof": true, "slaveof": true, "debug": true, "acl": true,
-	"sync": true, "psync": true, "failover": true, "module": true, "cluster": true, "bgrewriteaof": true,
-	"save": true, "bgsave": true, "monitor": true, "migrate": true, "restore-asking": true, "readonly": true,
-	"readwrite": true, "asking": true, "latency": true, "lastsave": true, "swapdb": true, "move": true,
-	"replconf": true, "pfdebug": true, "pfselftest": true, "function": true,
-	// They act on the connection the proxy shares between clients.
-	"reset": true, "wait": true, "waitaof": true,
+var denied = deniedSet()
+
+// deniedSet is the database users' denied commands (redisconf, also in
+// their ACL) plus those that would act on the connection the proxy shares
+// between clients.
+func deniedSet() map[string]bool {
+	m := map[string]bool{"reset": true, "wait": true, "waitaof": true}
+	for _, c := range redisconf.DeniedCommands {
+		m[c] = true
+	}
+	return m
 }
 
 var crlf = []byte("\r\n")

@@ -2,12 +2,15 @@ package proxy
 
 import (
 	"context"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/slots"
 	"github.com/marina-redis/marina/internal/testutil"
 )
@@ -83,5 +86,49 @@ func TestSlowLogTruncates(t *testing.T) {
 	l.observe(SlowThreshold, strings.Repeat("x", 1<<20))
 	if len(l.slow) != 1 || len(l.slow[0].Command) > slowCommandMax+64 || !strings.Contains(l.slow[0].Command, "more bytes") {
 		t.Fatalf("slow log kept %d bytes", len(l.slow[0].Command))
+	}
+}
+
+// After a pinned command the proxy relays raw, and the server's ACL must
+// refuse what the proxy refuses (the attack: AUTH, BLPOP to pin, then
+// MIGRATE the key's DUMP payload to a listener of the attacker's).
+func TestPinnedRelayRefusesWhatTheProxyRefuses(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	_, px := startProxy(t, host, backend(t, host))
+	ctx := context.Background()
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan struct{}, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			got <- struct{}{}
+			c.Close()
+		}
+	}()
+	if err := px.Set(ctx, "secret-key", "secret-value", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	conn := px.Conn()
+	defer conn.Close()
+	if err := conn.BLPop(ctx, 10*time.Millisecond, "nothing").Err(); err != redis.Nil {
+		t.Fatalf("BLPOP to pin: %v", err)
+	}
+	lhost, lport, _ := net.SplitHostPort(ln.Addr().String())
+	err = conn.Do(ctx, "MIGRATE", lhost, lport, "secret-key", 0, 1000).Err()
+	if err == nil || !strings.Contains(err.Error(), "NOPERM") {
+		t.Fatalf("MIGRATE after a pinned command: %v", err)
+	}
+	for _, cmd := range redisconf.DeniedCommands {
+		if !denied[cmd] {
+			t.Errorf("%s is in the ACL's list but not the proxy's", cmd)
+		}
+	}
+	select {
+	case <-got:
+		t.Fatal("the server connected to the attacker's listener")
+	case <-time.After(300 * time.Millisecond):
 	}
 }

@@ -35,7 +35,18 @@ func ProxySecret(secret string) string {
 // ClientRules restrict the database's own users (default, marina-proxy):
 // a client, through the proxy or directly, runs data commands only.
 // ROLE stays: client libraries ask it to check they talk to a master.
-const ClientRules = "-@admin +role -swapdb -select -move"
+var ClientRules = "-@admin +role -select -" + strings.Join(DeniedCommands, " -")
+
+// DeniedCommands are refused to a database's clients by the proxy and by
+// the ACL of the database's users alike: one list, so a client the proxy
+// relays raw (after BLPOP, SUBSCRIBE, MULTI on a single-shard database)
+// meets the same refusals. Administration, replication and cluster
+// commands, and moving data out of the database.
+var DeniedCommands = []string{
+	"config", "shutdown", "replicaof", "slaveof", "debug", "acl", "sync", "psync", "failover", "module", "cluster",
+	"bgrewriteaof", "save", "bgsave", "monitor", "migrate", "restore-asking", "readonly", "readwrite", "asking", "latency",
+	"lastsave", "swapdb", "move", "replconf", "pfdebug", "pfselftest", "function",
+}
 
 // Config is everything that goes into one instance's redis.conf.
 type Config struct {
