@@ -470,6 +470,10 @@ func TestCluster(t *testing.T) {
 			t.Fatal("no instances on the node")
 		}
 		testutil.WaitFor(t, 10*time.Second, "adopted", func() error {
+			// A restarted agent starts fenced, until a leader grants it a lease.
+			if tc.nodes[i].Agent.Fenced() {
+				return errors.New("no lease yet")
+			}
 			sts := tc.nodes[i].Agent.Statuses()
 			if len(sts) != len(pids) {
 				return fmt.Errorf("%d instances, want %d", len(sts), len(pids))
@@ -493,6 +497,8 @@ func TestCluster(t *testing.T) {
 	t.Run("restart with aof keeps data", func(t *testing.T) {
 		i := tc.nodeIndex(db.Shards[1].Master.Node)
 		m := rc(db.Shards[1].Master.Addr, "", db.Password)
+		// Its node may have just restarted: writable once its fence is lifted.
+		testutil.WaitFor(t, 10*time.Second, "master writable", func() error { return m.Set(ctx, "{aof}0", 0, 0).Err() })
 		for k := 0; k < 100; k++ {
 			if err := m.Set(ctx, fmt.Sprintf("{aof}%d", k), k, 0).Err(); err != nil {
 				t.Fatal(err)
