@@ -42,4 +42,29 @@ func KillInstances(dir string) {
 		}
 		return nil
 	})
+	// A server started an instant before its agent was killed may not have
+	// written its pidfile yet: any redis-server whose working directory is
+	// under dir (even deleted since) goes too.
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 1 {
+			continue
+		}
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err != nil {
+			continue
+		}
+		cwd = strings.TrimSuffix(cwd, " (deleted)")
+		if cwd != abs && !strings.HasPrefix(cwd, abs+string(filepath.Separator)) {
+			continue
+		}
+		if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(cmd), "redis-server") {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
