@@ -21,21 +21,9 @@ import (
 func TestFenceOnRealRedis(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
 	for _, fenced := range []bool{true, false} {
-		port := testutil.FreePort(t, host)
-		dir := t.TempDir()
-		c := Config{Port: port, Bind: host, Dir: dir, MaxMemory: 8 << 20, Policy: "noeviction", Persistence: state.PersistNone,
-			Password: "password1", Secret: "secret-123", Fenced: fenced}
-		conf := filepath.Join(dir, "redis.conf")
-		if err := os.WriteFile(conf, []byte(c.Render()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("redis-server", conf)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		addr := startRendered(t, host, Config{MaxMemory: 8 << 20, Policy: "noeviction", Persistence: state.PersistNone,
+			Password: "password1", Secret: "secret-123", Fenced: fenced})
 		ctx := context.Background()
-		addr := fmt.Sprintf("%s:%d", host, port)
 		client := redis.NewClient(&redis.Options{Addr: addr, Password: "password1", Protocol: 2, DisableIdentity: true})
 		internal := redis.NewClient(&redis.Options{Addr: addr, Username: InternalUser, Password: "secret-123", Protocol: 2, DisableIdentity: true})
 		testutil.WaitFor(t, 5*time.Second, "redis up", func() error { return client.Ping(ctx).Err() })
@@ -66,21 +54,9 @@ func TestFenceOnRealRedis(t *testing.T) {
 // password from the HAProxy file, then CONFIG GET masterauth).
 func TestProxySecretIsNotTheInternalOne(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
-	port := testutil.FreePort(t, host)
-	dir := t.TempDir()
-	c := Config{Port: port, Bind: host, Dir: dir, MaxMemory: 8 << 20, Policy: "noeviction", Persistence: state.PersistNone,
-		Password: "password1", Secret: "secret-123"}
-	conf := filepath.Join(dir, "redis.conf")
-	if err := os.WriteFile(conf, []byte(c.Render()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("redis-server", conf)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	c := Config{MaxMemory: 8 << 20, Policy: "noeviction", Persistence: state.PersistNone, Password: "password1", Secret: "secret-123"}
+	addr := startRendered(t, host, c)
 	ctx := context.Background()
-	addr := fmt.Sprintf("%s:%d", host, port)
 	login := func(user, pw string) *redis.Client {
 		return redis.NewClient(&redis.Options{Addr: addr, Username: user, Password: pw, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
 	}
@@ -119,21 +95,10 @@ func TestProxySecretIsNotTheInternalOne(t *testing.T) {
 // the client password, looped against a replica restarted after kill -9).
 func TestClientRulesFromTheFirstReply(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
-	port := testutil.FreePort(t, host)
-	dir := t.TempDir()
-	c := Config{Port: port, Bind: host, Dir: dir, MaxMemory: 8 << 20, Policy: "noeviction", Persistence: state.PersistNone,
-		Password: "password1", Secret: "secret-123"}
-	conf := filepath.Join(dir, "redis.conf")
-	if err := os.WriteFile(conf, []byte(c.Render()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("redis-server", conf)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	c := Config{MaxMemory: 8 << 20, Policy: "noeviction", Persistence: state.PersistNone, Password: "password1", Secret: "secret-123"}
+	addr := startRendered(t, host, c)
 	ctx := context.Background()
-	cl := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("%s:%d", host, port), Password: "password1", Protocol: 2, DisableIdentity: true,
+	cl := redis.NewClient(&redis.Options{Addr: addr, Password: "password1", Protocol: 2, DisableIdentity: true,
 		MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	defer cl.Close()
 	var first error
@@ -150,8 +115,25 @@ func TestClientRulesFromTheFirstReply(t *testing.T) {
 	if err := cl.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatalf("client write: %v", err)
 	}
-	if err := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("%s:%d", host, port), Protocol: 2, DisableIdentity: true}).Ping(ctx).Err(); err == nil ||
+	if err := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true}).Ping(ctx).Err(); err == nil ||
 		!strings.Contains(err.Error(), "NOAUTH") {
 		t.Fatalf("no password: %v", err)
 	}
+}
+
+// startRendered runs a redis-server from the config Marina renders for c
+// (a fresh port and dir on host filled in) and returns its address.
+func startRendered(t *testing.T, host string, c Config) string {
+	t.Helper()
+	c.Port, c.Bind, c.Dir = testutil.FreePort(t, host), host, t.TempDir()
+	conf := filepath.Join(c.Dir, "redis.conf")
+	if err := os.WriteFile(conf, []byte(c.Render()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return fmt.Sprintf("%s:%d", host, c.Port)
 }
