@@ -251,7 +251,11 @@ func (c *Controller) fenceSilent(ctx context.Context, reports map[string]Report,
 		fctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		cl := c.redisClient(t.addr, t.secret)
 		if cl.ConfigSet(fctx, "min-replicas-to-write", redisconf.FenceReplicas).Err() == nil {
-			_ = cl.Do(fctx, "ACL", "SETUSER", redisconf.InternalUser, "-sync", "-psync").Err()
+			args := []any{"ACL", "SETUSER", redisconf.InternalUser}
+			for _, r := range redisconf.SyncRules(true) {
+				args = append(args, r)
+			}
+			_ = cl.Do(fctx, args...).Err()
 		}
 		cancel()
 	}

@@ -137,3 +137,77 @@ func startRendered(t *testing.T, host string, c Config) string {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	return fmt.Sprintf("%s:%d", host, c.Port)
 }
+
+// A replica whose PSYNC is refused by a fenced master falls back to SYNC at
+// once; if the fence lifted in between, that link's offsets stay one byte
+// apart for good and WAIT never counts the replica (durability replicated
+// then refuses every write). The internal user never has SYNC, so the
+// fallback is refused too and the replica retries PSYNC.
+func TestReplicaNeverFallsBackToSync(t *testing.T) {
+	hosts := testutil.LoopbackHosts(t, 2)
+	base := Config{MaxMemory: 8 << 20, Policy: "noeviction", Persistence: state.PersistNone, Password: "password1", Secret: "secret-123"}
+	ctx := testutil.Ctx(t, 30*time.Second)
+	for _, fenced := range []bool{true, false} {
+		m := base
+		m.Fenced = fenced
+		addr := startRendered(t, hosts[0], m)
+		internal := redis.NewClient(&redis.Options{Addr: addr, Username: InternalUser, Password: "secret-123", Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+		testutil.WaitFor(t, 5*time.Second, "redis up", func() error { return internal.Ping(ctx).Err() })
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := internal.Do(sctx, "SYNC").Err()
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "NOPERM") {
+			t.Errorf("fenced=%v: SYNC answered %v, want NOPERM", fenced, err)
+		}
+		internal.Close()
+	}
+
+	// The replay: the replica knocks on a fenced master, the fence lifts,
+	// and the link that comes up counts offsets as the master does.
+	m := base
+	m.Fenced = true
+	maddr := startRendered(t, hosts[0], m)
+	r := base
+	r.Fenced, r.ReplicaOf = true, maddr
+	raddr := startRendered(t, hosts[1], r)
+	master := redis.NewClient(&redis.Options{Addr: maddr, Username: InternalUser, Password: "secret-123", Protocol: 2, DisableIdentity: true})
+	replica := redis.NewClient(&redis.Options{Addr: raddr, Username: InternalUser, Password: "secret-123", Protocol: 2, DisableIdentity: true})
+	defer master.Close()
+	defer replica.Close()
+	testutil.WaitFor(t, 5*time.Second, "replica refused by the fenced master", func() error {
+		log, err := master.Do(ctx, "ACL", "LOG").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(fmt.Sprint(log), "psync") {
+			return fmt.Errorf("no refused PSYNC in the ACL log yet")
+		}
+		return nil
+	})
+	args := []any{"ACL", "SETUSER", InternalUser}
+	for _, rule := range SyncRules(false) {
+		args = append(args, rule)
+	}
+	if _, err := master.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ConfigSet(ctx, FenceKey, FenceValue(false))
+		p.Do(ctx, args...)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "a write a replica confirms", func() error {
+		if err := master.Set(ctx, "k", "v", 0).Err(); err != nil {
+			return err
+		}
+		n, err := master.Do(ctx, "WAIT", "1", "200").Int()
+		if err != nil || n < 1 {
+			return fmt.Errorf("WAIT: %d %v", n, err)
+		}
+		return nil
+	})
+	mi, _ := master.InfoMap(ctx, "replication").Result()
+	ri, _ := replica.InfoMap(ctx, "replication").Result()
+	if mid, rid := mi["Replication"]["master_replid"], ri["Replication"]["master_replid"]; rid != mid {
+		t.Fatalf("replica's replication id %q, master's %q", rid, mid)
+	}
+}

@@ -81,12 +81,16 @@ func FenceValue(fenced bool) string {
 }
 
 // SyncRules are the internal user's replication rights: a fenced instance
-// is no sync source (see Config.Fenced).
+// is no sync source (see Config.Fenced). SYNC, the pre-PSYNC protocol, is
+// never allowed: a replica whose PSYNC is refused falls back to SYNC at
+// once, and if the fence lifted in between, that link counts its offset
+// from -1 for its whole life, one byte behind the master, so WAIT (and
+// durability replicated) never sees the replica catch up.
 func SyncRules(fenced bool) []string {
 	if fenced {
 		return []string{"-sync", "-psync"}
 	}
-	return []string{"+sync", "+psync"}
+	return []string{"-sync", "+psync"}
 }
 
 // rdbSave is Redis's default snapshot schedule.

@@ -43,9 +43,23 @@ func proxyFailover(t *testing.T, durability string) {
 	}
 	// With durability replicated a write also waits for a replica's first
 	// sync to settle; ready means linked, which can come a moment before.
-	testutil.WaitFor(t, 10*time.Second, "a first write through the endpoint", func() error {
-		return clients[0].Set(ctx, "k0", 0, 0).Err()
-	})
+	var firstErr error
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if firstErr = clients[0].Set(ctx, "k0", 0, 0).Err(); firstErr == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if firstErr != nil {
+		for _, in := range instances(db) {
+			a := admin(tc, "px", in.Addr)
+			info, _ := a.Info(ctx, "replication").Result()
+			mr, _ := a.ConfigGet(ctx, "min-replicas-to-write").Result()
+			t.Logf("%s %s %v:\n%s", in.Role, in.Addr, mr, info)
+		}
+		t.Fatal(firstErr)
+	}
 	for k := 0; k < 100; k++ {
 		if err := clients[0].Set(ctx, fmt.Sprintf("k%d", k), k, 0).Err(); err != nil {
 			t.Fatal(err)
