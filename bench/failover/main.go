@@ -80,12 +80,15 @@ func freeHosts() []string {
 	return nil
 }
 
+// caFile is the cluster CA as the first node wrote it.
+func (b *bench) caFile() string { return filepath.Join(b.dir, "n1", "tls", "ca.pem") }
+
 func (b *bench) startNode(i int) error {
 	ndir := filepath.Join(b.dir, fmt.Sprintf("n%d", i+1))
 	args := []string{"server", "--id", fmt.Sprintf("n%d", i+1), "--data", ndir, "--bind", b.hosts[i], "--http-port", "7000",
 		"--raft-port", "7001", "--redis-ports", "7100-7999", "--memory", "4GiB", "--down-after", b.downAfter.String(), "--log-level", "warn"}
 	if i > 0 {
-		args = append(args, "--join", b.hosts[0]+":7000")
+		args = append(args, "--join", b.hosts[0]+":7000", "--cacert", b.caFile())
 	}
 	_ = os.MkdirAll(ndir, 0o700)
 	logf, err := os.OpenFile(filepath.Join(ndir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -135,7 +138,7 @@ func (b *bench) client(ctx context.Context) *client.Client {
 		if b.procs[i] == nil {
 			continue
 		}
-		c := client.New(h+":7000", token)
+		c := client.New(h+":7000", token, client.CAFile(b.caFile()))
 		sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		st, err := c.Status(sctx)
 		cancel()
@@ -143,7 +146,7 @@ func (b *bench) client(ctx context.Context) *client.Client {
 			return c
 		}
 	}
-	return client.New(b.hosts[0]+":7000", token)
+	return client.New(b.hosts[0]+":7000", token, client.CAFile(b.caFile()))
 }
 
 func (b *bench) waitUp(ctx context.Context, n int) error {

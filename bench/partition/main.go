@@ -290,7 +290,7 @@ func startMarina(bin, dir string) (*marina, error) {
 			"--http-port", "7000", "--raft-port", "7001", "--redis-ports", "7100-7999", "--memory", "2GiB", "--log-level", "warn",
 			"--flap-max", "1000", "--heal-after", "1h"}
 		if i > 0 {
-			args = append(args, "--join", nn.Hosts[0]+":7000")
+			args = append(args, "--join", nn.Hosts[0]+":7000", "--cacert", m.caFile())
 		}
 		logf, err := os.OpenFile(filepath.Join(ndir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
@@ -345,7 +345,12 @@ func (m *marina) stop() {
 	}
 }
 
-func (m *marina) client(i int) *client.Client { return client.New(m.nn.Hosts[i]+":7000", token) }
+func (m *marina) client(i int) *client.Client {
+	return client.New(m.nn.Hosts[i]+":7000", token, client.CAFile(m.caFile()))
+}
+
+// caFile is the cluster CA as the first node wrote it.
+func (m *marina) caFile() string { return filepath.Join(m.dir, "n1", "tls", "ca.pem") }
 
 // any returns a client of a node that knows a leader.
 func (m *marina) any() *client.Client {

@@ -89,7 +89,7 @@ func run(bin string, trials, many int) error {
 		for sc.Scan() {
 		}
 	}()
-	c := client.New(env["MARINA_ADDR"], env["MARINA_TOKEN"])
+	c := client.New(env["MARINA_ADDR"], env["MARINA_TOKEN"], client.CAFile(env["MARINA_CACERT"]))
 	ctx := context.Background()
 
 	fmt.Printf("marina provisioning benchmark: 3-node marina up, %d trials per shape\n", trials)

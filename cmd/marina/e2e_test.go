@@ -107,7 +107,7 @@ func TestUpAndCLI(t *testing.T) {
 	}()
 	vals := map[string]string{}
 	timeout := time.After(90 * time.Second)
-	for len(vals) < 2 {
+	for len(vals) < 3 {
 		select {
 		case l, ok := <-lines:
 			if !ok {
@@ -120,14 +120,15 @@ func TestUpAndCLI(t *testing.T) {
 			t.Fatalf("marina up not ready: %s", upErr.String())
 		}
 	}
-	if vals["MARINA_ADDR"] != fmt.Sprintf("http://127.0.0.1:%d", base) || len(vals["MARINA_TOKEN"]) < 20 {
+	if vals["MARINA_ADDR"] != fmt.Sprintf("https://127.0.0.1:%d", base) || len(vals["MARINA_TOKEN"]) < 20 ||
+		vals["MARINA_CACERT"] != filepath.Join(dir, "n1", "tls", "ca.pem") {
 		t.Fatalf("printed %v", vals)
 	}
 	envFile, err := os.ReadFile(filepath.Join(dir, "env"))
 	if err != nil || !strings.Contains(string(envFile), "MARINA_TOKEN="+vals["MARINA_TOKEN"]) {
 		t.Fatalf("env file: %q %v", envFile, err)
 	}
-	env := []string{"MARINA_ADDR=" + vals["MARINA_ADDR"], "MARINA_TOKEN=" + vals["MARINA_TOKEN"]}
+	env := []string{"MARINA_ADDR=" + vals["MARINA_ADDR"], "MARINA_TOKEN=" + vals["MARINA_TOKEN"], "MARINA_CACERT=" + vals["MARINA_CACERT"]}
 
 	r := runCLI(t, bin, env, "db", "create", "shop", "--memory", "32MiB", "--shards", "2", "--replicas", "1", "--eviction", "allkeys-lru")
 	if r.code != 0 {
@@ -220,7 +221,10 @@ func TestUpAndCLI(t *testing.T) {
 		line string
 	}{
 		{env, []string{"check", "--db", "nope"}, "MARINA UNKNOWN - database nope not found"},
-		{[]string{"MARINA_ADDR=" + vals["MARINA_ADDR"], "MARINA_TOKEN=wrong"}, []string{"check"}, "MARINA UNKNOWN - missing or wrong API token"},
+		{[]string{"MARINA_ADDR=" + vals["MARINA_ADDR"], "MARINA_TOKEN=wrong", "MARINA_CACERT=" + vals["MARINA_CACERT"]}, []string{"check"}, "MARINA UNKNOWN - missing or wrong API token"},
+		// The CLI checks the server: without the cluster CA it does not
+		// trust it, and sends no token.
+		{[]string{"MARINA_ADDR=" + vals["MARINA_ADDR"], "MARINA_TOKEN=" + vals["MARINA_TOKEN"]}, []string{"check"}, "MARINA UNKNOWN - cannot reach " + vals["MARINA_ADDR"] + ": tls: failed to verify certificate: x509: certificate signed by unknown authority"},
 		{[]string{"MARINA_ADDR=http://127.0.0.1:1", "MARINA_TOKEN=x"}, []string{"check"}, "MARINA UNKNOWN - cannot reach http://127.0.0.1:1"},
 		{env, []string{"check", "--bogus"}, "MARINA UNKNOWN - unknown flag: --bogus"},
 	} {
@@ -241,7 +245,7 @@ func TestUpAndCLI(t *testing.T) {
 		{env, []string{"db", "create", "x", "--memory", "32MiB", "--replicas", "4"}, "does not fit"},
 		{env, []string{"db", "show", "nope"}, "not found"},
 		{env, []string{"db", "update", "shop"}, "nothing to change"},
-		{[]string{"MARINA_ADDR=" + vals["MARINA_ADDR"], "MARINA_TOKEN=wrong"}, []string{"db", "list"}, "wrong API token"},
+		{[]string{"MARINA_ADDR=" + vals["MARINA_ADDR"], "MARINA_TOKEN=wrong", "MARINA_CACERT=" + vals["MARINA_CACERT"]}, []string{"db", "list"}, "wrong API token"},
 		{env, []string{"db", "list", "-o", "yaml"}, "use table or json"},
 		{nil, []string{"server", "--data", t.TempDir(), "--bind", "0.0.0.0"}, "must be this node's IP"},
 	} {

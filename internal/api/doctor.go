@@ -38,7 +38,7 @@ func (s *Server) nodeDoctor(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, "node %s not found", id)
 		return
 	}
-	rep, err := fetchDoctor(r.Context(), n.HTTPAddr, r.Header.Get("Authorization"))
+	rep, err := s.fetchDoctor(r.Context(), n.HTTPAddr, r.Header.Get("Authorization"))
 	if err != nil {
 		code := http.StatusBadGateway
 		if n.Status == state.NodeDown {
@@ -54,9 +54,9 @@ func (s *Server) nodeDoctor(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rep)
 }
 
-func fetchDoctor(ctx context.Context, addr, auth string) (doctor.Report, error) {
+func (s *Server) fetchDoctor(ctx context.Context, addr, auth string) (doctor.Report, error) {
 	var rep doctor.Report
-	if err := fetchLocal(ctx, addr, "/v1/local/doctor", auth, doctorTimeout, maxBody, &rep); err != nil {
+	if err := s.fetchLocal(ctx, addr, "/v1/local/doctor", auth, doctorTimeout, maxBody, &rep); err != nil {
 		return doctor.Report{}, err
 	}
 	if rep.Checks == nil {
@@ -67,15 +67,15 @@ func fetchDoctor(ctx context.Context, addr, auth string) (doctor.Report, error) 
 
 // fetchLocal GETs another node's node-local endpoint (path with its query)
 // with the caller's token and decodes its JSON answer into out.
-func fetchLocal(ctx context.Context, addr, path, auth string, timeout time.Duration, limit int64, out any) error {
+func (s *Server) fetchLocal(ctx context.Context, addr, path, auth string, timeout time.Duration, limit int64, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", auth)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.fwd.reads.Do(req)
 	if err != nil {
 		return err
 	}

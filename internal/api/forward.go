@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/marina-redis/marina/internal/pki"
 )
 
 // Headers of a forwarded or locally answered request.
@@ -51,19 +53,24 @@ type dialed struct{ ok atomic.Bool }
 
 type dialedKey struct{}
 
-func newForwarder() *forwarder {
+func newForwarder(id *pki.Identity, nodeAt func(addr string) string) *forwarder {
 	d := &net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}
-	reads := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
-	writes := &http.Transport{DisableKeepAlives: true, ResponseHeaderTimeout: writeResponse,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			conn, err := d.DialContext(ctx, network, addr)
-			if err == nil {
-				if m, ok := ctx.Value(dialedKey{}).(*dialed); ok {
-					m.ok.Store(true)
-				}
+	// Node to node: mutual TLS, the server checked as the node the state
+	// has at that address.
+	dialTLS := func(ctx context.Context, _, addr string) (net.Conn, error) {
+		if id == nil {
+			return nil, pki.ErrNoCertificate
+		}
+		conn, err := id.DialTLS(ctx, d, addr, nodeAt(addr))
+		if err == nil {
+			if m, ok := ctx.Value(dialedKey{}).(*dialed); ok {
+				m.ok.Store(true)
 			}
-			return conn, err
-		}}
+		}
+		return conn, err
+	}
+	reads := &http.Transport{DialTLSContext: dialTLS, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}
+	writes := &http.Transport{DisableKeepAlives: true, ResponseHeaderTimeout: writeResponse, DialTLSContext: dialTLS}
 	return &forwarder{reads: &http.Client{Transport: reads}, writes: &http.Client{Transport: writes}}
 }
 
@@ -215,12 +222,13 @@ func (s *Server) send(ctx context.Context, c *http.Client, r *http.Request, addr
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	out, err := http.NewRequestWithContext(ctx, r.Method, "http://"+addr+r.URL.RequestURI(), rd)
+	out, err := http.NewRequestWithContext(ctx, r.Method, "https://"+addr+r.URL.RequestURI(), rd)
 	if err != nil {
 		return nil, err
 	}
 	out.Header = r.Header.Clone()
 	out.Header.Set(headerForwarded, s.NodeID)
+	out.Header.Set(headerPeer, s.peerNode(r))
 	resp, err := c.Do(out)
 	var ue interface{ Unwrap() error }
 	if errors.As(err, &ue) {

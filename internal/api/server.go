@@ -22,6 +22,7 @@ import (
 	"github.com/marina-redis/marina/internal/cluster"
 	"github.com/marina-redis/marina/internal/controller"
 	"github.com/marina-redis/marina/internal/doctor"
+	"github.com/marina-redis/marina/internal/pki"
 	"github.com/marina-redis/marina/internal/state"
 	"github.com/marina-redis/marina/internal/stats"
 )
@@ -58,12 +59,15 @@ type Server struct {
 	// Console serves the web console on every path outside /v1/ and the
 	// other routes (static files, no token: its data comes from /v1).
 	Console http.Handler
-	fwd     *forwarder
+	// Identity is the node's certificate: node-to-node requests (forwards,
+	// stats and doctor fetches) go over mutual TLS with it.
+	Identity *pki.Identity
+	fwd      *forwarder
 }
 
 // Handler returns the API's routes behind authentication and leader routing.
 func (s *Server) Handler() http.Handler {
-	s.fwd = newForwarder()
+	s.fwd = newForwarder(s.Identity, s.nodeAt)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	v1 := http.NewServeMux()
@@ -94,6 +98,10 @@ func (s *Server) Handler() http.Handler {
 	v1.HandleFunc("POST /v1/nodes/{id}/lead", s.lead)
 	v1.HandleFunc("PUT /v1/zones/{zone}", s.zone)
 	v1.HandleFunc("POST /v1/internal/join", s.join)
+	v1.HandleFunc("POST /v1/internal/cert", s.issueCert)
+	v1.HandleFunc("GET /v1/ca", s.caStatus)
+	v1.HandleFunc("POST /v1/ca/rotate", s.rotateCA)
+	v1.HandleFunc("POST /v1/ca/finish", s.finishCA)
 	v1.HandleFunc("POST /v1/internal/heartbeat", s.heartbeat)
 	v1.HandleFunc("POST /v1/internal/event", s.recordEvent) // a node's own events: failed hooks
 	v1.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
@@ -309,6 +317,12 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	var rep controller.Report
 	if !decode(w, r, &rep) {
+		return
+	}
+	// A heartbeat keeps a node alive and its masters writable: only the
+	// node itself, proven by its certificate, may send it.
+	if peer := s.peerNode(r); peer != rep.Node.ID {
+		writeErr(w, http.StatusForbidden, "a heartbeat for node %s must come with that node's certificate (got %q)", rep.Node.ID, peer)
 		return
 	}
 	ack, err := s.Ctl.Heartbeat(r.Context(), rep)

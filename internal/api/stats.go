@@ -104,7 +104,7 @@ func (s *Server) gather(r *http.Request, nodes []state.Node, db string, from, to
 			if n.ID == s.NodeID {
 				ls = s.local(db, from, to, coarse)
 			} else {
-				ls, err = fetchLocalStats(r.Context(), n.HTTPAddr, r.Header.Get("Authorization"), q)
+				ls, err = s.fetchLocalStats(r.Context(), n.HTTPAddr, r.Header.Get("Authorization"), q)
 			}
 			mu.Lock()
 			defer mu.Unlock()
@@ -132,9 +132,9 @@ func missingIDs(m map[string]error) []string {
 	return out
 }
 
-func fetchLocalStats(ctx context.Context, addr, auth string, q url.Values) (LocalStats, error) {
+func (s *Server) fetchLocalStats(ctx context.Context, addr, auth string, q url.Values) (LocalStats, error) {
 	var ls LocalStats
-	err := fetchLocal(ctx, addr, "/v1/local/stats?"+q.Encode(), auth, 2*time.Second, 64<<20, &ls)
+	err := s.fetchLocal(ctx, addr, "/v1/local/stats?"+q.Encode(), auth, 2*time.Second, 64<<20, &ls)
 	return ls, err
 }
 

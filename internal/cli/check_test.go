@@ -34,7 +34,7 @@ func TestCheckUnknown(t *testing.T) {
 		line string
 	}{
 		{[]string{"check"}, "MARINA UNKNOWN - no API token"},
-		{[]string{"check", "--token", "x", "--addr", dead}, "MARINA UNKNOWN - cannot reach http://" + dead},
+		{[]string{"check", "--token", "x", "--addr", dead}, "MARINA UNKNOWN - cannot reach https://" + dead},
 		{[]string{"check", "--bogus"}, "MARINA UNKNOWN - unknown flag: --bogus"},
 		{[]string{"check", "extra"}, `MARINA UNKNOWN - unknown command "extra" for "marina check"`},
 		{[]string{"check", "-o", "yaml"}, `MARINA UNKNOWN - -o "yaml": use table or json`},

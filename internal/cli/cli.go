@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ type app struct {
 	out, errOut io.Writer
 	addr        string
 	token       string
+	cacert      string
 	output      string
 	retryFor    time.Duration
 }
@@ -69,12 +71,13 @@ func (a *app) root() *cobra.Command {
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.addr, "addr", "http://127.0.0.1:7070", "API address of any node (MARINA_ADDR)")
+	pf.StringVar(&a.addr, "addr", "https://127.0.0.1:7070", "API address of any node (MARINA_ADDR)")
+	pf.StringVar(&a.cacert, "cacert", "", "PEM file of the CA that signed the API's certificate: the cluster CA, a node's DATA/tls/ca.pem (MARINA_CACERT; default: the system's CAs)")
 	pf.StringVar(&a.token, "token", "", "API token (MARINA_TOKEN)")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
 	pf.DurationVar(&a.retryFor, "retry-for", 30*time.Second, "while the cluster has no leader, keep retrying a change this long (MARINA_RETRY_FOR)")
 	root.AddCommand(a.serverCmd(), a.upCmd(), a.dbCmd(), a.nodeCmd(), a.statusCmd(), a.eventsCmd(), a.zoneCmd(), a.proxyCmd())
-	root.AddCommand(a.checkCmd(), a.doctorCmd())
+	root.AddCommand(a.checkCmd(), a.doctorCmd(), a.caCmd())
 	root.CompletionOptions.DisableDefaultCmd = true
 	return root
 }
@@ -83,7 +86,14 @@ func (a *app) client() (*client.Client, error) {
 	if a.token == "" {
 		return nil, errors.New("no API token: pass --token or set MARINA_TOKEN (marina up prints it and writes it to DIR/env)")
 	}
-	c := client.New(a.addr, a.token)
+	var tc *tls.Config
+	if a.cacert != "" {
+		if _, err := client.LoadCAFile(a.cacert); err != nil {
+			return nil, fmt.Errorf("--cacert: %v", err)
+		}
+		tc = client.CAFile(a.cacert)
+	}
+	c := client.New(a.addr, a.token, tc)
 	// During an election or a partition: say so once, keep trying for a
 	// while, and mark reads answered from a node's own copy of the state.
 	c.RetryFor = a.retryFor

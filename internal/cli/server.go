@@ -47,7 +47,7 @@ func (a *app) serverCmd() *cobra.Command {
 				return fmt.Errorf("--proxy-max-request %q: a size of at least 1KiB", maxRequest)
 			}
 			cfg.ProxyMaxRequest = int(mr)
-			cfg.Join, cfg.Token, cfg.Out = join, a.token, a.out
+			cfg.Join, cfg.Token, cfg.CACert, cfg.Out = join, a.token, a.cacert, a.out
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			node, err := server.Start(ctx, cfg)
@@ -67,7 +67,7 @@ func (a *app) serverCmd() *cobra.Command {
 	f.StringVar(&cfg.Bind, "bind", "127.0.0.1", "this node's IP: API, Raft and redis-servers bind to it")
 	f.IntVar(&cfg.HTTPPort, "http-port", 7070, "HTTP API port")
 	f.IntVar(&cfg.RaftPort, "raft-port", 7071, "Raft port")
-	f.StringVar(&join, "join", "", "HTTP address of any member to join; empty bootstraps a new cluster")
+	f.StringVar(&join, "join", "", "API address of any member to join (with --token and --cacert); empty bootstraps a new cluster")
 	f.StringVar(&memory, "memory", "", "memory for redis-servers on this node (default 60% of RAM)")
 	f.StringVar(&cfg.Zone, "zone", "", "zone label, replicas are spread over zones")
 	f.StringVar(&cfg.RedisServer, "redis-server", "redis-server", "redis-server binary")
@@ -76,6 +76,9 @@ func (a *app) serverCmd() *cobra.Command {
 	f.IntVar(&cfg.ProxyMaxClients, "proxy-max-clients", 10000, "client connections per database endpoint on this node")
 	f.DurationVar(&cfg.ProxyIdle, "proxy-idle-timeout", 0, "close endpoint clients idle this long (0: never)")
 	f.StringVar(&maxRequest, "proxy-max-request", "512MiB", "largest request a client may send to an endpoint")
+	f.DurationVar(&cfg.CertLifetime, "cert-lifetime", 0, "lifetime of the node certificates this node signs as leader; nodes renew with a third left (default 720h)")
+	f.StringVar(&cfg.APITLSCert, "api-tls-cert", "", "PEM certificate the API and console serve to browsers and the CLI instead of the node's own (with --api-tls-key)")
+	f.StringVar(&cfg.APITLSKey, "api-tls-key", "", "PEM private key of --api-tls-cert")
 	f.StringVar(&cfg.ProxyTLSCert, "proxy-tls-cert", "", "PEM certificate: endpoints speak TLS to clients (with --proxy-tls-key)")
 	f.StringVar(&cfg.ProxyTLSKey, "proxy-tls-key", "", "PEM private key of --proxy-tls-cert")
 	f.IntVar(&cfg.SentinelPort, "sentinel-port", 26379, "Redis Sentinel protocol port for sentinel-aware clients (needs a database password or the API token; 0: off)")

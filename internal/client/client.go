@@ -5,12 +5,15 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -35,12 +38,69 @@ type Client struct {
 	OnLocal func(msg string, stale time.Duration)
 }
 
-// New returns a client for addr ("host:port" or a URL).
-func New(addr, token string) *Client {
+// New returns a client for addr ("host:port", HTTPS, or a URL). tc
+// verifies the server (nil: the system's CAs); see CAFile.
+func New(addr, token string, tc *tls.Config) *Client {
 	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
+		addr = "https://" + addr
 	}
-	return &Client{base: strings.TrimRight(addr, "/"), token: token, http: &http.Client{Timeout: 30 * time.Second}}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if tc != nil && tc.VerifyConnection != nil && tc.ServerName == "" {
+		// A TLS client does not send an IP address as the server name, so
+		// the verification is told which address it checks.
+		if u, err := url.Parse(addr); err == nil {
+			host, inner := u.Hostname(), tc.VerifyConnection
+			tc = tc.Clone()
+			tc.VerifyConnection = func(cs tls.ConnectionState) error {
+				if cs.ServerName == "" {
+					cs.ServerName = host
+				}
+				return inner(cs)
+			}
+		}
+	}
+	tr.TLSClientConfig = tc
+	return &Client{base: strings.TrimRight(addr, "/"), token: token, http: &http.Client{Timeout: 30 * time.Second, Transport: tr}}
+}
+
+// CAFile is a TLS configuration that trusts the CAs in a PEM file (the
+// cluster CA bundle a node keeps in DATA/tls/ca.pem; MARINA_CACERT). The
+// file is read at each handshake, so a client outlives a CA rotation (the
+// node rewrites the bundle) and may be made before the file exists.
+func CAFile(path string) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Verified below, against the file as it is now.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			pool, err := LoadCAFile(path)
+			if err != nil {
+				return err
+			}
+			if len(cs.PeerCertificates) == 0 || cs.ServerName == "" {
+				return errors.New("server certificate or name missing")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err = cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: cs.ServerName})
+			return err
+		},
+	}
+}
+
+// LoadCAFile reads a PEM bundle of CA certificates.
+func LoadCAFile(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("CA file %s: no PEM certificate in it", path)
+	}
+	return pool, nil
 }
 
 // Error is an error answer of the API.
@@ -198,6 +258,32 @@ func (c *Client) Status(ctx context.Context) (*api.Status, error) {
 // Join asks the cluster to admit a node.
 func (c *Client) Join(ctx context.Context, n state.Node) error {
 	return c.do(ctx, http.MethodPost, "/v1/internal/join", n, nil)
+}
+
+// Cert asks the cluster CA for a node certificate (join and renewal).
+func (c *Client) Cert(ctx context.Context, req api.CertRequest) (api.CertResponse, error) {
+	var out api.CertResponse
+	err := c.do(ctx, http.MethodPost, "/v1/internal/cert", req, &out)
+	return out, err
+}
+
+// CA returns the cluster CA and each node's certificate.
+func (c *Client) CA(ctx context.Context) (api.CAStatus, error) {
+	var out api.CAStatus
+	err := c.do(ctx, http.MethodGet, "/v1/ca", nil, &out)
+	return out, err
+}
+
+// RotateCA starts a CA rotation and returns the new CA's fingerprint.
+func (c *Client) RotateCA(ctx context.Context) (string, error) {
+	var out map[string]string
+	err := c.do(ctx, http.MethodPost, "/v1/ca/rotate", nil, &out)
+	return out["active"], err
+}
+
+// FinishCARotation stops trusting the retired CAs.
+func (c *Client) FinishCARotation(ctx context.Context, force bool) error {
+	return c.do(ctx, http.MethodPost, "/v1/ca/finish?force="+strconv.FormatBool(force), nil, nil)
 }
 
 // Heartbeat sends a node's report to the leader and returns its ack.

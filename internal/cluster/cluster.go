@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/marina-redis/marina/internal/pki"
 	"github.com/marina-redis/marina/internal/state"
 )
 
@@ -43,6 +43,8 @@ type Config struct {
 	ElectionTimeout time.Duration
 	LogOutput       io.Writer
 	Logger          *slog.Logger
+	// Identity is the node's certificate: Raft speaks only mutual TLS.
+	Identity *pki.Identity
 }
 
 // Cluster is one node's Raft member.
@@ -83,14 +85,16 @@ func Open(cfg Config, fsm *state.FSM) (*Cluster, error) {
 	rc.CommitTimeout = 20 * time.Millisecond
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.LogOutput})
 
-	addr, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
-	if err != nil {
-		return nil, fmt.Errorf("raft address %q: %w", cfg.RaftAddr, err)
+	if cfg.Identity == nil {
+		return nil, errors.New("raft: no TLS identity")
 	}
-	trans, err := raft.NewTCPTransport(cfg.RaftAddr, addr, 4, 5*time.Second, cfg.LogOutput)
+	log := cfg.Logger.With("component", "cluster")
+	stream, err := newTLSStream(cfg.RaftAddr, cfg.Identity, log.Warn)
 	if err != nil {
 		return nil, fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
 	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: stream, MaxPool: 4, Timeout: 5 * time.Second,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "raft-net", Level: hclog.Warn, Output: cfg.LogOutput})})
 	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
 	if err != nil {
 		trans.Close()
@@ -108,7 +112,8 @@ func Open(cfg Config, fsm *state.FSM) (*Cluster, error) {
 		store.Close()
 		return nil, fmt.Errorf("raft: %w", err)
 	}
-	c := &Cluster{cfg: cfg, Raft: r, fsm: fsm, trans: trans, store: store, log: cfg.Logger.With("component", "cluster")}
+	stream.raft.Store(r)
+	c := &Cluster{cfg: cfg, Raft: r, fsm: fsm, trans: trans, store: store, log: log}
 	vctx, cancel := context.WithCancel(context.Background())
 	c.stopVerify = cancel
 	c.verifyDone.Add(1)

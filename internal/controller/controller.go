@@ -57,6 +57,7 @@ type Report struct {
 	Instances []agent.Status `json:"instances"`
 	Probes    []agent.Probe  `json:"probes,omitempty"`
 	Fences    []agent.Fence  `json:"fences,omitempty"`
+	Cert      CertStatus     `json:"cert"`
 	Received  time.Time      `json:"received"`
 }
 
@@ -66,6 +67,8 @@ type Controller struct {
 	fsm       *state.FSM
 	log       *slog.Logger
 	downAfter time.Duration
+	// certLifetime: node certificates this leader issues (0: pki's default).
+	certLifetime time.Duration
 
 	opMu sync.Mutex // one placement decision at a time: read, decide, commit
 

@@ -82,7 +82,7 @@ func newCluster(t *testing.T, o options) *cluster {
 		n.args = []string{"server", "--id", n.id, "--data", n.dir, "--bind", h, "--http-port", "7000", "--raft-port", "7001",
 			"--redis-ports", "7100-7199", "--memory", o.memory, "--raft-timeout", "500ms", "--node-down-after", "3s", "--log-level", "debug"}
 		if i > 0 {
-			n.args = append(n.args, "--join", h0(hosts)+":7000")
+			n.args = append(n.args, "--join", h0(hosts)+":7000", "--cacert", filepath.Join(root, "n1", "tls", "ca.pem"))
 		}
 		n.args = append(n.args, o.extra...)
 		c.nodes = append(c.nodes, n)
@@ -131,7 +131,7 @@ func (c *cluster) start(i int) {
 }
 
 func (c *cluster) client(i int) *client.Client {
-	return client.New(c.nodes[i].host+":7000", token)
+	return client.New(c.nodes[i].host+":7000", token, client.CAFile(filepath.Join(c.nodes[0].dir, "tls", "ca.pem")))
 }
 
 // anyClient returns a client of a node whose API answers.

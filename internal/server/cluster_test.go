@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/client"
 	"github.com/marina-redis/marina/internal/controller"
+	"github.com/marina-redis/marina/internal/pki"
 	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/testutil"
 )
@@ -57,7 +60,7 @@ func newTestClusterWith(t *testing.T, n int, memory int64, mod func(i int, c *Co
 			StopInstancesOnExit: true, ElectionTimeout: 500 * time.Millisecond, NodeDownAfter: 3 * time.Second,
 			Heartbeat: 200 * time.Millisecond, Logger: testutil.Logger().With("test", t.Name()), RaftLog: testutil.RaftLog(), Out: &strings.Builder{}}
 		if i > 0 {
-			cfg.Join = api.HostPort(hosts[0], 7000)
+			cfg.Join, cfg.CACert = api.HostPort(hosts[0], 7000), filepath.Join(root, "n1", "tls", "ca.pem")
 		}
 		if mod != nil {
 			mod(i, &cfg)
@@ -69,8 +72,9 @@ func newTestClusterWith(t *testing.T, n int, memory int64, mod func(i int, c *Co
 		if i > 0 && tc.cfgs[i].Token == "" {
 			// The bootstrap node generated the token and printed it once.
 			out := tc.cfgs[0].Out.(*strings.Builder).String()
-			tok, ok := strings.CutPrefix(strings.TrimSpace(out), "MARINA_TOKEN=")
-			if !ok || strings.Count(out, "MARINA_TOKEN=") != 1 {
+			_, rest, ok := strings.Cut(out, "MARINA_TOKEN=")
+			tok, _, _ := strings.Cut(rest, "\n")
+			if !ok || strings.Count(out, "MARINA_TOKEN=") != 1 || !strings.Contains(out, "MARINA_CACERT=") {
 				t.Fatalf("bootstrap output %q", out)
 			}
 			tc.cfgs[i].Token = tok
@@ -86,8 +90,26 @@ func newTestClusterWith(t *testing.T, n int, memory int64, mod func(i int, c *Co
 }
 
 func (tc *testCluster) client(i int) *client.Client {
-	return client.New(tc.cfgs[i].Bind+":7000", tc.cfgs[len(tc.cfgs)-1].Token)
+	return client.New(tc.cfgs[i].Bind+":7000", tc.cfgs[len(tc.cfgs)-1].Token, client.CAFile(tc.caFile()))
 }
+
+// httpClient is a plain HTTPS client that trusts the cluster CA.
+func (tc *testCluster) httpClient() *http.Client {
+	// The chain is checked against the cluster CA; names are not (the
+	// client is shared across nodes; client.New checks them).
+	cfg := &tls.Config{InsecureSkipVerify: true, VerifyConnection: func(cs tls.ConnectionState) error {
+		pool, err := client.LoadCAFile(tc.caFile())
+		if err != nil {
+			return err
+		}
+		_, err = cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool})
+		return err
+	}}
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+}
+
+// caFile is the cluster CA bundle as the first node keeps it.
+func (tc *testCluster) caFile() string { return filepath.Join(tc.cfgs[0].DataDir, "tls", "ca.pem") }
 
 func (tc *testCluster) waitNodesUp(n int) {
 	testutil.WaitFor(tc.t, 20*time.Second, "nodes up", func() error {
@@ -427,7 +449,7 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("instance dirs %d -> %d after refused requests", dirsBefore, n)
 		}
 		// Unauthenticated requests are refused.
-		_, err = client.New(tc.cfgs[0].Bind+":7000", "wrong").ListDBs(ctx)
+		_, err = client.New(tc.cfgs[0].Bind+":7000", "wrong", client.CAFile(tc.caFile())).ListDBs(ctx)
 		var ce *client.Error
 		if !errors.As(err, &ce) || ce.Code != http.StatusUnauthorized {
 			t.Fatalf("wrong token: %v", err)
@@ -443,15 +465,27 @@ func TestCluster(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Code != http.StatusConflict || !strings.Contains(ce.Msg, "cannot change address") {
 			t.Fatalf("join with a taken id: %v", err)
 		}
-		_, err = c.Heartbeat(ctx, controller.Report{Node: clone})
+		// A heartbeat keeps a node alive: the token alone is not enough.
+		_, err = c.Heartbeat(ctx, controller.Report{Node: *n2})
+		if !errors.As(err, &ce) || ce.Code != http.StatusForbidden {
+			t.Fatalf("heartbeat without the node's certificate: %v", err)
+		}
+		// With n2's own certificate (sent to n1, which forwards it when it
+		// does not lead), n2 still cannot move or pose as another node.
+		var n2id pki.Identity
+		if err := n2id.Load(tc.cfgs[1].DataDir); err != nil {
+			t.Fatal(err)
+		}
+		asN2 := client.New(tc.cfgs[0].Bind+":7000", testToken, n2id.ClientTLS("n1"))
+		_, err = asN2.Heartbeat(ctx, controller.Report{Node: clone})
 		if !errors.As(err, &ce) || ce.Code != http.StatusConflict {
 			t.Fatalf("heartbeat under a new address: %v", err)
 		}
 		stranger := clone
 		stranger.ID = "stranger"
-		_, err = c.Heartbeat(ctx, controller.Report{Node: stranger})
-		if !errors.As(err, &ce) || ce.Code != http.StatusConflict || !strings.Contains(ce.Msg, "not a member") {
-			t.Fatalf("heartbeat from a non-member: %v", err)
+		_, err = asN2.Heartbeat(ctx, controller.Report{Node: stranger})
+		if !errors.As(err, &ce) || ce.Code != http.StatusForbidden {
+			t.Fatalf("heartbeat for another node: %v", err)
 		}
 		st := tc.nodes[0].FSM.State()
 		if st.Nodes["n2"].Addr != n2.Addr || st.Nodes["stranger"] != nil {

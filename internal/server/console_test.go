@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/client"
+	"github.com/marina-redis/marina/internal/pki"
 	"github.com/marina-redis/marina/internal/testutil"
 )
 
@@ -57,10 +60,25 @@ type browserTest struct {
 	logs   []string // everything else the page logged
 }
 
+// spki is the base64 SHA-256 of a node certificate's public key, the form
+// Chromium's --ignore-certificate-errors-spki-list takes.
+func spki(t *testing.T, dataDir string) string {
+	b, err := os.ReadFile(filepath.Join(dataDir, "tls", "node.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := pki.ParseCert(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
 // newBrowser starts Chromium (killed in t.Cleanup) with a fresh temporary
 // profile: chromedp makes the user-data-dir, kills any process still using
 // it when the browser exits, and removes it.
-func newBrowser(t *testing.T, path string) *browserTest {
+func newBrowser(t *testing.T, path, trustSPKI string) *browserTest {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.Headless,
@@ -72,6 +90,9 @@ func newBrowser(t *testing.T, path string) *browserTest {
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("no-proxy-server", true), // loopback only, whatever the environment says
+		// The console is HTTPS with the node's certificate from the
+		// cluster CA: trust exactly that key, as an operator trusts the CA.
+		chromedp.Flag("ignore-certificate-errors-spki-list", trustSPKI),
 		chromedp.WindowSize(1440, 1000),
 	)
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -178,9 +199,9 @@ func (b *browserTest) fail(format string, args ...any) {
 
 // checkRoutes checks what the node serves outside the browser: the console
 // beside /healthz and /v1, which keep working.
-func checkRoutes(t *testing.T, base string) {
+func checkRoutes(t *testing.T, hc *http.Client, base string) {
 	t.Helper()
-	hc := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	for _, c := range []struct {
 		path     string
 		code     int
@@ -220,15 +241,15 @@ func checkRoutes(t *testing.T, base string) {
 func TestConsole(t *testing.T) {
 	tc := newTestClusterWith(t, 3, 256<<20, func(i int, c *Config) { c.StatsInterval = time.Second })
 	follower := (tc.leader() + 1) % 3 // the console on a follower: every API call is forwarded
-	base := "http://" + tc.nodes[follower].HTTPAddr()
+	base := "https://" + tc.nodes[follower].HTTPAddr()
 	api0 := tc.client(follower)
-	checkRoutes(t, base)
+	checkRoutes(t, tc.httpClient(), base)
 
 	path := chromium()
 	if path == "" {
 		t.Skip("chromium is not installed (scripts/deps.sh installs it: apt-get install chromium): skipping the browser part")
 	}
-	b := newBrowser(t, path)
+	b := newBrowser(t, path, spki(t, tc.cfgs[follower].DataDir))
 	ctx := testutil.Ctx(t, 5*time.Minute)
 
 	// Login: a wrong token shows the API's message, the right one gets in.

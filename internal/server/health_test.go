@@ -82,7 +82,7 @@ func TestHealthCheckAndDoctor(t *testing.T) {
 	if _, err := c.NodeDoctor(ctx, "nope"); !errors.As(err, &ae) || ae.Code != http.StatusNotFound || !strings.Contains(ae.Msg, "node nope not found") {
 		t.Fatalf("unknown node: %v", err)
 	}
-	if _, err := client.New(tc.cfgs[0].Bind+":7000", "wrong-token").NodeDoctor(ctx, "n2"); !errors.As(err, &ae) || ae.Code != http.StatusUnauthorized {
+	if _, err := client.New(tc.cfgs[0].Bind+":7000", "wrong-token", client.CAFile(tc.caFile())).NodeDoctor(ctx, "n2"); !errors.As(err, &ae) || ae.Code != http.StatusUnauthorized {
 		t.Fatalf("wrong token: %v", err)
 	}
 

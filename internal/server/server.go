@@ -5,6 +5,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 	"github.com/marina-redis/marina/internal/doctor"
 	"github.com/marina-redis/marina/internal/hooks"
 	"github.com/marina-redis/marina/internal/metrics"
+	"github.com/marina-redis/marina/internal/pki"
 	"github.com/marina-redis/marina/internal/proxy"
 	"github.com/marina-redis/marina/internal/sentinel"
 	"github.com/marina-redis/marina/internal/state"
@@ -35,12 +37,21 @@ import (
 
 // Config is a node's configuration.
 type Config struct {
-	ID          string
-	DataDir     string
-	Bind        string // address for HTTP, Raft and this node's redis-servers
-	HTTPPort    int
-	RaftPort    int
-	Join        string // HTTP address of any member; empty bootstraps a new cluster
+	ID       string
+	DataDir  string
+	Bind     string // address for HTTP, Raft and this node's redis-servers
+	HTTPPort int
+	RaftPort int
+	Join     string // HTTP address of any member; empty bootstraps a new cluster
+	// CACert (PEM file) verifies the member Join talks to: the cluster CA.
+	CACert string
+	// CertLifetime of the node certificates this node signs as leader
+	// (default 30 days); nodes renew theirs with a third left.
+	CertLifetime time.Duration
+	// APITLSCert and APITLSKey: an operator's certificate for the API and
+	// console, served to clients that do not ask for a node by name.
+	APITLSCert  string
+	APITLSKey   string
 	Memory      int64
 	Zone        string
 	RedisServer string
@@ -183,6 +194,12 @@ func (c *Config) Validate() error {
 		}
 		c.proxyTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	if (c.APITLSCert == "") != (c.APITLSKey == "") {
+		return errors.New("--api-tls-cert and --api-tls-key go together")
+	}
+	if c.CertLifetime != 0 && c.CertLifetime < 10*time.Second {
+		return fmt.Errorf("--cert-lifetime %v: must be at least 10s", c.CertLifetime)
+	}
 	if c.ProxyMaxClients == 0 {
 		c.ProxyMaxClients = 10000
 	}
@@ -279,6 +296,7 @@ type Node struct {
 	Stats   *stats.Collector
 	http    *http.Server
 	ln      net.Listener
+	id      *pki.Identity
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	log     *slog.Logger
@@ -295,19 +313,32 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("--data %s: %w", cfg.DataDir, err)
 	}
 	log := cfg.Logger.With("node", cfg.ID)
-	n := &Node{cfg: cfg, FSM: state.NewFSM(), log: log}
+	n := &Node{cfg: cfg, FSM: state.NewFSM(), log: log, id: &pki.Identity{}}
+	if cfg.APITLSCert != "" {
+		op, err := operatorCert(cfg.APITLSCert, cfg.APITLSKey)
+		if err != nil {
+			return nil, err
+		}
+		n.id.SetOperator(op)
+	}
+	// The certificate, when this node has one; a new node gets it from
+	// the cluster (join) or creates the CA (bootstrap) in enter.
+	if err := n.id.Load(cfg.DataDir); err != nil && !errors.Is(err, pki.ErrNoCertificate) {
+		return nil, fmt.Errorf("TLS material in %s: %w", n.tlsDir(), err)
+	}
 	ln, err := net.Listen("tcp", api.HostPort(cfg.Bind, cfg.HTTPPort))
 	if err != nil {
 		return nil, fmt.Errorf("HTTP listener: %w", err)
 	}
 	n.ln = ln
 	n.Raft, err = cluster.Open(cluster.Config{ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: api.HostPort(cfg.Bind, cfg.RaftPort),
-		ElectionTimeout: cfg.ElectionTimeout, LogOutput: cfg.RaftLog, Logger: log}, n.FSM)
+		ElectionTimeout: cfg.ElectionTimeout, LogOutput: cfg.RaftLog, Logger: log, Identity: n.id}, n.FSM)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
 	n.Ctl = controller.New(n.Raft, n.FSM, cfg.NodeDownAfter, log)
+	n.Ctl.SetCertLifetime(cfg.CertLifetime)
 	// The leader waits longer than an agent's lease before it promotes a
 	// replica of a silent node: by then that agent has fenced its masters.
 	n.Ctl.SetFailover(controller.FailoverConfig{DownAfter: cfg.DownAfter, LeaseWait: cfg.Lease + 500*time.Millisecond,
@@ -322,7 +353,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Graphite != "" {
 		n.Stats.OnSample, closeGraphite = n.graphiteSink()
 	}
-	srv := &api.Server{NodeID: cfg.ID, FSM: n.FSM, Raft: n.Raft, Ctl: n.Ctl, Log: log,
+	srv := &api.Server{NodeID: cfg.ID, FSM: n.FSM, Raft: n.Raft, Ctl: n.Ctl, Log: log, Identity: n.id,
 		Proxies: func() any { return n.Proxies.Snapshots() }, Stats: n.Stats, Doctor: n.doctorReport,
 		Metrics: metrics.Handler(metrics.Sources{Node: cfg.ID, State: n.FSM.State, Samples: n.Stats.Samples,
 			Proxies: n.Proxies.Snapshots, IsLeader: n.Raft.IsLeader, Applied: n.FSM.Index})}
@@ -332,8 +363,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// switchover or a drain legitimately answers after seconds.
 	n.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: cfg.HTTPReadTimeout, ReadTimeout: cfg.HTTPReadTimeout,
 		IdleTimeout: cfg.HTTPIdleTimeout}
+	// HTTPS only: the token never crosses a network in clear. Clients that
+	// present a node certificate are known as that node (heartbeats).
+	tln := tls.NewListener(ln, n.id.ServerTLS(false, nil))
 	go func() {
-		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.http.Serve(tln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
 		}
 	}()
@@ -376,6 +410,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.goRun(func() { n.Ctl.Run(runCtx) })
 	n.goRun(func() { n.Proxies.Run(runCtx) })
 	n.goRun(func() { n.heartbeats(runCtx) })
+	n.goRun(func() { n.tlsLoop(runCtx) })
 	if n.Sentinel != nil {
 		// Meanwhile sentinel clients time out here and ask the other nodes.
 		afterCatchUp(func() { _ = n.Sentinel.Serve(runCtx) })
@@ -417,6 +452,10 @@ func (n *Node) enter(ctx context.Context) error {
 	tokenFile := filepath.Join(n.cfg.DataDir, "token")
 	if n.Raft.HasState() {
 		n.log.Info("restarting with existing state")
+		if n.id.Leaf() == nil {
+			return fmt.Errorf("no node certificate in %s: this node cannot talk to its cluster; move %s aside and join again (--join, --token, --cacert)",
+				n.tlsDir(), n.cfg.DataDir)
+		}
 		if n.cfg.Token == "" {
 			// Heartbeats to the leader need the token: a restart must not
 			// depend on the operator passing it again.
@@ -426,6 +465,8 @@ func (n *Node) enter(ctx context.Context) error {
 			}
 			n.cfg.Token = string(b)
 		}
+		// A bootstrap cut off before its CA was committed finishes it.
+		n.goRun(func() { n.commitPendingCA(ctx) })
 		return nil
 	}
 	if n.cfg.Join == "" {
@@ -433,6 +474,9 @@ func (n *Node) enter(ctx context.Context) error {
 		if es, _ := os.ReadDir(instDir); len(es) > 0 {
 			return fmt.Errorf("%s holds %d instances but there is no Raft state: refusing to bootstrap a new cluster over them (restore %s, or --join the existing cluster)",
 				instDir, len(es), filepath.Join(n.cfg.DataDir, "raft"))
+		}
+		if err := n.bootstrapIdentity(); err != nil {
+			return fmt.Errorf("bootstrap: cluster CA: %w", err)
 		}
 		if err := n.Raft.Bootstrap(); err != nil {
 			return fmt.Errorf("bootstrap: %w", err)
@@ -450,11 +494,15 @@ func (n *Node) enter(ctx context.Context) error {
 		if err := n.Ctl.Register(wctx, controller.Report{Node: n.self()}); err != nil {
 			return fmt.Errorf("register node: %w", err)
 		}
+		if err := n.commitCA(wctx); err != nil {
+			return err
+		}
 		token := n.cfg.Token
 		if token == "" {
 			token = controller.RandomSecret(24)
 			fmt.Fprintf(n.cfg.Out, "MARINA_TOKEN=%s\n", token)
 		}
+		fmt.Fprintf(n.cfg.Out, "MARINA_CACERT=%s\n", filepath.Join(n.tlsDir(), pki.CAFile))
 		n.cfg.Token = token
 		if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 			return err
@@ -464,33 +512,86 @@ func (n *Node) enter(ctx context.Context) error {
 	if n.cfg.Token == "" {
 		return errors.New("--join needs the cluster's API token: pass --token or set MARINA_TOKEN")
 	}
-	cl := client.New(n.cfg.Join, n.cfg.Token)
-	delay := 100 * time.Millisecond
-	for {
-		err := cl.Join(ctx, n.self())
-		if err == nil {
-			break
+	if n.cfg.CACert == "" {
+		return errors.New("--join needs the cluster's CA certificate to check the member it talks to: pass --cacert FILE (a member's DATA/tls/ca.pem) or set MARINA_CACERT")
+	}
+	if _, err := client.LoadCAFile(n.cfg.CACert); err != nil {
+		return fmt.Errorf("--cacert: %v", err)
+	}
+	cl := client.New(n.cfg.Join, n.cfg.Token, client.CAFile(n.cfg.CACert))
+	// First a certificate (the leader must reach this node over mutual TLS
+	// as soon as it is a member), then membership.
+	if err := n.retryJoin(ctx, "certificate", func() error {
+		if n.id.Leaf() != nil {
+			return nil // from an earlier attempt that did not finish joining
 		}
-		var ae *client.Error
-		if errors.As(err, &ae) && (ae.Code == http.StatusUnauthorized || ae.Code == http.StatusBadRequest || ae.Code == http.StatusConflict) {
-			return fmt.Errorf("join %s: %v", n.cfg.Join, err)
-		}
-		n.log.Warn("join failed, retrying", "via", n.cfg.Join, "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("join %s: %w (last error: %v)", n.cfg.Join, ctx.Err(), err)
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 2*time.Second)
+		return n.requestCert(ctx, cl)
+	}); err != nil {
+		return err
+	}
+	if err := n.retryJoin(ctx, "join", func() error { return cl.Join(ctx, n.self()) }); err != nil {
+		return err
 	}
 	n.log.Info("joined cluster", "via", n.cfg.Join)
 	return os.WriteFile(tokenFile, []byte(n.cfg.Token), 0o600)
 }
 
+// retryJoin runs a step of joining until it succeeds, or fails for good
+// (a wrong token, a refused request).
+func (n *Node) retryJoin(ctx context.Context, what string, f func() error) error {
+	delay := 100 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		var ae *client.Error
+		if errors.As(err, &ae) && (ae.Code == http.StatusUnauthorized || ae.Code == http.StatusBadRequest || ae.Code == http.StatusConflict) {
+			return fmt.Errorf("join %s: %s: %v", n.cfg.Join, what, err)
+		}
+		var ue x509.UnknownAuthorityError
+		var he x509.HostnameError
+		if errors.As(err, &ue) || errors.As(err, &he) {
+			return fmt.Errorf("join %s: the member's certificate is not from --cacert %s: %v", n.cfg.Join, n.cfg.CACert, err)
+		}
+		n.log.Warn(what+" failed, retrying", "via", n.cfg.Join, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("join %s: %s: %w (last error: %v)", n.cfg.Join, what, ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+// commitPendingCA commits a CA left by an interrupted bootstrap once this
+// node leads (no-op without one).
+func (n *Node) commitPendingCA(ctx context.Context) {
+	for {
+		if _, err := os.Stat(filepath.Join(n.tlsDir(), caKeyFile)); err != nil {
+			return
+		}
+		if n.Raft.IsLeader() {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := n.commitCA(cctx)
+			cancel()
+			if err == nil {
+				return
+			}
+			n.log.Warn("committing the cluster CA", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // waitCaughtUp returns true once the FSM has applied the local log up to
 // idx and, on a follower, everything the leader had applied when asked.
 func (n *Node) waitCaughtUp(ctx context.Context, idx uint64) bool {
-	self := client.New(api.HostPort(n.cfg.Bind, n.cfg.HTTPPort), n.cfg.Token)
+	self := n.selfClient()
 	logged := false
 	for {
 		applied := n.Raft.Raft.AppliedIndex()
@@ -525,7 +626,8 @@ func (n *Node) heartbeats(ctx context.Context) {
 	var peer *client.Client
 	var peerAddr string
 	for {
-		rep := controller.Report{Node: n.self(), Instances: n.Agent.Statuses(), Probes: n.Agent.Probes(), Fences: n.Agent.Fences()}
+		rep := controller.Report{Node: n.self(), Instances: n.Agent.Statuses(), Probes: n.Agent.Probes(), Fences: n.Agent.Fences(),
+			Cert: n.certStatus()}
 		// The lease counts from when the report left, not when the answer
 		// came back: the leader counts its wait from when it arrived.
 		sent := time.Now()
@@ -541,7 +643,7 @@ func (n *Node) heartbeats(ctx context.Context) {
 		default:
 			if ln, ok := n.FSM.State().Nodes[id]; ok {
 				if ln.HTTPAddr != peerAddr {
-					peer, peerAddr = client.New(ln.HTTPAddr, n.cfg.Token), ln.HTTPAddr
+					peer, peerAddr = n.peerClient(id, ln.HTTPAddr), ln.HTTPAddr
 				}
 				ack, err = peer.Heartbeat(hctx, rep)
 			}
@@ -658,7 +760,7 @@ func (c *Config) hooks() hooks.Config {
 // to the leader.
 func (n *Node) hooks() hooks.Config {
 	hc := n.cfg.hooks()
-	self := client.New(api.HostPort(n.cfg.Bind, n.cfg.HTTPPort), n.cfg.Token)
+	self := n.selfClient()
 	hc.Log, hc.Event = n.log, self.RecordEvent
 	return hc
 }

@@ -67,12 +67,12 @@ func (g *graphiteSink) find(sub string) (string, bool) {
 }
 
 // scrape fetches and parses a node's /metrics.
-func scrape(addr, token string) (map[string]*dto.MetricFamily, int, error) {
-	req, _ := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+func scrape(hc *http.Client, addr, token string) (map[string]*dto.MetricFamily, int, error) {
+	req, _ := http.NewRequest("GET", "https://"+addr+"/metrics", nil)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -222,14 +222,14 @@ func TestStatsMetricsGraphite(t *testing.T) {
 	// /metrics: behind the token; every node exports its own instances, so
 	// the masters' keys add up over the cluster.
 	token := tc.cfgs[2].Token
-	if _, code, err := scrape(tc.nodes[0].HTTPAddr(), ""); err != nil || code != 401 {
+	if _, code, err := scrape(tc.httpClient(), tc.nodes[0].HTTPAddr(), ""); err != nil || code != 401 {
 		t.Fatalf("metrics without a token: %d %v", code, err)
 	}
 	testutil.WaitFor(t, 10*time.Second, "metrics", func() error {
 		var keys, proxyOps float64
 		masters := 0
 		for _, nd := range tc.nodes {
-			fams, code, err := scrape(nd.HTTPAddr(), token)
+			fams, code, err := scrape(tc.httpClient(), nd.HTTPAddr(), token)
 			if err != nil || code != 200 {
 				return fmt.Errorf("scrape %s: %d %v", nd.HTTPAddr(), code, err)
 			}
@@ -262,7 +262,7 @@ func TestStatsMetricsGraphite(t *testing.T) {
 	}
 	testutil.WaitFor(t, 20*time.Second, "switchover counted", func() error {
 		for _, nd := range tc.nodes {
-			fams, _, err := scrape(nd.HTTPAddr(), token)
+			fams, _, err := scrape(tc.httpClient(), nd.HTTPAddr(), token)
 			if err != nil {
 				return err
 			}

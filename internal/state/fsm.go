@@ -27,6 +27,7 @@ const (
 	OpSwitchover    = "switchover"
 	OpReplace       = "replace-instance"
 	OpEvent         = "event"
+	OpSetCA         = "set-ca"
 )
 
 // Command is one entry of the Raft log.
@@ -52,6 +53,7 @@ type Command struct {
 	Reason   string    `json:"reason,omitempty"`
 	Kind     string    `json:"kind,omitempty"`
 	Event    *Event    `json:"event,omitempty"`
+	CA       *CA       `json:"ca,omitempty"`
 }
 
 // Encode serialises a command for raft.Apply.
@@ -151,6 +153,16 @@ func apply(st *State, c Command) error {
 			return fmt.Errorf("token already set")
 		}
 		st.TokenHash = c.TokenHash
+	case OpSetCA:
+		// The leader checked the certificates; the state keeps what it is
+		// given, and refuses only a CA without a key.
+		if c.CA == nil || c.CA.CertPEM == "" || c.CA.KeyPEM == "" {
+			return fmt.Errorf("set-ca without a CA certificate and key")
+		}
+		ca := *c.CA
+		ca.Retired = append([]string(nil), c.CA.Retired...)
+		st.CA = &ca
+		st.addEvent(Event{Time: c.Time, Type: "ca", Reason: c.Reason})
 	case OpUpsertNode:
 		if c.Node == nil {
 			return fmt.Errorf("upsert without node")

@@ -16,6 +16,30 @@ type State struct {
 	ZonePriority map[string]int `json:"zone_priority,omitempty"`
 	Events       []Event        `json:"events,omitempty"`
 	NextEvent    uint64         `json:"next_event"`
+	// CA is the cluster's certificate authority (docs/security.md).
+	CA *CA `json:"ca,omitempty"`
+}
+
+// CA is the cluster's certificate authority: the active CA signs node
+// certificates; retired ones are still trusted while a rotation runs. The
+// key is in the log like the database secrets: the log only ever crosses
+// the network inside mutual TLS, and lives in 0600 files.
+type CA struct {
+	CertPEM string   `json:"cert_pem"`
+	KeyPEM  string   `json:"key_pem"`
+	Retired []string `json:"retired,omitempty"` // certificate PEMs
+}
+
+// Bundle is every trusted CA certificate, the active one first.
+func (c *CA) Bundle() []byte {
+	if c == nil {
+		return nil
+	}
+	b := []byte(c.CertPEM)
+	for _, r := range c.Retired {
+		b = append(b, r...)
+	}
+	return b
 }
 
 // MaxEvents is how many events the state keeps.
@@ -63,6 +87,11 @@ func (s *State) Clone() *State {
 		for k, v := range s.ZonePriority {
 			c.ZonePriority[k] = v
 		}
+	}
+	if s.CA != nil {
+		ca := *s.CA
+		ca.Retired = append([]string(nil), s.CA.Retired...)
+		c.CA = &ca
 	}
 	for k, n := range s.Nodes {
 		nn := *n

@@ -98,6 +98,7 @@ func Run(ctx context.Context, o Options) error {
 		o.Memory = server.DefaultMemory() / int64(o.Nodes)
 	}
 
+	caFile := filepath.Join(dir, "n1", "tls", "ca.pem")
 	procs := make([]*exec.Cmd, o.Nodes)
 	exited := make(chan int, o.Nodes)
 	defer func() { stopAll(procs, dir) }()
@@ -117,7 +118,12 @@ func Run(ctx context.Context, o Options) error {
 			"--sentinel-port", strconv.Itoa(o.BasePort + 2),
 			"--memory", strconv.FormatInt(o.Memory, 10), "--redis-server", o.RedisServer, "--stop-instances-on-exit"}
 		if i > 0 {
-			args = append(args, "--join", net.JoinHostPort(host(0), strconv.Itoa(o.BasePort)))
+			// The others join once the first has created the cluster CA,
+			// and check the member they join with it.
+			if err := waitFile(ctx, caFile, exited); err != nil {
+				return err
+			}
+			args = append(args, "--join", net.JoinHostPort(host(0), strconv.Itoa(o.BasePort)), "--cacert", caFile)
 		}
 		cmd := exec.Command(o.Binary, args...)
 		// The token goes by environment, not argv, so ps does not show it.
@@ -137,11 +143,14 @@ func Run(ctx context.Context, o Options) error {
 			exited <- i
 		}(i)
 	}
-	addr := "http://" + net.JoinHostPort(host(0), strconv.Itoa(o.BasePort))
-	if err := waitReady(ctx, client.New(addr, lay.Token), o.Nodes, exited, dir); err != nil {
+	addr := "https://" + net.JoinHostPort(host(0), strconv.Itoa(o.BasePort))
+	if err := waitFile(ctx, caFile, exited); err != nil {
 		return err
 	}
-	env := fmt.Sprintf("MARINA_ADDR=%s\nMARINA_TOKEN=%s\n", addr, lay.Token)
+	if err := waitReady(ctx, client.New(addr, lay.Token, client.CAFile(caFile)), o.Nodes, exited, dir); err != nil {
+		return err
+	}
+	env := fmt.Sprintf("MARINA_ADDR=%s\nMARINA_TOKEN=%s\nMARINA_CACERT=%s\n", addr, lay.Token, caFile)
 	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(env), 0o600); err != nil {
 		return err
 	}
@@ -173,6 +182,26 @@ func cleanEnv() []string {
 		}
 	}
 	return out
+}
+
+// waitFile waits until the first node has written path (its CA).
+func waitFile(ctx context.Context, path string, exited <-chan int) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case i := <-exited:
+			return fmt.Errorf("node n%d exited during start: %s", i+1, tail(filepath.Join(filepath.Dir(filepath.Dir(path)), "server.log")))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the first node wrote no CA (%s) in 60s", path)
+		}
+	}
 }
 
 func waitReady(ctx context.Context, c *client.Client, n int, exited <-chan int, dir string) error {

@@ -1,0 +1,141 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/marina-redis/marina/internal/api"
+	"github.com/marina-redis/marina/internal/pki"
+	"github.com/marina-redis/marina/internal/state"
+)
+
+// attackerStream is a Raft stream layer that dials with the attacker's
+// TLS configuration (nil: plain TCP, as raft.NewTCPTransport does).
+type attackerStream struct {
+	net.Listener
+	tls *tls.Config
+}
+
+func (s attackerStream) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", string(addr), timeout)
+	if err != nil || s.tls == nil {
+		return c, err
+	}
+	tc := tls.Client(c, s.tls)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// inject replays the attack of issue 10: AppendEntries with term 0 to
+// learn the follower's term and last index, then term+1 with one entry
+// (a delete-db). It returns the error of the first call that failed.
+func inject(t *testing.T, target string, cfg *tls.Config) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trans := raft.NewNetworkTransport(attackerStream{Listener: ln, tls: cfg}, 1, 2*time.Second, io.Discard)
+	defer trans.Close()
+	var probe raft.AppendEntriesResponse
+	hdr := raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("attacker"), Addr: []byte(ln.Addr().String())}
+	if err := trans.AppendEntries("victim", raft.ServerAddress(target), &raft.AppendEntriesRequest{RPCHeader: hdr, Term: 0}, &probe); err != nil {
+		return err
+	}
+	cmd := state.Command{Op: state.OpDeleteDB, Name: "victim-db"}
+	var resp raft.AppendEntriesResponse
+	return trans.AppendEntries("victim", raft.ServerAddress(target), &raft.AppendEntriesRequest{RPCHeader: hdr, Term: probe.Term + 1,
+		PrevLogEntry: probe.LastLog, PrevLogTerm: probe.Term, LeaderCommitIndex: probe.LastLog + 1,
+		Entries: []*raft.Log{{Index: probe.LastLog + 1, Term: probe.Term + 1, Type: raft.LogCommand, Data: cmd.Encode()}}}, &resp)
+}
+
+// The Raft port takes nothing from a stranger: not in plain TCP, not over
+// TLS with a certificate of another CA (even one naming a member), not
+// with a certificate of the cluster CA issued to a node that is not a
+// member. The follower's log and term do not move, and the database lives.
+func TestRaftRefusesStrangers(t *testing.T) {
+	tc := newTestCluster(t, 3, 256<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := tc.client(0)
+	if _, err := c.CreateDB(ctx, api.CreateDBRequest{Name: "victim-db", Memory: 16 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitReady(c, "victim-db")
+	f := (tc.leader() + 1) % 3
+	target := api.HostPort(tc.cfgs[f].Bind, 7001)
+	before := tc.nodes[f].Raft.Raft.Stats()
+
+	// A CA of the attacker's, with a certificate that names a member.
+	evil, err := pki.NewCA("marina", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forged pki.Identity
+	issue := func(id *pki.Identity, ca *pki.CA, node string) {
+		key, keyPEM, err := pki.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		csr, _ := pki.NewCSR(key, node)
+		cert, err := ca.SignNode(csr, node, []net.IP{net.ParseIP("127.0.0.1")}, time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := id.Set(cert, keyPEM, ca.CertPEM); err != nil {
+			t.Fatal(err)
+		}
+	}
+	issue(&forged, evil, tc.nodes[tc.leader()].ID())
+	forgedCfg := forged.ClientTLS("")
+	forgedCfg.VerifyConnection = nil // the attacker does not care who answers
+
+	// A real certificate of the cluster CA, got with the API token, for a
+	// node that never became a member.
+	var outsider pki.Identity
+	key, keyPEM, _ := pki.NewKey()
+	csr, _ := pki.NewCSR(key, "n9")
+	cr, err := c.Cert(ctx, api.CertRequest{Node: state.Node{ID: "n9", Addr: "127.0.0.1"}, CSR: string(csr)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outsider.Set([]byte(cr.Cert), keyPEM, []byte(cr.CABundle)); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, a := range []struct {
+		name string
+		cfg  *tls.Config
+	}{
+		{"plain TCP", nil},
+		{"TLS, no certificate", &tls.Config{InsecureSkipVerify: true}},
+		{"TLS, another CA's certificate naming the leader", forgedCfg},
+		{"TLS, the cluster CA's certificate of a non-member", outsider.ClientTLS(tc.nodes[f].ID())},
+	} {
+		if err := inject(t, target, a.cfg); err == nil {
+			t.Errorf("%s: AppendEntries accepted", a.name)
+		} else {
+			t.Logf("%s: refused: %v", a.name, err)
+		}
+	}
+	after := tc.nodes[f].Raft.Raft.Stats()
+	if before["term"] != after["term"] {
+		t.Errorf("follower's term moved: %s -> %s", before["term"], after["term"])
+	}
+	if _, err := c.GetDB(ctx, "victim-db"); err != nil {
+		t.Fatalf("database after the attack: %v", err)
+	}
+	if tc.nodes[f].FSM.State().DBs["victim-db"] == nil {
+		t.Fatal("the follower's state lost the database")
+	}
+}

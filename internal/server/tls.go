@@ -1,0 +1,182 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/marina-redis/marina/internal/api"
+	"github.com/marina-redis/marina/internal/client"
+	"github.com/marina-redis/marina/internal/controller"
+	"github.com/marina-redis/marina/internal/pki"
+)
+
+// caKeyFile holds a bootstrapping node's new CA key until the CA is in the
+// Raft state (a crash in between must not lose it).
+const caKeyFile = "ca-key.pem"
+
+func (n *Node) tlsDir() string { return filepath.Join(n.cfg.DataDir, "tls") }
+
+// bootstrapIdentity creates the cluster CA and this node's certificate.
+func (n *Node) bootstrapIdentity() error {
+	ca, err := pki.NewCA("marina", time.Now())
+	if err != nil {
+		return err
+	}
+	key, keyPEM, err := pki.NewKey()
+	if err != nil {
+		return err
+	}
+	csr, err := pki.NewCSR(key, n.cfg.ID)
+	if err != nil {
+		return err
+	}
+	cert, err := ca.SignNode(csr, n.cfg.ID, []net.IP{net.ParseIP(n.cfg.Bind)}, time.Now(), n.cfg.CertLifetime)
+	if err != nil {
+		return err
+	}
+	if err := pki.Save(n.cfg.DataDir, cert, keyPEM, ca.CertPEM); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(n.tlsDir(), caKeyFile), ca.KeyPEM, 0o600); err != nil {
+		return err
+	}
+	return n.id.Set(cert, keyPEM, ca.CertPEM)
+}
+
+// commitCA puts a bootstrapped CA into the state, then forgets its file.
+func (n *Node) commitCA(ctx context.Context) error {
+	path := filepath.Join(n.tlsDir(), caKeyFile)
+	keyPEM, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	certPEM, err := os.ReadFile(filepath.Join(n.tlsDir(), pki.CAFile))
+	if err != nil {
+		return err
+	}
+	if err := n.Ctl.SetCA(ctx, certPEM, keyPEM); err != nil {
+		return fmt.Errorf("commit the cluster CA: %w", err)
+	}
+	return os.Remove(path)
+}
+
+// requestCert gets a certificate for a fresh key from the cluster CA
+// through c, and installs it.
+func (n *Node) requestCert(ctx context.Context, c *client.Client) error {
+	key, keyPEM, err := pki.NewKey()
+	if err != nil {
+		return err
+	}
+	csr, err := pki.NewCSR(key, n.cfg.ID)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Cert(ctx, api.CertRequest{Node: n.self(), CSR: string(csr)})
+	if err != nil {
+		return err
+	}
+	if err := n.id.Set([]byte(resp.Cert), keyPEM, []byte(resp.CABundle)); err != nil {
+		return fmt.Errorf("certificate from the cluster: %w", err)
+	}
+	return pki.Save(n.cfg.DataDir, []byte(resp.Cert), keyPEM, []byte(resp.CABundle))
+}
+
+// selfClient talks to this node's own API as this node (its answers are
+// forwarded to the leader as needed).
+func (n *Node) selfClient() *client.Client {
+	return client.New(api.HostPort(n.cfg.Bind, n.cfg.HTTPPort), n.cfg.Token, n.id.ClientTLS(n.cfg.ID))
+}
+
+// peerClient talks to another node's API, checked to be that node.
+func (n *Node) peerClient(id, addr string) *client.Client {
+	return client.New(addr, n.cfg.Token, n.id.ClientTLS(id))
+}
+
+// certStatus is what the heartbeat reports of this node's certificate.
+func (n *Node) certStatus() controller.CertStatus {
+	leaf := n.id.Leaf()
+	if leaf == nil {
+		return controller.CertStatus{}
+	}
+	cs := controller.CertStatus{NotAfter: leaf.NotAfter}
+	if certs, err := pki.ParseCerts(n.id.Bundle()); err == nil {
+		for _, ca := range certs {
+			if leaf.CheckSignatureFrom(ca) == nil {
+				cs.Issuer = pki.Fingerprint(ca)
+				break
+			}
+		}
+	}
+	return cs
+}
+
+// tlsLoop keeps the node's TLS material in step with the cluster: the
+// trusted CAs follow the state (a rotation), and the certificate is
+// renewed with a third of its life left or once another CA signs.
+func (n *Node) tlsLoop(ctx context.Context) {
+	retry := time.Time{}
+	for {
+		st := n.FSM.State()
+		changed := n.FSM.Changed()
+		if st.CA != nil {
+			if bundle := st.CA.Bundle(); string(bundle) != string(n.id.Bundle()) {
+				if err := n.id.SetTrust(bundle); err != nil {
+					n.log.Error("CA bundle from the state", "err", err)
+				} else if err := pki.Save(n.cfg.DataDir, nil, nil, bundle); err != nil {
+					n.log.Warn("write CA bundle", "err", err)
+				} else {
+					n.log.Info("trusted CAs updated", "cas", len(st.CA.Retired)+1)
+				}
+			}
+			active, _ := pki.ParseCert([]byte(st.CA.CertPEM))
+			if pki.Expiring(n.id.Leaf(), active, time.Now()) && time.Now().After(retry) {
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err := n.requestCert(rctx, n.selfClient())
+				cancel()
+				if err != nil {
+					n.log.Warn("certificate renewal failed, retrying", "err", err)
+					retry = time.Now().Add(5 * time.Second)
+				} else {
+					n.log.Info("certificate renewed", "not_after", n.id.Leaf().NotAfter)
+				}
+			}
+		}
+		wait := time.Minute
+		if leaf := n.id.Leaf(); leaf != nil {
+			life := leaf.NotAfter.Sub(leaf.NotBefore)
+			if d := time.Until(leaf.NotAfter.Add(-life / 3)); d < wait {
+				wait = max(d, time.Second)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// operatorCert loads --api-tls-cert/--api-tls-key.
+func operatorCert(certFile, keyFile string) (*tls.Certificate, error) {
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--api-tls-cert/--api-tls-key: %v", err)
+	}
+	if c.Leaf == nil {
+		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return nil, err
+		}
+	}
+	return &c, nil
+}
