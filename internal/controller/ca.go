@@ -64,7 +64,7 @@ func (c *Controller) IssueCert(n state.Node, csrPEM []byte) (cert, bundle []byte
 	if err != nil {
 		return nil, nil, errf(Invalid, "%v", err)
 	}
-	return cert, st.CA.Bundle(), nil
+	return append(cert, st.CA.CrossPEM...), st.CA.Bundle(), nil
 }
 
 // RotateCA creates a new CA that signs from now on; the old one stays
@@ -76,12 +76,21 @@ func (c *Controller) RotateCA(ctx context.Context) (fingerprint string, err erro
 	if st.CA == nil {
 		return "", errf(Unavailable, "the cluster has no CA yet")
 	}
+	old, err := pki.ParseCA([]byte(st.CA.CertPEM), []byte(st.CA.KeyPEM))
+	if err != nil {
+		return "", errf(Unavailable, "cluster CA: %v", err)
+	}
 	ca, err := pki.NewCA("marina", time.Now())
 	if err != nil {
 		return "", err
 	}
+	cross, err := old.CrossSign(ca.Cert, time.Now())
+	if err != nil {
+		return "", err
+	}
 	retired := append([]string{st.CA.CertPEM}, st.CA.Retired...)
-	_, err = c.apply(ctx, state.Command{Op: state.OpSetCA, CA: &state.CA{CertPEM: string(ca.CertPEM), KeyPEM: string(ca.KeyPEM), Retired: retired},
+	_, err = c.apply(ctx, state.Command{Op: state.OpSetCA, CA: &state.CA{CertPEM: string(ca.CertPEM), KeyPEM: string(ca.KeyPEM), Retired: retired,
+		CrossPEM: string(cross)},
 		Time: time.Now(), Reason: "CA rotation started: new CA " + short(pki.Fingerprint(ca.Cert)) + "; nodes renew their certificates"})
 	if err != nil {
 		return "", err

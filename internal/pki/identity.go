@@ -55,7 +55,16 @@ func (id *Identity) Set(certPEM, keyPEM, bundle []byte) error {
 	if err != nil {
 		return fmt.Errorf("CA bundle: %w", err)
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+	inter := x509.NewCertPool()
+	for _, der := range cert.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(c)
+		}
+	}
+	// Checked as of its issue: an expired certificate is still loaded, so
+	// that a node back after it expired can say who it is and renew it.
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, CurrentTime: leaf.NotBefore.Add(clockSkew),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return fmt.Errorf("node certificate not signed by a trusted CA: %w", err)
 	}
 	cert.Leaf = leaf
@@ -249,8 +258,11 @@ func (id *Identity) ClientTLS(wantID string) *tls.Config {
 		ServerName: serverName,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			m := id.cur.Load()
-			if m == nil {
-				return &tls.Certificate{}, nil // none: the server decides
+			if m == nil || time.Now().After(m.leaf.NotAfter) {
+				// None (or only an expired one, which every peer refuses):
+				// the server decides; the API takes the token alone, so a
+				// node back after its certificate expired can renew it.
+				return &tls.Certificate{}, nil
 			}
 			return &m.cert, nil
 		},
@@ -294,19 +306,15 @@ func (id *Identity) DialerTLS(addr string) *tls.Config {
 }
 
 // Expiring says whether a certificate should be renewed now: a third of
-// its life left, or issued by a CA other than active.
+// its life left, or not issued by active (a rotation).
 func Expiring(c *x509.Certificate, active *x509.Certificate, now time.Time) bool {
 	if c == nil {
 		return true
 	}
-	if active != nil && !bytesEqual(c.RawIssuer, active.RawSubject) {
+	if active != nil && (!bytesEqual(c.RawIssuer, active.RawSubject) || c.CheckSignatureFrom(active) != nil) {
 		return true
 	}
-	if active != nil && c.CheckSignatureFrom(active) != nil {
-		return true
-	}
-	life := c.NotAfter.Sub(c.NotBefore)
-	return now.After(c.NotAfter.Add(-life / 3))
+	return !now.Before(RenewAt(c))
 }
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }

@@ -51,14 +51,17 @@ func NewCA(name string, now time.Time) (*CA, error) {
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"Marina cluster CA"}},
+		SerialNumber: serial,
+		// Each CA has a name of its own, so that during a rotation the old
+		// and the new one are told apart when chains are built.
+		Subject:               pkix.Name{CommonName: fmt.Sprintf("%s CA %x", name, serial.Bytes()[:6]), Organization: []string{"Marina cluster CA"}},
 		NotBefore:             now.Add(-clockSkew),
 		NotAfter:              now.Add(CALifetime),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
-		MaxPathLenZero:        true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		// One CA may stand below: the next CA's cross certificate.
+		MaxPathLen: 1,
+		KeyUsage:   x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
@@ -88,6 +91,43 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 		return nil, errors.New("CA key does not match the CA certificate")
 	}
 	return &CA{Cert: cert, Key: key, CertPEM: certPEM, KeyPEM: keyPEM}, nil
+}
+
+// CrossSign certifies next (a new CA) with this CA: during a rotation a
+// node that trusts only this CA (down when it began) still verifies the
+// certificates the new one signs, presented with the cross certificate.
+func (ca *CA) CrossSign(next *x509.Certificate, now time.Time) ([]byte, error) {
+	serial, err := serialNumber()
+	if err != nil {
+		return nil, err
+	}
+	notAfter := next.NotAfter
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               next.Subject,
+		SubjectKeyId:          next.SubjectKeyId,
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              notAfter,
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		MaxPathLenZero:        true,
+		KeyUsage:              next.KeyUsage,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, next.PublicKey, ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	return pemBlock("CERTIFICATE", der), nil
+}
+
+// RenewAt is when a node certificate should be renewed: with a third of
+// its life left (its life not counting the backdating for clock skew).
+func RenewAt(c *x509.Certificate) time.Time {
+	life := c.NotAfter.Sub(c.NotBefore.Add(clockSkew))
+	return c.NotAfter.Add(-life / 3)
 }
 
 // Fingerprint identifies a certificate: hex SHA-256 of its DER.

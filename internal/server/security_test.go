@@ -3,16 +3,24 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/marina-redis/marina/internal/api"
+	"github.com/marina-redis/marina/internal/client"
 	"github.com/marina-redis/marina/internal/pki"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/testutil"
 )
 
 // attackerStream is a Raft stream layer that dials with the attacker's
@@ -138,4 +146,112 @@ func TestRaftRefusesStrangers(t *testing.T) {
 	if tc.nodes[f].FSM.State().DBs["victim-db"] == nil {
 		t.Fatal("the follower's state lost the database")
 	}
+}
+
+// Node certificates renew themselves before they expire, and a CA
+// rotation reaches every node, including one that was down while it
+// began and whose certificate expired meanwhile; the rotation cannot be
+// finished before that node holds a certificate of the new CA.
+func TestCertificatesRenewAndRotate(t *testing.T) {
+	tc := newTestClusterWith(t, 3, 256<<20, func(i int, c *Config) { c.CertLifetime = 12 * time.Second })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := tc.client(0)
+	serials := map[string]string{}
+	for _, nd := range tc.nodes {
+		serials[nd.ID()] = nd.id.Leaf().SerialNumber.String()
+	}
+	testutil.WaitFor(t, 30*time.Second, "every node renewed its certificate", func() error {
+		for _, nd := range tc.nodes {
+			if nd.id.Leaf().SerialNumber.String() == serials[nd.ID()] {
+				return fmt.Errorf("%s not renewed yet", nd.ID())
+			}
+		}
+		return nil
+	})
+	tc.waitNodesUp(3)
+
+	// n3 goes down; the rotation starts without it.
+	tc.nodes[2].Stop()
+	tc.nodes[2] = nil
+	before, err := c.CA(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := c.RotateCA(ctx)
+	if err != nil || fp == before.Active.Fingerprint {
+		t.Fatalf("rotate: %s %v", fp, err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "n1 and n2 on the new CA", func() error {
+		st, err := c.CA(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			if n.Node != "n3" && !n.Current {
+				return fmt.Errorf("%s: %+v", n.Node, n)
+			}
+		}
+		return nil
+	})
+	err = c.FinishCARotation(ctx, false)
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Code != http.StatusConflict || !strings.Contains(ce.Msg, "n3") {
+		t.Fatalf("finish with n3 on the old CA: %v", err)
+	}
+	// Down longer than its certificate's life: it comes back expired,
+	// trusting only the old CA, and renews through a member.
+	testutil.WaitFor(t, 20*time.Second, "n3's certificate expired", func() error {
+		var id pki.Identity
+		if err := id.Load(tc.cfgs[2].DataDir); err != nil {
+			return err
+		}
+		if time.Now().Before(id.Leaf().NotAfter) {
+			return fmt.Errorf("valid until %s", id.Leaf().NotAfter)
+		}
+		return nil
+	})
+	nd, err := Start(ctx, tc.cfgs[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.nodes[2] = nd
+	testutil.WaitFor(t, 30*time.Second, "n3 on the new CA", func() error {
+		st, err := c.CA(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			if !n.Current {
+				return fmt.Errorf("%s: %+v", n.Node, n)
+			}
+		}
+		return nil
+	})
+	if err := c.FinishCARotation(ctx, false); err != nil {
+		t.Fatalf("finish: %v", err)
+	}
+	// Every node trusts the new CA alone, and the cluster works: a new
+	// database needs Raft and every agent.
+	testutil.WaitFor(t, 10*time.Second, "bundles with the new CA only", func() error {
+		for _, cfg := range tc.cfgs {
+			b, err := os.ReadFile(filepath.Join(cfg.DataDir, "tls", pki.CAFile))
+			if err != nil {
+				return err
+			}
+			certs, err := pki.ParseCerts(b)
+			if err != nil {
+				return err
+			}
+			if len(certs) != 1 || pki.Fingerprint(certs[0]) != fp {
+				return fmt.Errorf("%s trusts %d CAs", cfg.ID, len(certs))
+			}
+		}
+		return nil
+	})
+	tc.waitNodesUp(3)
+	if _, err := c.CreateDB(ctx, api.CreateDBRequest{Name: "after", Memory: 16 << 20, Replicas: 2}); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitReady(c, "after")
 }

@@ -4,17 +4,20 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/client"
 	"github.com/marina-redis/marina/internal/controller"
 	"github.com/marina-redis/marina/internal/pki"
+	"github.com/marina-redis/marina/internal/state"
 )
 
 // caKeyFile holds a bootstrapping node's new CA key until the CA is in the
@@ -128,6 +131,7 @@ func (n *Node) tlsLoop(ctx context.Context) {
 	for {
 		st := n.FSM.State()
 		changed := n.FSM.Changed()
+		var active *x509.Certificate
 		if st.CA != nil {
 			if bundle := st.CA.Bundle(); string(bundle) != string(n.id.Bundle()) {
 				if err := n.id.SetTrust(bundle); err != nil {
@@ -138,25 +142,29 @@ func (n *Node) tlsLoop(ctx context.Context) {
 					n.log.Info("trusted CAs updated", "cas", len(st.CA.Retired)+1)
 				}
 			}
-			active, _ := pki.ParseCert([]byte(st.CA.CertPEM))
-			if pki.Expiring(n.id.Leaf(), active, time.Now()) && time.Now().After(retry) {
-				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				err := n.requestCert(rctx, n.selfClient())
-				cancel()
-				if err != nil {
-					n.log.Warn("certificate renewal failed, retrying", "err", err)
-					retry = time.Now().Add(5 * time.Second)
-				} else {
-					n.log.Info("certificate renewed", "not_after", n.id.Leaf().NotAfter)
-				}
+			active, _ = pki.ParseCert([]byte(st.CA.CertPEM))
+			n.savePeers(st)
+		}
+		// Without the state (a restart applies the log only once a leader
+		// is heard, and a node with an expired certificate hears none),
+		// the certificate's own dates decide.
+		if pki.Expiring(n.id.Leaf(), active, time.Now()) && time.Now().After(retry) {
+			err := n.renew(ctx)
+			if err != nil {
+				n.log.Warn("certificate renewal failed, retrying", "err", err)
+				retry = time.Now().Add(5 * time.Second)
+			} else {
+				n.log.Info("certificate renewed", "not_after", n.id.Leaf().NotAfter)
 			}
 		}
 		wait := time.Minute
 		if leaf := n.id.Leaf(); leaf != nil {
-			life := leaf.NotAfter.Sub(leaf.NotBefore)
-			if d := time.Until(leaf.NotAfter.Add(-life / 3)); d < wait {
+			if d := time.Until(pki.RenewAt(leaf)); d < wait {
 				wait = max(d, time.Second)
 			}
+		}
+		if !retry.IsZero() && time.Until(retry) < wait {
+			wait = max(time.Until(retry), 100*time.Millisecond)
 		}
 		select {
 		case <-ctx.Done():
@@ -165,6 +173,60 @@ func (n *Node) tlsLoop(ctx context.Context) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// peersFile keeps the other members' API addresses, for renew.
+const peersFile = "peers.json"
+
+// savePeers records the members' API addresses when they change.
+func (n *Node) savePeers(st *state.State) {
+	peers := map[string]string{}
+	for id, nd := range st.Nodes {
+		if id != n.cfg.ID {
+			peers[id] = nd.HTTPAddr
+		}
+	}
+	b, _ := json.Marshal(peers)
+	path := filepath.Join(n.tlsDir(), peersFile)
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(b) {
+		return
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		n.log.Warn("write peers file", "err", err)
+	}
+}
+
+// renew gets a new certificate through this node's own API (forwarded to
+// the leader), or else through another member's: a node that was down
+// while its certificate expired is refused on Raft, learns no leader, and
+// must ask a member directly (with the token: its certificate is void).
+func (n *Node) renew(ctx context.Context) error {
+	var errs []error
+	try := func(c *client.Client) bool {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err := n.requestCert(rctx, c)
+		errs = append(errs, err)
+		return err == nil
+	}
+	if try(n.selfClient()) {
+		return nil
+	}
+	peers := map[string]string{}
+	if b, err := os.ReadFile(filepath.Join(n.tlsDir(), peersFile)); err == nil {
+		_ = json.Unmarshal(b, &peers)
+	}
+	ids := make([]string, 0, len(peers))
+	for id := range peers {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if try(n.peerClient(id, peers[id])) {
+			return nil
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // operatorCert loads --api-tls-cert/--api-tls-key.

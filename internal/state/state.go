@@ -28,6 +28,10 @@ type CA struct {
 	CertPEM string   `json:"cert_pem"`
 	KeyPEM  string   `json:"key_pem"`
 	Retired []string `json:"retired,omitempty"` // certificate PEMs
+	// CrossPEM, during a rotation: the active CA certified by the previous
+	// one, sent along with node certificates so that a node that trusts
+	// only the previous CA (it was down) can still verify them.
+	CrossPEM string `json:"cross_pem,omitempty"`
 }
 
 // Bundle is every trusted CA certificate, the active one first.
