@@ -43,7 +43,13 @@ func newTestClusterWith(t *testing.T, n int, memory int64, mod func(i int, c *Co
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("redis-server not installed: apt-get install redis-server")
 	}
-	hosts := testutil.LoopbackHosts(t, n, 7000, 7001, 7100, 7050)
+	return newTestClusterOn(t, testutil.LoopbackHosts(t, n, 7000, 7001, 7100, 7050), memory, mod)
+}
+
+// newTestClusterOn starts one node on each of hosts.
+func newTestClusterOn(t *testing.T, hosts []string, memory int64, mod func(i int, c *Config)) *testCluster {
+	t.Helper()
+	n := len(hosts)
 	root := t.TempDir()
 	tc := &testCluster{t: t}
 	t.Cleanup(func() {

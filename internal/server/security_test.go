@@ -19,6 +19,7 @@ import (
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/client"
 	"github.com/marina-redis/marina/internal/pki"
+	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/state"
 	"github.com/marina-redis/marina/internal/testutil"
 )
@@ -254,4 +255,79 @@ func TestCertificatesRenewAndRotate(t *testing.T) {
 		t.Fatal(err)
 	}
 	tc.waitReady(c, "after")
+}
+
+// What crosses the network between nodes, Raft and the API (forwards,
+// heartbeats, CLI calls), carries no password, secret, token or key in
+// clear: read by a sniffer on the wire while a database is created, used
+// and changed through a follower.
+func TestNoSecretsOnTheWire(t *testing.T) {
+	hosts := testutil.LoopbackHosts(t, 3, 7000, 7001, 7100, 7050, 7009)
+	control := 7009
+	sn := testutil.Sniff(t, hosts, 7000, 7001, control)
+	tc := newTestClusterOn(t, hosts, 256<<20, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f := (tc.leader() + 1) % 3
+	c := tc.client(f)
+	const password = "db-password-on-the-wire-1"
+	if _, err := c.CreateDB(ctx, api.CreateDBRequest{Name: "wire", Memory: 16 << 20, Replicas: 1, Password: password}); err != nil {
+		t.Fatal(err)
+	}
+	tc.waitReady(c, "wire")
+	newPassword := "db-password-on-the-wire-2"
+	if _, err := c.UpdateDB(ctx, "wire", api.UpdateDBRequest{Password: &newPassword}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := tc.client(i).ListDBs(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The control: a secret sent in clear on a watched port is found.
+	ln, err := net.Listen("tcp", api.HostPort(hosts[0], control))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			_, _ = io.Copy(io.Discard, c)
+			c.Close()
+		}
+	}()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(hosts[1])}}
+	cc, err := d.DialContext(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = cc.Write([]byte("control-secret-in-clear"))
+	cc.Close()
+	testutil.WaitFor(t, 5*time.Second, "the sniffer sees the control secret", func() error {
+		if _, ok := sn.Find([]byte("control-secret-in-clear")); !ok {
+			return fmt.Errorf("not seen")
+		}
+		return nil
+	})
+
+	st := tc.nodes[0].FSM.State()
+	db := st.DBs["wire"]
+	keyBody := strings.Split(st.CA.KeyPEM, "\n")[1] // a line of the key's base64
+	secrets := map[string]string{
+		"API token": testToken, "API token hash": st.TokenHash, "old database password": password,
+		"database password": newPassword, "internal secret": db.Secret, "proxy secret": redisconf.ProxySecret(db.Secret),
+		"CA key": keyBody,
+	}
+	for what, s := range secrets {
+		if flow, ok := sn.Find([]byte(s)); ok {
+			t.Errorf("%s seen in clear in %s", what, flow)
+		}
+	}
+	for _, p := range []int{7000, 7001} {
+		if n := sn.Bytes(p); n < 10000 {
+			t.Errorf("only %d bytes seen on port %d: the sniffer missed the traffic", n, p)
+		}
+	}
+	t.Logf("seen: %d bytes of API traffic, %d of Raft", sn.Bytes(7000), sn.Bytes(7001))
 }
