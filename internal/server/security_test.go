@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/client"
@@ -330,4 +331,130 @@ func TestNoSecretsOnTheWire(t *testing.T) {
 		}
 	}
 	t.Logf("seen: %d bytes of API traffic, %d of Raft", sn.Bytes(7000), sn.Bytes(7001))
+}
+
+// listening returns the TCP ports listening on ip (IPv4), from /proc.
+func listening(t *testing.T, ip string) []int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v4 := net.ParseIP(ip).To4()
+	want := fmt.Sprintf("%02X%02X%02X%02X", v4[3], v4[2], v4[1], v4[0]) // little-endian
+	var out []int
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "0A" { // LISTEN
+			continue
+		}
+		addr, port, ok := strings.Cut(f[1], ":")
+		if !ok || addr != want {
+			continue
+		}
+		var p int
+		fmt.Sscanf(port, "%X", &p)
+		out = append(out, p)
+	}
+	return out
+}
+
+// A stranger is refused on every port a node listens on: the API (no
+// token, a wrong one, plain HTTP), Raft (plain TCP), the Sentinel
+// protocol, every database endpoint and every redis-server (no password,
+// a wrong one, a guessed user), and nothing in the state changes. The
+// ports are read from the kernel, so a port added later and not checked
+// here fails the test.
+func TestStrangerIsRefusedEverywhere(t *testing.T) {
+	hosts := testutil.LoopbackHosts(t, 3, 7000, 7001, 7100, 7050, 7009)
+	tc := newTestClusterOn(t, hosts, 256<<20, func(i int, c *Config) { c.SentinelPort = 7009 })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := tc.client(0)
+	for _, spec := range []api.CreateDBRequest{{Name: "one", Memory: 16 << 20, Replicas: 2}, {Name: "two", Memory: 16 << 20, Shards: 2, Replicas: 1}} {
+		if _, err := c.CreateDB(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		tc.waitReady(c, spec.Name)
+	}
+	before := tc.nodes[0].FSM.State()
+
+	redisRefuses := func(addr, what string) {
+		for _, o := range []redis.Options{{}, {Password: "wrong"}, {Username: "marina", Password: "wrong"},
+			{Username: "marina-proxy", Password: "wrong"}, {Username: "default", Password: ""}} {
+			o.Addr, o.Protocol, o.DisableIdentity, o.MaxRetries, o.DialTimeout = addr, 2, true, -1, time.Second
+			cl := redis.NewClient(&o)
+			err := cl.Ping(ctx).Err()
+			if err == nil {
+				err = cl.Get(ctx, "k").Err()
+			}
+			cl.Close()
+			if err == nil || !(strings.Contains(err.Error(), "NOAUTH") || strings.Contains(err.Error(), "WRONGPASS")) {
+				t.Errorf("%s %s as %q/%q: %v, want NOAUTH or WRONGPASS", what, addr, o.Username, o.Password, err)
+			}
+		}
+	}
+	for i, h := range hosts {
+		ports := listening(t, h)
+		if len(ports) < 4 {
+			t.Fatalf("node %d: listening on %v only", i+1, ports)
+		}
+		for _, p := range ports {
+			addr := api.HostPort(h, p)
+			switch {
+			case p == 7000:
+				hc := tc.httpClient()
+				for _, tok := range []string{"", "wrong"} {
+					req, _ := http.NewRequest(http.MethodDelete, "https://"+addr+"/v1/dbs/one", nil)
+					if tok != "" {
+						req.Header.Set("Authorization", "Bearer "+tok)
+					}
+					res, err := hc.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					res.Body.Close()
+					if res.StatusCode != http.StatusUnauthorized {
+						t.Errorf("API %s with token %q: %d", addr, tok, res.StatusCode)
+					}
+				}
+				res, err := http.Get("http://" + addr + "/v1/status")
+				if err == nil {
+					res.Body.Close()
+					if res.StatusCode != http.StatusBadRequest {
+						t.Errorf("plain HTTP to the API: %d", res.StatusCode)
+					}
+				}
+			case p == 7001:
+				if err := inject(t, addr, nil); err == nil {
+					t.Errorf("Raft %s took AppendEntries in plain TCP", addr)
+				}
+			case p == 7009:
+				cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+				err := cl.Do(ctx, "SENTINEL", "get-master-addr-by-name", "one").Err()
+				if err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+					t.Errorf("sentinel %s without AUTH: %v", addr, err)
+				}
+				if err := cl.Do(ctx, "AUTH", "wrong").Err(); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+					t.Errorf("sentinel %s AUTH wrong: %v", addr, err)
+				}
+				cl.Close()
+			case p >= 7050 && p <= 7099:
+				redisRefuses(addr, "endpoint")
+			case p >= 7100 && p <= 7199:
+				redisRefuses(addr, "redis-server")
+			default:
+				t.Errorf("node %d listens on %s, which this test does not know: check it refuses strangers", i+1, addr)
+			}
+		}
+	}
+	after := tc.nodes[0].FSM.State()
+	if len(after.DBs) != 2 || after.TokenHash != before.TokenHash || len(after.Nodes) != 3 {
+		t.Fatalf("state changed: %d dbs, %d nodes", len(after.DBs), len(after.Nodes))
+	}
+	for name, db := range before.DBs {
+		if a := after.DBs[name]; a == nil || a.Password != db.Password || a.Secret != db.Secret {
+			t.Errorf("database %s changed", name)
+		}
+	}
 }

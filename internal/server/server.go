@@ -362,7 +362,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// descriptors the proxy and Raft share) forever. No write timeout: a
 	// switchover or a drain legitimately answers after seconds.
 	n.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: cfg.HTTPReadTimeout, ReadTimeout: cfg.HTTPReadTimeout,
-		IdleTimeout: cfg.HTTPIdleTimeout}
+		IdleTimeout: cfg.HTTPIdleTimeout,
+		// Failed handshakes (strangers, plain HTTP) are the client's problem.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	// HTTPS only: the token never crosses a network in clear. Clients that
 	// present a node certificate are known as that node (heartbeats).
 	tln := tls.NewListener(ln, n.id.ServerTLS(false, nil))
