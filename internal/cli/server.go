@@ -16,7 +16,7 @@ import (
 
 func (a *app) serverCmd() *cobra.Command {
 	var cfg server.Config
-	var memory, ports, proxyPorts, join, logLevel, maxRequest string
+	var memory, ports, proxyPorts, join, logLevel, maxRequest, inputBudget string
 	host, _ := os.Hostname()
 	cmd := &cobra.Command{
 		Use:   "server --id ID --data DIR --bind HOST [--join ADDR]",
@@ -47,6 +47,9 @@ func (a *app) serverCmd() *cobra.Command {
 				return fmt.Errorf("--proxy-max-request %q: a size of at least 1KiB", maxRequest)
 			}
 			cfg.ProxyMaxRequest = int(mr)
+			if cfg.ProxyInputBudget, err = api.ParseSize(inputBudget); err != nil {
+				return fmt.Errorf("--proxy-input-budget %q: %v", inputBudget, err)
+			}
 			cfg.Join, cfg.Token, cfg.CACert, cfg.Out = join, a.token, a.cacert, a.out
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -76,6 +79,7 @@ func (a *app) serverCmd() *cobra.Command {
 	f.IntVar(&cfg.ProxyMaxClients, "proxy-max-clients", 10000, "client connections per database endpoint on this node")
 	f.DurationVar(&cfg.ProxyIdle, "proxy-idle-timeout", 0, "close endpoint clients idle this long (0: never)")
 	f.StringVar(&maxRequest, "proxy-max-request", "512MiB", "largest request a client may send to an endpoint")
+	f.StringVar(&inputBudget, "proxy-input-budget", "256MiB", "incomplete client requests all endpoints of this node may hold together; a client beyond it is refused")
 	f.DurationVar(&cfg.CertLifetime, "cert-lifetime", 0, "lifetime of the node certificates this node signs as leader; nodes renew with a third left (default 720h)")
 	f.StringVar(&cfg.APITLSCert, "api-tls-cert", "", "PEM certificate the API and console serve to browsers and the CLI instead of the node's own (with --api-tls-key)")
 	f.StringVar(&cfg.APITLSKey, "api-tls-key", "", "PEM private key of --api-tls-cert")

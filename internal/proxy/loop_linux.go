@@ -332,6 +332,11 @@ func (l *loop) closeClient(c *client) {
 	unix.Close(c.fd)
 	delete(l.clients, c.fd)
 	l.d.Stats.Connections.Add(-1)
+	if b := l.d.topo.Load().route.Input; b != nil && c.charged > 0 {
+		b.give(c.charged)
+		c.charged = 0
+	}
+	c.in = nil // a large buffer goes back to the allocator now
 }
 
 func (l *loop) clientEvent(c *client, events uint32) {
@@ -363,7 +368,7 @@ func (l *loop) parse(c *client) {
 	t := l.d.topo.Load()
 	max := t.route.MaxRequest
 	for !c.closeAfter && c.pin == nil && c.tunnel == nil {
-		args, n, err := resp.ParseCommand(c.in[c.inOff:], max, c.scratch[:0])
+		args, n, err := l.next(c, max)
 		if err == resp.ErrIncomplete {
 			if max > 0 && len(c.in)-c.inOff > max+(64<<10) {
 				c.answer(resp.AppendError(nil, "ERR Protocol error: request larger than the limit"))
@@ -407,7 +412,61 @@ func (l *loop) parse(c *client) {
 			c.in = append([]byte(nil), c.in...)
 		}
 	}
+	l.charge(c)
 	l.markC(c)
+}
+
+// next parses the client's next command. A complete one is parsed at
+// once; an incomplete one is followed by the resumable scanner as bytes
+// arrive and parsed once it is whole, so its cost stays linear in its
+// size. A client that has not logged in gets Redis's small limits.
+func (l *loop) next(c *client, max int) ([][]byte, int, error) {
+	rest, unauth := c.in[c.inOff:], !c.authed
+	if c.partial.Active() {
+		n, err := c.partial.Scan(rest, max, unauth)
+		if err != nil {
+			return nil, 0, err
+		}
+		c.partial.Reset()
+		rest = rest[:n]
+	}
+	args, n, err := resp.ParseCommandAs(rest, max, unauth, c.scratch[:0])
+	if err == resp.ErrIncomplete {
+		_, err = c.partial.Scan(rest, max, unauth)
+	}
+	return args, n, err
+}
+
+// freeInput is what a client may buffer without charging the node's budget.
+const freeInput = 4 << 10
+
+// charge keeps the node's input budget in step with what c holds; a
+// client that would exceed it is refused and closed.
+func (l *loop) charge(c *client) {
+	b := l.d.topo.Load().route.Input
+	if b == nil {
+		return
+	}
+	want := int64(len(c.in))
+	if want <= freeInput {
+		want = 0
+	}
+	switch d := want - c.charged; {
+	case d > 0:
+		if !b.take(d) {
+			c.answer(resp.AppendError(nil, "ERR marina: this node holds as much incomplete client input as it may (--proxy-input-budget): request refused"))
+			c.closeAfter = true
+			c.in, c.inOff = nil, 0
+			c.partial.Reset()
+			b.give(c.charged)
+			c.charged = 0
+			return
+		}
+		c.charged = want
+	case d < 0:
+		b.give(-d)
+		c.charged = want
+	}
 }
 
 // connect starts a non-blocking connect to addr.

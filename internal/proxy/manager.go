@@ -29,6 +29,9 @@ type Limits struct {
 	// Fenced says whether this node holds no lease (agent.Fenced): writes
 	// to its own masters are refused then.
 	Fenced func() bool
+	// Input bounds the client input buffered by all of this node's
+	// endpoints together (nil: no bound).
+	Input *Budget
 }
 
 // Routes computes the routes of every database for the proxies of node.
@@ -55,7 +58,7 @@ func Routes(st *state.State, node string, lim Limits, inSync func(addr string) b
 		}
 		r := Route{Name: name, Addr: net.JoinHostPort(self.Addr, strconv.Itoa(db.ProxyPort)), Password: db.Password, Secret: redisconf.ProxySecret(db.Secret),
 			MaxClients: lim.MaxClients, MaxRequest: lim.MaxRequest, Idle: lim.Idle, Replicated: db.Durability == state.DurabilityReplicated,
-			ReadFrom: db.ReadFrom, TLS: lim.TLS, Fenced: lim.Fenced, Node: node}
+			ReadFrom: db.ReadFrom, TLS: lim.TLS, Fenced: lim.Fenced, Node: node, Input: lim.Input}
 		for _, sh := range db.Shards {
 			sr := ShardRoute{Index: sh.Index, SlotStart: sh.SlotStart, SlotEnd: sh.SlotEnd}
 			if m, ok := sh.Master(); ok && sh.Pending == nil {

@@ -66,7 +66,31 @@ type Route struct {
 	// with a clear error (reads go on). Node is this node's id, for it.
 	Fenced func() bool `json:"-"`
 	Node   string
+	// Input is the node's budget for buffered client input (nil: none).
+	Input *Budget `json:"-"`
 }
+
+// Budget bounds the bytes of incomplete requests that a node's endpoints
+// hold, across databases: many clients each sending the start of a large
+// request must not take the memory the node's redis-servers need.
+type Budget struct {
+	Max  int64
+	used atomic.Int64
+}
+
+// take reserves n bytes; false (nothing reserved) when that exceeds Max.
+func (b *Budget) take(n int64) bool {
+	if b.used.Add(n) > b.Max {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+func (b *Budget) give(n int64) { b.used.Add(-n) }
+
+// Used is the bytes held now.
+func (b *Budget) Used() int64 { return b.used.Load() }
 
 // topology is an immutable routing snapshot; swapped atomically on change.
 type topology struct {
@@ -354,6 +378,10 @@ type client struct {
 	tunnel *lbackend
 	// txn queues a MULTI on a sharded database until EXEC.
 	txn *txn
+	// partial resumes checking an incomplete request; charged is what the
+	// client's input buffer holds of the node's Budget.
+	partial resp.CommandScanner
+	charged int64
 	// writing: the command being dispatched may write (durability);
 	// reading: it only reads (read/write split).
 	writing bool
@@ -400,6 +428,7 @@ func (d *DB) serve(conn net.Conn) {
 	c.r.MaxSize = t.route.MaxRequest
 	c.authed = t.route.Password == ""
 	for !c.quit {
+		c.r.Unauth = !c.authed
 		if idle := d.topo.Load().route.Idle; idle > 0 && c.r.Buffered() == 0 {
 			_ = conn.SetReadDeadline(time.Now().Add(idle))
 		}

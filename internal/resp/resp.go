@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 )
 
@@ -34,6 +35,8 @@ type Reader struct {
 	args    [][]byte
 	buf     []byte
 	MaxSize int // bound on one command's bytes (0: MaxBulk)
+	// Unauth applies Redis's limits for a client that has not logged in.
+	Unauth bool
 }
 
 // NewReader wraps r.
@@ -99,8 +102,8 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 		if n <= 0 {
 			continue // *0 and *-1 are ignored, as Redis does
 		}
-		if n > MaxArgs {
-			return nil, perr("too many arguments")
+		if err := checkCount(n, r.Unauth); err != nil {
+			return nil, err
 		}
 		// Read every bulk into one buffer, then slice it: one allocation
 		// amortised across commands.
@@ -121,13 +124,18 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			if sz < 0 || sz > int64(max) || len(r.buf)+int(sz) > max {
-				return nil, perr("invalid bulk length")
-			}
-			start := len(r.buf)
-			r.buf = append(r.buf, make([]byte, sz+2)...)
-			if _, err := io.ReadFull(r.br, r.buf[start:]); err != nil {
+			if err := checkBulk(sz, len(r.buf), max, r.Unauth); err != nil {
 				return nil, err
+			}
+			// Grown as the bytes arrive, never on the header's word alone.
+			for left := int(sz) + 2; left > 0; {
+				chunk := min(left, 1<<20)
+				start := len(r.buf)
+				r.buf = slices.Grow(r.buf, chunk)[:start+chunk]
+				if _, err := io.ReadFull(r.br, r.buf[start:]); err != nil {
+					return nil, err
+				}
+				left -= chunk
 			}
 			if r.buf[len(r.buf)-2] != '\r' || r.buf[len(r.buf)-1] != '\n' {
 				return nil, perr("expected CRLF after bulk")
@@ -141,6 +149,33 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 		}
 		return r.args, nil
 	}
+}
+
+// Redis's limits for a client that has not authenticated (networking.c):
+// a stranger's request is small until it proves the password.
+const (
+	UnauthArgs = 10
+	UnauthBulk = 16 << 10
+)
+
+func checkCount(n int64, unauth bool) error {
+	switch {
+	case unauth && n > UnauthArgs:
+		return perr("unauthenticated multibulk length")
+	case n > MaxArgs:
+		return perr("too many arguments")
+	}
+	return nil
+}
+
+func checkBulk(sz int64, sofar, max int, unauth bool) error {
+	switch {
+	case unauth && sz > UnauthBulk:
+		return perr("unauthenticated bulk length")
+	case sz < 0 || sz > int64(max) || sofar+int(sz) > max:
+		return perr("invalid bulk length")
+	}
+	return nil
 }
 
 func first(b []byte) byte {

@@ -1,11 +1,15 @@
 package resp
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestReadCommand(t *testing.T) {
@@ -233,5 +237,101 @@ func TestHugeCountAllocatesByWhatArrives(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if grown := after.TotalAlloc - before.TotalAlloc; grown > 1<<20 {
 		t.Fatalf("10 truncated headers allocated %d bytes", grown)
+	}
+}
+
+// FuzzCommandScanner: fed a command in two pieces, the resumable scanner
+// agrees with ParseCommandAs on the whole input: the same end, incomplete,
+// or a protocol error, with and without the unauthenticated limits.
+func FuzzCommandScanner(f *testing.F) {
+	f.Add([]byte("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), 5, false)
+	f.Add([]byte("*11\r\n$1\r\na\r\n"), 3, true)
+	f.Add([]byte("*1\r\n$20000\r\n"), 3, true)
+	f.Add([]byte("PING\r\nset a \"b c\"\r\n"), 3, false)
+	f.Fuzz(func(t *testing.T, in []byte, cut int, unauth bool) {
+		var s CommandScanner
+		if cut > 0 && cut < len(in) {
+			if _, err := s.Scan(in[:cut], 1<<16, unauth); err != ErrIncomplete {
+				return // decided on the first piece already
+			}
+		}
+		n, err := s.Scan(in, 1<<16, unauth)
+		_, wn, werr := ParseCommandAs(in, 1<<16, unauth, nil)
+		var pe *ProtocolError
+		switch {
+		case err == ErrIncomplete:
+			if werr != ErrIncomplete {
+				t.Fatalf("%q: scanner incomplete, parser %d %v", in, wn, werr)
+			}
+		case err != nil:
+			if !errors.As(werr, &pe) {
+				t.Fatalf("%q: scanner %v, parser %d %v", in, err, wn, werr)
+			}
+		default:
+			_, pn, perr := ParseCommandAs(in[:n], 1<<16, unauth, nil)
+			if perr != werr && !(errors.As(perr, &pe) && errors.As(werr, &pe)) || (perr == nil && (pn != n || wn != n)) {
+				t.Fatalf("%q: scanner end %d, parser on it %d %v, on all %d %v", in, n, pn, perr, wn, werr)
+			}
+		}
+	})
+}
+
+// The scanner's cost is linear: a 1M-argument request arriving in 4 KiB
+// pieces is checked in about as many steps as it has bytes.
+func TestCommandScannerIsLinear(t *testing.T) {
+	var b bytes.Buffer
+	const args = 1 << 20
+	fmt.Fprintf(&b, "*%d\r\n", args)
+	for i := 0; i < args; i++ {
+		b.WriteString("$1\r\nx\r\n")
+	}
+	in := b.Bytes()
+	var s CommandScanner
+	start := time.Now()
+	for end := 4096; ; end += 4096 {
+		n, err := s.Scan(in[:min(end, len(in))], 0, false)
+		if err == nil {
+			if n != len(in) {
+				t.Fatalf("end %d of %d", n, len(in))
+			}
+			break
+		}
+		if err != ErrIncomplete {
+			t.Fatal(err)
+		}
+	}
+	// Quadratic would be ~1000x the single pass; allow a wide margin.
+	one := time.Now()
+	var s2 CommandScanner
+	if _, err := s2.Scan(in, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	single := time.Since(one)
+	if pieces := one.Sub(start); pieces > 20*single+50*time.Millisecond {
+		t.Fatalf("in pieces %v, at once %v: not linear", pieces, single)
+	}
+}
+
+func TestUnauthenticatedLimits(t *testing.T) {
+	for _, c := range []struct {
+		in, err string
+	}{
+		{"*11\r\n", "Protocol error: unauthenticated multibulk length"},
+		{"*2\r\n$16385\r\n", "Protocol error: unauthenticated bulk length"},
+		{"*3\r\n$4\r\nAUTH\r\n$7\r\ndefault\r\n$5\r\nhello\r\n", ""},
+	} {
+		_, _, err := ParseCommandAs([]byte(c.in), 0, true, nil)
+		var s CommandScanner
+		_, serr := s.Scan([]byte(c.in), 0, true)
+		_, rerr := (&Reader{br: bufio.NewReader(strings.NewReader(c.in)), Unauth: true}).ReadCommand()
+		for what, e := range map[string]error{"parse": err, "scan": serr, "reader": rerr} {
+			got := ""
+			if e != nil && e != ErrIncomplete && e != io.EOF && e != io.ErrUnexpectedEOF {
+				got = e.Error()
+			}
+			if got != c.err {
+				t.Errorf("%s %q: %v, want %q", what, c.in, e, c.err)
+			}
+		}
 	}
 }

@@ -64,6 +64,9 @@ type Config struct {
 	ProxyMaxClients int
 	ProxyMaxRequest int
 	ProxyIdle       time.Duration
+	// ProxyInputBudget bounds the incomplete client requests all of this
+	// node's endpoints hold together (256 MiB).
+	ProxyInputBudget int64
 	// ProxyTLSCert and ProxyTLSKey (PEM files) make endpoints speak TLS.
 	ProxyTLSCert string
 	ProxyTLSKey  string
@@ -206,6 +209,12 @@ func (c *Config) Validate() error {
 	if c.ProxyMaxRequest == 0 {
 		c.ProxyMaxRequest = 512 << 20
 	}
+	if c.ProxyInputBudget == 0 {
+		c.ProxyInputBudget = 256 << 20
+	}
+	if c.ProxyInputBudget < 1<<20 {
+		return fmt.Errorf("--proxy-input-budget %d: at least 1MiB", c.ProxyInputBudget)
+	}
 	if c.Memory < state.MinMemory {
 		return fmt.Errorf("--memory %d: must be at least 1MiB", c.Memory)
 	}
@@ -347,7 +356,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		StopOnExit: cfg.StopInstancesOnExit, Lease: cfg.Lease, Logger: log}, n.FSM)
 	n.Proxies = &proxy.Manager{Node: cfg.ID, Src: n.FSM, Log: log,
 		Limits: proxy.Limits{MaxClients: cfg.ProxyMaxClients, MaxRequest: cfg.ProxyMaxRequest, Idle: cfg.ProxyIdle, TLS: cfg.proxyTLS,
-			Fenced: n.Agent.Fenced}}
+			Fenced: n.Agent.Fenced, Input: &proxy.Budget{Max: cfg.ProxyInputBudget}}}
 	n.Stats = &stats.Collector{Node: cfg.ID, Src: n.FSM, Interval: cfg.StatsInterval, Log: log}
 	closeGraphite := func() {}
 	if cfg.Graphite != "" {
