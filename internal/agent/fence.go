@@ -80,11 +80,27 @@ func (wk *worker) fenceOnce(ctx context.Context, c *redis.Client) error {
 	}
 }
 
+// FenceApplyTimeout bounds one attempt of the fencer at a server: a
+// server that does not answer within it is not holding writes for anyone
+// either, and the next attempt starts at once.
+const FenceApplyTimeout = 200 * time.Millisecond
+
+// FenceMargin is how long after an agent's lease ends the leader still
+// waits before it promotes another master: time for the fencer to finish
+// an attempt already under way (FenceApplyTimeout), make the one that
+// applies the fence (another), and for its timer to fire late.
+const FenceMargin = 500 * time.Millisecond
+
+// fenceBusyMax is the longest a fencer can take, from the end of the
+// lease, to apply the fence on a server that answers; FenceMargin must
+// cover it (fence_test.go checks).
+const fenceBusyMax = 2*FenceApplyTimeout + 100*time.Millisecond
+
 // applyFence sets the fence on a running server when it differs: the
 // setting and the replication rights in one MULTI, so a server is never
 // left half-fenced, writes first.
 func applyFence(ctx context.Context, c *redis.Client, fenced bool) error {
-	cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	cctx, cancel := context.WithTimeout(ctx, FenceApplyTimeout)
 	defer cancel()
 	want := redisconf.FenceValue(fenced)
 	got, err := c.ConfigGet(cctx, redisconf.FenceKey).Result()

@@ -259,3 +259,58 @@ func TestFullDiskKeepsFence(t *testing.T) {
 		return nil
 	})
 }
+
+// The leader waits FenceMargin after an agent's lease before it promotes
+// another master: that must cover a fencer busy at the server when the
+// lease ends (an attempt under way, then the one that fences). Here the
+// server is busy with a 150 ms script across the end of the lease; by the
+// end of the margin the master refuses writes.
+func TestFenceMarginCoversABusyFencer(t *testing.T) {
+	if fenceBusyMax > FenceMargin {
+		t.Fatalf("a fencer may take %v after the lease, more than the margin %v the leader waits", fenceBusyMax, FenceMargin)
+	}
+	host := testutil.LoopbackHosts(t, 1)[0]
+	port := testutil.FreePort(t, host)
+	const id, pw, secret = "mdb-0-abcdef", "margin-password-1", "margin-secret-1"
+	src := &source{st: state.New(), idx: 10, ch: make(chan struct{})}
+	src.st.Nodes["n1"] = &state.Node{ID: "n1", Addr: host, Status: state.NodeUp, Memory: 1 << 30, PortMin: port, PortMax: port}
+	src.st.DBs["mdb"] = &state.Database{Spec: state.Spec{Name: "mdb", Memory: 8 << 20, Shards: 1, Persistence: state.PersistNone,
+		Eviction: "noeviction", Password: pw}, Secret: secret,
+		Shards: []state.Shard{{Index: 0, SlotEnd: state.NumSlots - 1, Epoch: 1, Instances: []state.Instance{{ID: id, Node: "n1", Port: port, Role: state.RoleMaster}}}}}
+	dir := t.TempDir()
+	const lease = 400 * time.Millisecond
+	a := New(Config{NodeID: "n1", Dir: filepath.Join(dir, "instances"), RedisServer: "redis-server", StopOnExit: true,
+		Interval: 50 * time.Millisecond, Lease: lease, Logger: testutil.Logger()}, src)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; testutil.KillPidfiles(dir) })
+	c := redis.NewClient(&redis.Options{Addr: host + ":" + itoa(port), Password: pw, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+	defer c.Close()
+	bg := context.Background()
+	var granted time.Time
+	testutil.WaitFor(t, 10*time.Second, "writable with a lease", func() error {
+		granted = time.Now()
+		a.Grant(granted, 0, src.Index())
+		return c.Set(bg, "k", "v", 0).Err()
+	})
+	// Busy from 100 ms before the lease ends to 50 ms after it.
+	end := granted.Add(lease)
+	busy := make(chan error, 1)
+	go func() {
+		time.Sleep(time.Until(end.Add(-100 * time.Millisecond)))
+		busy <- c.Eval(bg, `local s = redis.call('TIME'); local t0 = s[1]*1000000 + s[2]
+			repeat local n = redis.call('TIME') until n[1]*1000000 + n[2] - t0 >= 150000
+			return 1`, nil).Err()
+	}()
+	// The instant the leader may promote another master: the deadline
+	// under test, waited for as such.
+	time.Sleep(time.Until(end.Add(FenceMargin)))
+	err := c.Set(bg, "k", "after", 0).Err()
+	if err == nil || !strings.Contains(err.Error(), "NOREPLICAS") {
+		t.Fatalf("a write %v after the lease ended: %v, want NOREPLICAS", FenceMargin, errText(err))
+	}
+	if err := <-busy; err != nil {
+		t.Fatalf("busy script: %v", err)
+	}
+}

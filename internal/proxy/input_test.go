@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -156,4 +157,82 @@ func TestRequestInPieces(t *testing.T) {
 	if v, err := px.Get(context.Background(), "key:99999").Result(); err != nil || v != "99999" {
 		t.Fatalf("GET: %q %v", v, err)
 	}
+}
+
+// The event loop never waits on a backend for the command table: while
+// it is being learned from a stopped master (SIGSTOP), a client's GET
+// waits, and another client's PING is answered before it (the attack: a
+// first GET through a new endpoint stalled every client for a second,
+// once a second).
+func TestCommandTableOffTheLoop(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	addr := backend(t, host)
+	pid := redisPid(t, addr)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	d, _ := startProxy(t, host, addr)
+	login := func() (net.Conn, *bufio.Reader) {
+		conn, rd := rawConn(t, d.Addr())
+		fmt.Fprintf(conn, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(testPW), testPW)
+		if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+			t.Fatalf("AUTH: %q %v", line, err)
+		}
+		return conn, rd
+	}
+	getter, grd := login()
+	fmt.Fprintf(getter, "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+	got := make(chan string, 1)
+	go func() {
+		line, _ := grd.ReadString('\n')
+		got <- line
+	}()
+	testutil.WaitFor(t, 5*time.Second, "the table being fetched", func() error {
+		if !d.fetching.Load() {
+			return fmt.Errorf("not fetching")
+		}
+		return nil
+	})
+	pinger, prd := login()
+	fmt.Fprintf(pinger, "*1\r\n$4\r\nPING\r\n")
+	if line, err := prd.ReadString('\n'); err != nil || line != "+PONG\r\n" {
+		t.Fatalf("PING: %q %v", line, err)
+	}
+	select {
+	case line := <-got:
+		t.Fatalf("the GET was answered (%q) before the master came back", line)
+	default:
+	}
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case line := <-got:
+		if line != "$-1\r\n" {
+			t.Fatalf("GET after the master came back: %q", line)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the GET was never answered")
+	}
+}
+
+// redisPid is the pid of the redis-server listening on addr.
+func redisPid(t *testing.T, addr string) int {
+	t.Helper()
+	cl := direct(addr)
+	defer cl.Close()
+	info, err := cl.Info(context.Background(), "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "process_id:"); ok {
+			var pid int
+			fmt.Sscan(v, &pid)
+			return pid
+		}
+	}
+	t.Fatal("no process_id")
+	return 0
 }

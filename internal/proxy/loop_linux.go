@@ -87,6 +87,33 @@ type loop struct {
 	free []*request
 	// tunnels: the pinned connections, for the connect timeout.
 	tunnels map[*lbackend]bool
+	// wakefd (an eventfd) wakes the loop from other goroutines: the
+	// command table has been learned. parked are the clients waiting for it.
+	wakefd int
+	parked []*client
+}
+
+// wake makes the loop look at its parked clients now.
+func (l *loop) wake() {
+	var one [8]byte
+	one[0] = 1
+	_, _ = unix.Write(l.wakefd, one[:])
+}
+
+// unpark goes on with the clients that waited for the command table, once
+// it is known or its fetch is over.
+func (l *loop) unpark() {
+	if len(l.parked) == 0 || l.d.fetching.Load() {
+		return
+	}
+	parked := l.parked
+	l.parked = nil
+	for _, c := range parked {
+		c.parked = false
+		if !c.closed {
+			l.parse(c)
+		}
+	}
 }
 
 func (l *loop) newRequest() *request {
@@ -228,7 +255,16 @@ func newLoop(d *DB, addr string) (*loop, error) {
 		unix.Close(epfd)
 		return nil, err
 	}
-	return &loop{d: d, addr: actual, epfd: epfd, lnfd: lnfd, clients: map[int]*client{}, backends: map[string]*lbackend{},
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err == nil {
+		err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)})
+	}
+	if err != nil {
+		unix.Close(lnfd)
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	return &loop{d: d, addr: actual, epfd: epfd, lnfd: lnfd, wakefd: wakefd, clients: map[int]*client{}, backends: map[string]*lbackend{},
 		byFD: map[int]*lbackend{}, dialFailed: map[string]dialFailure{}, tunnels: map[*lbackend]bool{},
 		events: make([]unix.EpollEvent, 512), rbuf: make([]byte, 64<<10), done: make(chan struct{}), swept: time.Now()}, nil
 }
@@ -264,12 +300,16 @@ func (l *loop) run() {
 			switch {
 			case fd == l.lnfd:
 				l.accept()
+			case fd == l.wakefd:
+				var b [8]byte
+				_, _ = unix.Read(l.wakefd, b[:])
 			case l.byFD[fd] != nil:
 				l.backendEvent(l.byFD[fd], ev.Events)
 			case l.clients[fd] != nil:
 				l.clientEvent(l.clients[fd], ev.Events)
 			}
 		}
+		l.unpark()
 		l.flush()
 		if time.Since(l.swept) > time.Second {
 			l.sweep()
@@ -285,6 +325,7 @@ func (l *loop) shutdown() {
 		l.failBackend(b, errBackendClosed)
 	}
 	unix.Close(l.lnfd)
+	unix.Close(l.wakefd)
 	unix.Close(l.epfd)
 }
 
@@ -356,7 +397,9 @@ func (l *loop) clientEvent(c *client, events uint32) {
 			return
 		}
 		c.in = append(c.in, l.rbuf[:n]...)
-		l.parse(c)
+		if !c.parked {
+			l.parse(c)
+		}
 	}
 	if events&unix.EPOLLOUT != 0 {
 		l.markC(c)
@@ -379,6 +422,12 @@ func (l *loop) parse(c *client) {
 		if err != nil {
 			c.answer(resp.AppendError(nil, "ERR "+err.Error()))
 			c.closeAfter = true
+			break
+		}
+		if c.authed && len(args) > 0 && l.d.cmds.Load() == nil && (c.txn != nil || needsTable(args[0])) && l.d.ensureTable() {
+			// Not consumed: parsed again once the table is known.
+			c.parked = true
+			l.parked = append(l.parked, c)
 			break
 		}
 		if c.in[c.inOff] == '*' {

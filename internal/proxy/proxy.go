@@ -125,6 +125,9 @@ type DB struct {
 	mu      sync.Mutex
 	pools   map[string]*pool
 	cmds    atomic.Pointer[cmdTable]
+	// fetching: a goroutine is learning the command table (event loops
+	// never wait on a backend for it; their clients are parked meanwhile).
+	fetching atomic.Bool
 	clients sync.WaitGroup
 	nextID  atomic.Uint64
 	Stats   Stats
@@ -152,7 +155,7 @@ func Listen(r Route, log *slog.Logger) (*DB, error) {
 			if err != nil {
 				cancel()
 				for _, o := range d.lps {
-					<-o.done
+					o.shutdown() // not running yet: only its sockets to close
 				}
 				return nil, fmt.Errorf("proxy for %s on %s: %w", r.Name, r.Addr, err)
 			}
@@ -160,6 +163,8 @@ func Listen(r Route, log *slog.Logger) (*DB, error) {
 				d.lp, addr = lp, lp.addr // port 0: the others take the port the first got
 			}
 			d.lps = append(d.lps, lp)
+		}
+		for _, lp := range d.lps {
 			go lp.run()
 		}
 		return d, nil
@@ -287,6 +292,54 @@ func (d *DB) pool(addr string) *pool {
 	return p
 }
 
+// ensureTable makes sure the command table is known or being learned in
+// the background, and says whether a client should wait for it (false:
+// it is known, or no backend answered a moment ago and the command gets
+// that error at once).
+func (d *DB) ensureTable() bool {
+	if d.cmds.Load() != nil {
+		return false
+	}
+	if last := d.tableFailed.Load(); last != 0 && time.Since(time.Unix(0, last)) < time.Second {
+		return false
+	}
+	if d.fetching.CompareAndSwap(false, true) {
+		go func() {
+			_, err := d.table(d.ctx)
+			if err != nil {
+				d.log.Warn("command table", "err", err)
+			}
+			d.fetching.Store(false)
+			for _, lp := range d.lps {
+				lp.wake()
+			}
+		}()
+	}
+	return true
+}
+
+// needsTable says whether dispatching a command looks it up in the
+// command table (the proxy answers the others itself; see dispatch).
+func needsTable(name []byte) bool {
+	switch strings.ToLower(string(name)) {
+	case "auth", "hello", "quit", "ping", "echo", "select", "client":
+		return false
+	}
+	return true
+}
+
+// table is the command table for c: the event loop engine never fetches
+// it itself (ensureTable does, in the background).
+func (c *client) table() (cmdTable, error) {
+	if c.lp == nil {
+		return c.d.table(c.d.ctx)
+	}
+	if t := c.d.cmds.Load(); t != nil {
+		return *t, nil
+	}
+	return nil, errors.New("no backend answered COMMAND a moment ago; retry shortly")
+}
+
 // table returns the command table, learned from a backend on first use.
 func (d *DB) table(ctx context.Context) (cmdTable, error) {
 	if t := d.cmds.Load(); t != nil {
@@ -382,6 +435,8 @@ type client struct {
 	// client's input buffer holds of the node's Budget.
 	partial resp.CommandScanner
 	charged int64
+	// parked: waiting for the command table (event loop engine).
+	parked bool
 	// writing: the command being dispatched may write (durability);
 	// reading: it only reads (read/write split).
 	writing bool
@@ -582,7 +637,7 @@ func (c *client) dispatch(args [][]byte) {
 	}
 	if c.txn != nil {
 		// Inside a queued transaction every command is queued, PING included.
-		tab, err := c.d.table(c.d.ctx)
+		tab, err := c.table()
 		if err != nil {
 			c.errorf("ERR proxy: %v", err)
 			return
@@ -634,7 +689,7 @@ func (c *client) dispatch(args [][]byte) {
 		c.clientCmd(args)
 		return
 	}
-	tab, err := c.d.table(c.d.ctx)
+	tab, err := c.table()
 	if err != nil {
 		c.errorf("ERR proxy: %v", err)
 		return

@@ -350,7 +350,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.Ctl.SetCertLifetime(cfg.CertLifetime)
 	// The leader waits longer than an agent's lease before it promotes a
 	// replica of a silent node: by then that agent has fenced its masters.
-	n.Ctl.SetFailover(controller.FailoverConfig{DownAfter: cfg.DownAfter, LeaseWait: cfg.Lease + 500*time.Millisecond,
+	n.Ctl.SetFailover(controller.FailoverConfig{DownAfter: cfg.DownAfter, LeaseWait: cfg.Lease + agent.FenceMargin,
 		MaxLinkDown: cfg.MaxLinkDown, FlapMax: cfg.FlapMax, FlapWindow: cfg.FlapWindow, Heartbeat: cfg.Heartbeat, HealAfter: cfg.HealAfter})
 	n.Agent = agent.New(agent.Config{NodeID: cfg.ID, Dir: filepath.Join(cfg.DataDir, "instances"), RedisServer: cfg.RedisServer,
 		StopOnExit: cfg.StopInstancesOnExit, Lease: cfg.Lease, Logger: log}, n.FSM)
