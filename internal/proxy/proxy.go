@@ -119,25 +119,25 @@ type Stats struct {
 
 // DB is the proxy of one database.
 type DB struct {
-	log     *slog.Logger
-	ln      net.Listener
-	topo    atomic.Pointer[topology]
-	mu      sync.Mutex
-	pools   map[string]*pool
-	cmds    atomic.Pointer[cmdTable]
+	log   *slog.Logger
+	ln    net.Listener
+	topo  atomic.Pointer[topology]
+	mu    sync.Mutex
+	pools map[string]*pool
+	cmds  atomic.Pointer[cmdTable]
 	// fetching: a goroutine is learning the command table (event loops
 	// never wait on a backend for it; their clients are parked meanwhile).
 	fetching atomic.Bool
-	clients sync.WaitGroup
-	nextID  atomic.Uint64
-	Stats   Stats
-	ctx     context.Context
-	cancel  context.CancelFunc
-	conns   sync.Map // net.Conn -> struct{}
-	lp      *loop    // event loop engine: the first loop
-	lps     []*loop  // all loops, one per core, sharing the port (SO_REUSEPORT)
-	lat     latency
-	started time.Time
+	clients  sync.WaitGroup
+	nextID   atomic.Uint64
+	Stats    Stats
+	ctx      context.Context
+	cancel   context.CancelFunc
+	conns    sync.Map // net.Conn -> struct{}
+	lp       *loop    // event loop engine: the first loop
+	lps      []*loop  // all loops, one per core, sharing the port (SO_REUSEPORT)
+	lat      latency
+	started  time.Time
 	// tableFailed: when fetching the command table last failed (unix ns);
 	// for a second after, commands fail at once instead of retrying it.
 	tableFailed atomic.Int64
