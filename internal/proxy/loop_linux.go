@@ -338,11 +338,22 @@ func (l *loop) accept() {
 		t := l.d.topo.Load()
 		if max := t.route.MaxClients; max > 0 && l.d.Stats.Connections.Load() >= int64(max) {
 			l.d.Stats.Rejected.Add(1)
-			_, _ = unix.Write(fd, []byte("-ERR max number of clients reached\r\n"))
+			if t.route.TLS == nil {
+				_, _ = unix.Write(fd, []byte("-ERR max number of clients reached\r\n"))
+			}
 			unix.Close(fd)
 			continue
 		}
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+		if t.route.TLS != nil {
+			// The loop serves the plaintext side of a TLS bridge.
+			bfd, err := acceptTLS(fd, t.route.TLS)
+			if err != nil {
+				l.d.log.Warn("TLS client", "err", err)
+				continue
+			}
+			fd = bfd
+		}
 		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
 			unix.Close(fd)
 			continue

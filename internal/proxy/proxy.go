@@ -55,8 +55,8 @@ type Route struct {
 	WaitTimeout time.Duration
 	// Loops is how many event loops serve the endpoint (default 1).
 	Loops int
-	// TLS, when set, makes the endpoint speak TLS to clients (served by the
-	// goroutine engine).
+	// TLS, when set, makes the endpoint speak TLS to clients (the event
+	// loop serves them through a bridge, with every feature).
 	TLS *tls.Config `json:"-"`
 	// Engine is "loop" (default on Linux: one epoll loop per database owns
 	// its client and backend sockets) or "goroutine" (a goroutine per client).
@@ -145,7 +145,7 @@ type DB struct {
 
 // Listen starts the proxy of one database.
 func Listen(r Route, log *slog.Logger) (*DB, error) {
-	if r.Engine != "goroutine" && loopSupported && r.TLS == nil {
+	if r.Engine != "goroutine" && loopSupported {
 		ctx, cancel := context.WithCancel(context.Background())
 		d := &DB{log: log.With("component", "proxy", "db", r.Name), pools: map[string]*pool{}, ctx: ctx, cancel: cancel, started: time.Now()}
 		d.topo.Store(newTopology(r))

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"math/big"
 	"net"
 	"testing"
@@ -68,5 +69,100 @@ func TestTLSEndpoint(t *testing.T) {
 	defer plain.Close()
 	if err := plain.Ping(ctx).Err(); err == nil {
 		t.Fatal("a plain client was served by a TLS endpoint")
+	}
+}
+
+// A TLS endpoint has every feature of a plaintext one (the event loop
+// serves it): transactions with WATCH, blocking commands, pub/sub on a
+// single-shard database, and durability replicated.
+func TestTLSEndpointHasEveryFeature(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	cert, pool := selfSigned(t, host)
+	master := backend(t, host)
+	replica := backend(t, host)
+	rc := direct(replica)
+	defer rc.Close()
+	ctx := context.Background()
+	mh, mp, _ := net.SplitHostPort(master)
+	admin := redis.NewClient(&redis.Options{Addr: replica, Username: "marina", Password: testSecret, Protocol: 2, DisableIdentity: true})
+	defer admin.Close()
+	if err := admin.SlaveOf(ctx, mh, mp).Err(); err != nil {
+		t.Fatal(err)
+	}
+	listen := func(replicated bool) *DB {
+		d, err := Listen(Route{Name: "tls", Addr: host + ":0", Password: testPW, Secret: proxySecret, Replicated: replicated, WaitTimeout: 2 * time.Second,
+			TLS:    &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+			Shards: []ShardRoute{{Index: 0, SlotStart: 0, SlotEnd: 16383, Master: master, Replicas: []string{replica}}}}, testutil.Logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.Close)
+		if d.lp == nil {
+			t.Fatal("a TLS endpoint is not served by the event loop")
+		}
+		return d
+	}
+	clientOf := func(d *DB) *redis.Client {
+		return redis.NewClient(&redis.Options{Addr: d.Addr(), Password: testPW, Protocol: 2, DisableIdentity: true, MaxRetries: -1,
+			TLSConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
+	}
+	// Durability replicated: acknowledged once the replica has it.
+	rep := clientOf(listen(true))
+	defer rep.Close()
+	testutil.WaitFor(t, 10*time.Second, "a replicated write over TLS", func() error { return rep.Set(ctx, "k", "v", 0).Err() })
+	if v, err := rc.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("replica after an acknowledged write: %q %v", v, err)
+	}
+	d := listen(false)
+	newClient := func() *redis.Client { return clientOf(d) }
+	c := newClient()
+	defer c.Close()
+	// WATCH/MULTI/EXEC.
+	err := c.Watch(ctx, func(tx *redis.Tx) error {
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Incr(ctx, "counter")
+			return nil
+		})
+		return err
+	}, "counter")
+	if err != nil {
+		t.Fatalf("WATCH/MULTI over TLS: %v", err)
+	}
+	// Blocking: BLPOP answered by another client's push.
+	got := make(chan []string, 1)
+	go func() {
+		b := newClient()
+		defer b.Close()
+		v, _ := b.BLPop(ctx, 5*time.Second, "queue").Result()
+		got <- v
+	}()
+	// Pub/sub.
+	sub := newClient()
+	defer sub.Close()
+	ps := sub.Subscribe(ctx, "news")
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 5*time.Second, "the BLPOP answered", func() error {
+		if err := c.RPush(ctx, "queue", "job").Err(); err != nil {
+			return err
+		}
+		select {
+		case v := <-got:
+			if len(v) != 2 || v[1] != "job" {
+				t.Fatalf("BLPOP over TLS: %v", v)
+			}
+			return nil
+		case <-time.After(100 * time.Millisecond):
+			return fmt.Errorf("not yet")
+		}
+	})
+	if err := c.Publish(ctx, "news", "hello").Err(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ps.ReceiveMessage(ctx)
+	if err != nil || m.Payload != "hello" {
+		t.Fatalf("pub/sub over TLS: %v %v", m, err)
 	}
 }
