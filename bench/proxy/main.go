@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/marina-redis/marina/internal/pki"
 	"github.com/marina-redis/marina/internal/proxy"
 	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/slots"
@@ -136,10 +137,11 @@ func cpuTicks(pid int) int64 {
 	return u + s
 }
 
-func benchmark(port, pid int, test string, pipeline, n int) (result, error) {
+func benchmark(port, pid int, test string, pipeline, n int, tlsArgs ...string) (result, error) {
 	t0 := cpuTicks(pid)
 	args := []string{"-h", host, "-p", strconv.Itoa(port), "-a", pw, "-c", "50", "-n", strconv.Itoa(n), "-r", "100000",
 		"-P", strconv.Itoa(pipeline), "-t", test, "--csv", "-d", "32"}
+	args = append(args, tlsArgs...)
 	out, err := exec.Command("redis-benchmark", args...).Output()
 	if err != nil {
 		return result{}, fmt.Errorf("redis-benchmark %s: %v", test, err)
@@ -262,7 +264,7 @@ func run(bin string, nshards, n int, tests []string, pipelines []int) error {
 	// Marina's proxy, in its own process like on a node.
 	mPort := freePort()
 	ranges := slots.Split(nshards)
-	route := proxy.Route{Name: "bench", Addr: net.JoinHostPort(host, strconv.Itoa(mPort)), Password: pw, Secret: secret, MaxRequest: 512 << 20}
+	route := proxy.Route{Name: "bench", Addr: net.JoinHostPort(host, strconv.Itoa(mPort)), Password: pw, Secret: redisconf.ProxySecret(secret), MaxRequest: 512 << 20}
 	for i, b := range backends {
 		route.Shards = append(route.Shards, proxy.ShardRoute{Index: i, SlotStart: ranges[i].Start, SlotEnd: ranges[i].End, Master: b})
 	}
@@ -275,7 +277,24 @@ func run(bin string, nshards, n int, tests []string, pipelines []int) error {
 		return err
 	}
 	procs = append(procs, mp)
-	for _, port := range []int{twPort, mPort} {
+	// The same proxy with TLS to its clients (the cluster CA's kind of
+	// certificate: ECDSA P-256), in a process of its own.
+	tPort := freePort()
+	route.Addr = net.JoinHostPort(host, strconv.Itoa(tPort))
+	rb, _ = json.Marshal(route)
+	if err := os.WriteFile(filepath.Join(dir, "route-tls.json"), rb, 0o600); err != nil {
+		return err
+	}
+	caFile, certFile, keyFile, err := benchCerts(dir)
+	if err != nil {
+		return err
+	}
+	tp, err := start(bin, "proxy", "--tls-cert", certFile, "--tls-key", keyFile, filepath.Join(dir, "route-tls.json"))
+	if err != nil {
+		return err
+	}
+	procs = append(procs, tp)
+	for _, port := range []int{twPort, mPort, tPort} {
 		if err := waitPort(net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
 			return err
 		}
@@ -327,7 +346,61 @@ func run(bin string, nshards, n int, tests []string, pipelines []int) error {
 				fmt.Sprintf("%.2f / %.2f", rs[1].cpu, rs[2].cpu))
 		}
 	}
+
+	// What TLS to the clients costs: the same proxy, plaintext and TLS.
+	fmt.Println()
+	fmt.Println("TLS, client side: Marina's endpoint in plaintext and in TLS (redis-benchmark --tls), same run; cost = 1 - tls/plain")
+	fmt.Printf("%-6s %-3s %11s %11s %7s   %-13s %-13s  %-17s\n", "test", "-P", "plain rps", "tls rps", "cost", "p50/p99 plain", "p50/p99 tls", "cpu us/req pl/tls")
+	tlsArgs := []string{"--tls", "--cacert", caFile}
+	for _, test := range []string{"get", "set"} {
+		for _, pl := range pipelines {
+			var runs [2][]result
+			for round := 0; round < rounds; round++ {
+				r, err := benchmark(mPort, mp.cmd.Process.Pid, test, pl, n)
+				if err != nil {
+					return err
+				}
+				runs[0] = append(runs[0], r)
+				if r, err = benchmark(tPort, tp.cmd.Process.Pid, test, pl, n, tlsArgs...); err != nil {
+					return err
+				}
+				runs[1] = append(runs[1], r)
+			}
+			pr, tr := median(runs[0]), median(runs[1])
+			fmt.Printf("%-6s %-3d %11.0f %11.0f %6.0f%%   %-13s %-13s  %-17s\n", test, pl, pr.rps, tr.rps, 100*(1-tr.rps/pr.rps),
+				fmt.Sprintf("%.3f/%.3f", pr.p50, pr.p99), fmt.Sprintf("%.3f/%.3f", tr.p50, tr.p99), fmt.Sprintf("%.2f / %.2f", pr.cpu, tr.cpu))
+		}
+	}
+	fmt.Println("TLS, internal side (proxy to redis-servers on other hosts): not measured yet; Redis TLS between hosts is pending (docs/security.md)")
 	return nil
+}
+
+// benchCerts writes a CA and a server certificate for host, as the
+// cluster CA would issue them.
+func benchCerts(dir string) (caFile, certFile, keyFile string, err error) {
+	ca, err := pki.NewCA("bench", time.Now())
+	if err != nil {
+		return "", "", "", err
+	}
+	key, keyPEM, err := pki.NewKey()
+	if err != nil {
+		return "", "", "", err
+	}
+	csr, err := pki.NewCSR(key, "bench")
+	if err != nil {
+		return "", "", "", err
+	}
+	cert, err := ca.SignNode(csr, "bench", []net.IP{net.ParseIP(host)}, time.Now(), time.Hour)
+	if err != nil {
+		return "", "", "", err
+	}
+	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for f, b := range map[string][]byte{caFile: ca.CertPEM, certFile: cert, keyFile: keyPEM} {
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			return "", "", "", err
+		}
+	}
+	return caFile, certFile, keyFile, nil
 }
 
 func median(rs []result) result {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -16,7 +17,8 @@ import (
 // proxyCmd runs one database proxy from a route file, outside a cluster:
 // for benchmarks and for debugging a route.
 func (a *app) proxyCmd() *cobra.Command {
-	return &cobra.Command{
+	var certFile, keyFile string
+	cmd := &cobra.Command{
 		Use:    "proxy ROUTE.json",
 		Short:  "Run one database proxy from a route file (benchmarks, debugging)",
 		Hidden: true,
@@ -30,6 +32,13 @@ func (a *app) proxyCmd() *cobra.Command {
 			if err := json.Unmarshal(b, &r); err != nil {
 				return fmt.Errorf("%s: %v", args[0], err)
 			}
+			if certFile != "" {
+				cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+				if err != nil {
+					return fmt.Errorf("--tls-cert/--tls-key: %v", err)
+				}
+				r.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			}
 			d, err := proxy.Listen(r, slog.New(slog.NewTextHandler(a.errOut, nil)))
 			if err != nil {
 				return err
@@ -42,4 +51,7 @@ func (a *app) proxyCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&certFile, "tls-cert", "", "PEM certificate: the endpoint speaks TLS (with --tls-key)")
+	cmd.Flags().StringVar(&keyFile, "tls-key", "", "PEM key of --tls-cert")
+	return cmd
 }
