@@ -33,6 +33,8 @@ type Source interface {
 
 // Config configures an agent.
 type Config struct {
+	// Redis dials this node's redis-servers (nil: plaintext).
+	Redis       *redisconf.Dialer
 	NodeID      string
 	Dir         string // instances live in Dir/<instance id>
 	RedisServer string // path of the redis-server binary

@@ -21,9 +21,7 @@ import (
 // and only if that did not change while it worked, so the leader never
 // takes an earlier answer for a later one.
 func (wk *worker) fenceLoop(ctx context.Context, addr, secret string) {
-	c := redis.NewClient(&redis.Options{Addr: addr, Username: redisconf.InternalUser, Password: secret,
-		Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
-		DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond})
+	c := redis.NewClient(wk.a.cfg.Redis.Internal(addr, secret, 300*time.Millisecond, 1))
 	defer c.Close()
 	// A periodic look catches a server restarted behind the agent's back.
 	t := time.NewTicker(wk.a.cfg.Interval)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/state"
 )
 
@@ -110,9 +109,7 @@ func (p *prober) results() []Probe {
 
 func (l *probeLoop) run(ctx context.Context, a *Agent) {
 	defer close(l.done)
-	c := redis.NewClient(&redis.Options{Addr: l.target.addr, Username: redisconf.InternalUser, Password: l.target.secret,
-		Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
-		DialTimeout: a.cfg.ProbeTimeout, ReadTimeout: a.cfg.ProbeTimeout, WriteTimeout: a.cfg.ProbeTimeout})
+	c := redis.NewClient(a.cfg.Redis.Internal(l.target.addr, l.target.secret, a.cfg.ProbeTimeout, 1))
 	defer c.Close()
 	t := time.NewTicker(a.cfg.ProbeInterval)
 	defer t.Stop()

@@ -187,12 +187,9 @@ func (wk *worker) run(parent context.Context) {
 	dir := w.conf.Dir
 	confPath := filepath.Join(dir, "redis.conf")
 	addr := net.JoinHostPort(w.conf.Bind, strconv.Itoa(w.conf.Port))
-	client := redis.NewClient(&redis.Options{
-		Addr:     addr,
-		Username: redisconf.InternalUser, Password: w.conf.Secret,
-		Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 2,
-		DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second,
-	})
+	opts := wk.a.cfg.Redis.Internal(addr, w.conf.Secret, time.Second, 2)
+	opts.DialTimeout = 500 * time.Millisecond
+	client := redis.NewClient(opts)
 	defer client.Close()
 
 	var p *process
@@ -304,7 +301,7 @@ func (wk *worker) run(parent context.Context) {
 				if w.conf.ReplicaOf != "" {
 					// Redis retries a failed master connection only once a
 					// second: starting after the master serves saves that second.
-					waitMaster(ctx, w.conf.ReplicaOf, w.conf.Secret, 2*time.Second)
+					waitMaster(ctx, wk.a.cfg.Redis, w.conf.ReplicaOf, w.conf.Secret, 2*time.Second)
 				}
 				np, err := startProcess(wk.a.cfg.RedisServer, confPath)
 				if err != nil {
@@ -410,9 +407,7 @@ func startHealthProbe(wk *worker, addr, secret string) *healthProbe {
 	cfg := wk.a.cfg
 	go func() {
 		defer close(hp.done)
-		c := redis.NewClient(&redis.Options{Addr: addr, Username: redisconf.InternalUser, Password: secret,
-			Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
-			DialTimeout: cfg.ProbeTimeout, ReadTimeout: cfg.ProbeTimeout, WriteTimeout: cfg.ProbeTimeout})
+		c := redis.NewClient(cfg.Redis.Internal(addr, secret, cfg.ProbeTimeout, 1))
 		defer c.Close()
 		t := time.NewTicker(cfg.ProbeInterval)
 		defer t.Stop()
@@ -481,10 +476,8 @@ func waitReady(ctx context.Context, c *redis.Client, p *process) {
 // waitMaster returns once the master at addr accepts this database's
 // internal user, or after max. Checking the secret, not just the port, skips
 // a just-deleted database's server still holding a reused port.
-func waitMaster(ctx context.Context, addr, secret string, max time.Duration) {
-	c := redis.NewClient(&redis.Options{Addr: addr, Username: redisconf.InternalUser, Password: secret,
-		Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
-		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond})
+func waitMaster(ctx context.Context, d *redisconf.Dialer, addr, secret string, max time.Duration) {
+	c := redis.NewClient(d.Internal(addr, secret, 200*time.Millisecond, 1))
 	defer c.Close()
 	deadline := time.Now().Add(max)
 	for time.Now().Before(deadline) && ctx.Err() == nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/marina-redis/marina/internal/pki"
+	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/state"
 )
 
@@ -145,3 +146,6 @@ func short(fp string) string {
 	}
 	return fp
 }
+
+// SetRedisDialer sets how the leader reaches redis-servers (nil: plaintext).
+func (c *Controller) SetRedisDialer(d *redisconf.Dialer) { c.redisDialer = d }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/marina-redis/marina/internal/agent"
 	"github.com/marina-redis/marina/internal/cluster"
+	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/scheduler"
 	"github.com/marina-redis/marina/internal/state"
 )
@@ -78,7 +79,9 @@ type Controller struct {
 
 	foCfg FailoverConfig
 	fo    failoverState
-	kick  chan struct{}
+	// redisDialer reaches redis-servers (fencing a silent node's masters).
+	redisDialer *redisconf.Dialer
+	kick        chan struct{}
 }
 
 // SetFailover sets the failover tuning; call before Run.

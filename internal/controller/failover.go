@@ -109,9 +109,7 @@ func (c *Controller) redisClient(addr, secret string) *redis.Client {
 	if cl, ok := c.fo.clients[key]; ok {
 		return cl
 	}
-	cl := redis.NewClient(&redis.Options{Addr: addr, Username: redisconf.InternalUser, Password: secret,
-		Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 2,
-		DialTimeout: 300 * time.Millisecond, ReadTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond})
+	cl := redis.NewClient(c.redisDialer.Internal(addr, secret, 300*time.Millisecond, 2))
 	c.fo.clients[key] = cl
 	return cl
 }

@@ -21,13 +21,14 @@ const maxReplicaLag = time.Second
 // lagProber asks the replicas of databases that read from replicas how
 // far behind they are.
 type lagProber struct {
+	redis   *redisconf.Dialer
 	mu      sync.Mutex
 	ok      map[string]bool
 	clients map[string]*redis.Client
 }
 
-func newLagProber() *lagProber {
-	return &lagProber{ok: map[string]bool{}, clients: map[string]*redis.Client{}}
+func newLagProber(d *redisconf.Dialer) *lagProber {
+	return &lagProber{redis: d, ok: map[string]bool{}, clients: map[string]*redis.Client{}}
 }
 
 func (p *lagProber) inSync(addr string) bool {
@@ -93,8 +94,9 @@ func (p *lagProber) client(addr, secret string) *redis.Client {
 	if c, ok := p.clients[addr]; ok {
 		return c
 	}
-	c := redis.NewClient(&redis.Options{Addr: addr, Username: redisconf.InternalUser, Password: secret, Protocol: 2,
-		DisableIdentity: true, MaxRetries: -1, PoolSize: 1, DialTimeout: 200 * time.Millisecond})
+	o := p.redis.Internal(addr, secret, 200*time.Millisecond, 1)
+	o.ReadTimeout, o.WriteTimeout = 0, 0 // go-redis defaults, as before
+	c := redis.NewClient(o)
 	p.clients[addr] = c
 	return c
 }

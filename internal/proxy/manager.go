@@ -32,6 +32,8 @@ type Limits struct {
 	// Input bounds the client input buffered by all of this node's
 	// endpoints together (nil: no bound).
 	Input *Budget
+	// Redis dials redis-servers for the lag checks (nil: plaintext).
+	Redis *redisconf.Dialer
 }
 
 // Routes computes the routes of every database for the proxies of node.
@@ -92,7 +94,7 @@ func (m *Manager) Run(ctx context.Context) {
 	m.mu.Lock()
 	m.dbs = map[string]*DB{} // under the lock: Snapshots may be called already
 	m.mu.Unlock()
-	m.lag = newLagProber()
+	m.lag = newLagProber(m.Limits.Redis)
 	defer m.lag.close()
 	// Retries failed listeners, and refreshes which replicas may serve reads.
 	t := time.NewTicker(500 * time.Millisecond)

@@ -25,6 +25,8 @@ type Source interface {
 // keeps their history. Each node collects its own instances only; the API
 // merges the nodes' answers for a database.
 type Collector struct {
+	// Redis dials the node's redis-servers (nil: plaintext).
+	Redis    *redisconf.Dialer
 	Node     string
 	Src      Source
 	Interval time.Duration // default 5s
@@ -128,9 +130,7 @@ func (c *Collector) sync(st *state.State) []*tracked {
 			if tr == nil {
 				timeout := min(c.interval(), 2*time.Second)
 				tr = &tracked{addr: addr, secret: pi.DB.Secret, hist: newHistory(c.interval()),
-					client: redis.NewClient(&redis.Options{Addr: addr, Username: redisconf.InternalUser, Password: pi.DB.Secret,
-						Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
-						DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout})}
+					client: redis.NewClient(c.Redis.Internal(addr, pi.DB.Secret, timeout, 1))}
 				c.inst[pi.ID] = tr
 			}
 			tr.meta = Series{ID: pi.ID, DB: pi.DB.Name, Shard: pi.Shard, Node: c.Node, Role: pi.Role}
