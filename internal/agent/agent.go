@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/state"
 )
@@ -33,8 +35,10 @@ type Source interface {
 
 // Config configures an agent.
 type Config struct {
-	// Redis dials this node's redis-servers (nil: plaintext).
+	// Redis dials this node's redis-servers (nil: plaintext); TLSFiles,
+	// when set, make them speak TLS only, with the node's certificate.
 	Redis       *redisconf.Dialer
+	TLSFiles    *redisconf.TLSFiles
 	NodeID      string
 	Dir         string // instances live in Dir/<instance id>
 	RedisServer string // path of the redis-server binary
@@ -193,7 +197,7 @@ func (a *Agent) desired(st *state.State) map[string]want {
 		c := redisconf.Config{
 			Port: pi.Port, Bind: self.Addr, Dir: filepath.Join(a.cfg.Dir, pi.ID),
 			MaxMemory: pi.DB.Memory, Policy: pi.DB.Eviction, Persistence: pi.DB.Persistence,
-			Password: pi.DB.Password, Secret: pi.DB.Secret,
+			Password: pi.DB.Password, Secret: pi.DB.Secret, TLS: a.cfg.TLSFiles,
 		}
 		sh := pi.DB.Shards[pi.Shard]
 		if pi.Role == state.RoleReplica {
@@ -334,4 +338,35 @@ func confAddr(path string) (string, error) {
 		return "", errors.New("no bind/port in " + path)
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+// ReloadTLS has every running redis-server read the node's certificate,
+// key and CA bundle again (after a renewal or a CA rotation): setting a
+// tls-* parameter makes Redis load the files anew.
+func (a *Agent) ReloadTLS(ctx context.Context) error {
+	t := a.cfg.TLSFiles
+	if t == nil {
+		return nil
+	}
+	var errs []error
+	for _, s := range a.Statuses() {
+		if s.State != StateRunning {
+			continue
+		}
+		a.mu.Lock()
+		wk := a.workers[s.ID]
+		a.mu.Unlock()
+		if wk == nil {
+			continue
+		}
+		w := wk.get()
+		addr := net.JoinHostPort(w.conf.Bind, strconv.Itoa(w.conf.Port))
+		c := redis.NewClient(a.cfg.Redis.Internal(addr, w.conf.Secret, 2*time.Second, 1))
+		err := c.Do(ctx, "CONFIG", "SET", "tls-cert-file", t.Cert, "tls-key-file", t.Key, "tls-ca-cert-file", t.CA).Err()
+		c.Close()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.ID, err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -55,14 +56,25 @@ type backendConn struct {
 
 var errBackendClosed = errors.New("backend connection closed")
 
-func dialBackend(ctx context.Context, addr, user, pw string) (*backendConn, error) {
+func dialBackend(ctx context.Context, addr, user, pw string, tc *tls.Config) (*backendConn, error) {
 	d := net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetNoDelay(true)
+	if t, ok := conn.(*net.TCPConn); ok {
+		_ = t.SetNoDelay(true)
+	}
+	if tc != nil {
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		c := tls.Client(conn, tc)
+		err := c.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS with %s: %w", addr, err)
+		}
+		conn = c
 	}
 	// Authenticate synchronously before the connection carries traffic.
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
@@ -194,12 +206,13 @@ type pool struct {
 	addr, user, pw string
 	mu             sync.Mutex
 	conns          []*backendConn
+	tls            *tls.Config // nil: plaintext
 }
 
 const connsPerBackend = 1
 
-func newPool(addr, user, pw string) *pool {
-	return &pool{addr: addr, user: user, pw: pw, conns: make([]*backendConn, connsPerBackend)}
+func newPool(addr, user, pw string, tc *tls.Config) *pool {
+	return &pool{addr: addr, user: user, pw: pw, tls: tc, conns: make([]*backendConn, connsPerBackend)}
 }
 
 // get returns connection i, dialling it again if it broke.
@@ -211,7 +224,7 @@ func (p *pool) get(ctx context.Context, i uint64) (*backendConn, error) {
 	if c != nil && c.usable() {
 		return c, nil
 	}
-	nc, err := dialBackend(ctx, p.addr, p.user, p.pw)
+	nc, err := dialBackend(ctx, p.addr, p.user, p.pw, p.tls)
 	if err != nil {
 		return nil, err
 	}

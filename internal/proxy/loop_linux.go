@@ -531,6 +531,11 @@ func (l *loop) charge(c *client) {
 
 // connect starts a non-blocking connect to addr.
 func (l *loop) connect(addr string) (int, error) {
+	if tc := l.d.topo.Load().route.BackendTLS; tc != nil {
+		// redis-servers that speak TLS only: the loop talks to the
+		// plaintext side of a bridge that dials them.
+		return dialTLSBridge(addr, tc(addr))
+	}
 	sa, family, err := sockaddr(addr)
 	if err != nil {
 		return -1, err

@@ -32,7 +32,8 @@ type Limits struct {
 	// Input bounds the client input buffered by all of this node's
 	// endpoints together (nil: no bound).
 	Input *Budget
-	// Redis dials redis-servers for the lag checks (nil: plaintext).
+	// Redis dials redis-servers for the lag checks (nil: plaintext), and
+	// its TLS configuration is the endpoints' to reach them.
 	Redis *redisconf.Dialer
 }
 
@@ -61,6 +62,9 @@ func Routes(st *state.State, node string, lim Limits, inSync func(addr string) b
 		r := Route{Name: name, Addr: net.JoinHostPort(self.Addr, strconv.Itoa(db.ProxyPort)), Password: db.Password, Secret: redisconf.ProxySecret(db.Secret),
 			MaxClients: lim.MaxClients, MaxRequest: lim.MaxRequest, Idle: lim.Idle, Replicated: db.Durability == state.DurabilityReplicated,
 			ReadFrom: db.ReadFrom, TLS: lim.TLS, Fenced: lim.Fenced, Node: node, Input: lim.Input}
+		if lim.Redis != nil {
+			r.BackendTLS = lim.Redis.TLS
+		}
 		for _, sh := range db.Shards {
 			sr := ShardRoute{Index: sh.Index, SlotStart: sh.SlotStart, SlotEnd: sh.SlotEnd}
 			if m, ok := sh.Master(); ok && sh.Pending == nil {

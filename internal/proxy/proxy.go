@@ -68,6 +68,9 @@ type Route struct {
 	Node   string
 	// Input is the node's budget for buffered client input (nil: none).
 	Input *Budget `json:"-"`
+	// BackendTLS, when set, is the TLS configuration to reach the
+	// redis-server at addr: redis-servers then speak TLS only.
+	BackendTLS func(addr string) *tls.Config `json:"-"`
 }
 
 // Budget bounds the bytes of incomplete requests that a node's endpoints
@@ -286,7 +289,11 @@ func (d *DB) pool(addr string) *pool {
 	p, ok := d.pools[addr]
 	if !ok {
 		t := d.topo.Load()
-		p = newPool(addr, redisconf.ProxyUser, t.route.Secret)
+		var tc *tls.Config
+		if t.route.BackendTLS != nil {
+			tc = t.route.BackendTLS(addr)
+		}
+		p = newPool(addr, redisconf.ProxyUser, t.route.Secret, tc)
 		d.pools[addr] = p
 	}
 	return p

@@ -63,6 +63,15 @@ type Config struct {
 	// reach) and replication syncs (the internal user loses SYNC and PSYNC):
 	// demoted masters, masters whose agent lost the leader, and replicas.
 	Fenced bool
+	// TLS, when set, makes the server speak only TLS on Port (no plaintext
+	// port at all), replicate over TLS, and present the node's certificate.
+	TLS *TLSFiles
+}
+
+// TLSFiles are the node's certificate, key and CA bundle (PEM files),
+// shared by its redis-servers.
+type TLSFiles struct {
+	Cert, Key, CA string
 }
 
 // FenceReplicas is min-replicas-to-write (FenceKey) on a fenced instance:
@@ -121,7 +130,21 @@ func (c Config) Render() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("# Written by marina on every change; edits here are overwritten.")
-	w("port %d", c.Port)
+	if t := c.TLS; t != nil {
+		// Every byte between hosts encrypted: no plaintext listener (Redis
+		// binds both ports to the same addresses), replication over TLS.
+		// Client certificates are optional: the database's clients
+		// authenticate with its password, replicas present the node's.
+		w("port 0")
+		w("tls-port %d", c.Port)
+		w("tls-cert-file %s", t.Cert)
+		w("tls-key-file %s", t.Key)
+		w("tls-ca-cert-file %s", t.CA)
+		w("tls-auth-clients optional")
+		w("tls-replication yes")
+	} else {
+		w("port %d", c.Port)
+	}
 	w("bind %s", c.Bind)
 	w("protected-mode yes")
 	w("daemonize no")

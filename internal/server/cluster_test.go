@@ -160,6 +160,20 @@ func (tc *testCluster) waitReady(c *client.Client, name string) *api.DB {
 	return db
 }
 
+// rc connects to a redis-server of the cluster, over TLS when the cluster
+// runs its redis-servers with TLS.
+func (tc *testCluster) rc(addr, user, pw string) *redis.Client {
+	if !tc.cfgs[0].RedisTLS {
+		return rc(addr, user, pw)
+	}
+	var id pki.Identity
+	if err := id.Load(tc.cfgs[0].DataDir); err != nil {
+		tc.t.Fatal(err)
+	}
+	return redis.NewClient(&redis.Options{Addr: addr, Username: user, Password: pw, Protocol: 2, DisableIdentity: true,
+		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, MaxRetries: -1, TLSConfig: id.DialerTLS(addr)})
+}
+
 func rc(addr, user, pw string) *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: addr, Username: user, Password: pw, Protocol: 2, DisableIdentity: true,
 		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, MaxRetries: -1})

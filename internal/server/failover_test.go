@@ -40,7 +40,9 @@ func waitNewMaster(t *testing.T, tc *testCluster, c *client.Client, name string,
 		if m.ID == "" || m.ID == old {
 			return fmt.Errorf("master still %q", m.ID)
 		}
-		return rc(m.Addr, "", db.Password).Set(context.Background(), "probe", "1", 0).Err()
+		cl := tc.rc(m.Addr, "", db.Password)
+		defer cl.Close()
+		return cl.Set(context.Background(), "probe", "1", 0).Err()
 	})
 	return db
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -457,4 +458,90 @@ func TestStrangerIsRefusedEverywhere(t *testing.T) {
 			t.Errorf("database %s changed", name)
 		}
 	}
+}
+
+// With --redis-tls, redis-servers speak TLS only: replication, the
+// endpoints' traffic to them, the agents, the stats and the leader all go
+// over TLS with the nodes' certificates. A sniffer on the redis ports sees
+// no password or secret while a database is written through every node's
+// endpoint, replicates, and fails over; a plaintext client gets nothing.
+func TestRedisTLSBetweenHosts(t *testing.T) {
+	hosts := testutil.LoopbackHosts(t, 3, 7000, 7001, 7100, 7050)
+	redisPorts := make([]int, 0, 100)
+	for p := 7100; p < 7200; p++ {
+		redisPorts = append(redisPorts, p)
+	}
+	sn := testutil.Sniff(t, hosts, redisPorts...)
+	tc := newTestClusterOn(t, hosts, 256<<20, func(i int, c *Config) { c.RedisTLS, c.DownAfter = true, time.Second })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := tc.client(0)
+	const password = "tls-db-password-1"
+	if _, err := c.CreateDB(ctx, api.CreateDBRequest{Name: "sec", Memory: 16 << 20, Shards: 2, Replicas: 1, Password: password,
+		Durability: "replicated"}); err != nil {
+		t.Fatal(err)
+	}
+	db := tc.waitReady(c, "sec")
+	for i, ep := range db.Endpoints {
+		cl := redis.NewClient(&redis.Options{Addr: ep, Password: password, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+		testutil.WaitFor(t, 15*time.Second, "a replicated write through "+ep, func() error {
+			return cl.Set(ctx, fmt.Sprintf("k%d", i), "v", 0).Err()
+		})
+		if v, err := cl.Get(ctx, "k0").Result(); err != nil || v != "v" {
+			t.Fatalf("GET through %s: %q %v", ep, v, err)
+		}
+		cl.Close()
+	}
+	// A plaintext client of a redis-server gets no answer (it sends a
+	// made-up password: the real one would be on the wire in clear); a TLS
+	// one with the password does.
+	m := db.Shards[0].Master
+	plain := redis.NewClient(&redis.Options{Addr: m.Addr, Password: "not-the-password", Protocol: 2, DisableIdentity: true, MaxRetries: -1,
+		DialTimeout: time.Second, ReadTimeout: time.Second})
+	if err := plain.Ping(ctx).Err(); err == nil {
+		t.Fatalf("%s answered a plaintext client", m.Addr)
+	}
+	plain.Close()
+	var id pki.Identity
+	if err := id.Load(tc.cfgs[0].DataDir); err != nil {
+		t.Fatal(err)
+	}
+	secure := redis.NewClient(&redis.Options{Addr: m.Addr, Password: password, Protocol: 2, DisableIdentity: true, MaxRetries: -1,
+		TLSConfig: id.DialerTLS(m.Addr)})
+	if err := secure.Ping(ctx).Err(); err != nil {
+		t.Fatalf("TLS client of %s: %v", m.Addr, err)
+	}
+	secure.Close()
+	// A failover: the replica, over TLS, becomes master; writes go on.
+	if err := syscall.Kill(pidOf(tc, m), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitNewMaster(t, tc, c, "sec", 0, m.ID)
+	cl := redis.NewClient(&redis.Options{Addr: db.Endpoints[1], Password: password, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+	defer cl.Close()
+	testutil.WaitFor(t, 20*time.Second, "writes after the failover", func() error {
+		for i := 0; i < 20; i++ {
+			if err := cl.Set(ctx, fmt.Sprintf("after%d", i), "v", 0).Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+
+	st := tc.nodes[0].FSM.State()
+	sec := st.DBs["sec"]
+	for what, s := range map[string]string{"database password": password, "internal secret": sec.Secret,
+		"proxy secret": redisconf.ProxySecret(sec.Secret)} {
+		if flow, ok := sn.Find([]byte(s)); ok {
+			t.Errorf("%s seen in clear on a redis port (%s)", what, flow)
+		}
+	}
+	total := 0
+	for _, p := range redisPorts {
+		total += sn.Bytes(p)
+	}
+	if total < 10000 {
+		t.Errorf("only %d bytes seen on the redis ports: the sniffer missed the traffic", total)
+	}
+	t.Logf("seen: %d bytes on the redis ports", total)
 }

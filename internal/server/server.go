@@ -30,6 +30,7 @@ import (
 	"github.com/marina-redis/marina/internal/metrics"
 	"github.com/marina-redis/marina/internal/pki"
 	"github.com/marina-redis/marina/internal/proxy"
+	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/sentinel"
 	"github.com/marina-redis/marina/internal/state"
 	"github.com/marina-redis/marina/internal/stats"
@@ -50,8 +51,12 @@ type Config struct {
 	CertLifetime time.Duration
 	// APITLSCert and APITLSKey: an operator's certificate for the API and
 	// console, served to clients that do not ask for a node by name.
-	APITLSCert  string
-	APITLSKey   string
+	APITLSCert string
+	APITLSKey  string
+	// RedisTLS makes this node's redis-servers speak TLS only (replication
+	// included) with its certificate, and everything Marina runs reach
+	// redis-servers over TLS. Every node of a cluster must agree.
+	RedisTLS    bool
 	Memory      int64
 	Zone        string
 	RedisServer string
@@ -348,16 +353,25 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.Ctl = controller.New(n.Raft, n.FSM, cfg.NodeDownAfter, log)
 	n.Ctl.SetCertLifetime(cfg.CertLifetime)
+	var dialer *redisconf.Dialer
+	var tlsFiles *redisconf.TLSFiles
+	if cfg.RedisTLS {
+		// A redis-server's certificate is its node's: checked by address.
+		dialer = &redisconf.Dialer{TLS: func(addr string) *tls.Config { return n.id.DialerTLS(addr) }}
+		tlsFiles = &redisconf.TLSFiles{Cert: filepath.Join(n.tlsDir(), pki.CertFile), Key: filepath.Join(n.tlsDir(), pki.KeyFile),
+			CA: filepath.Join(n.tlsDir(), pki.CAFile)}
+	}
+	n.Ctl.SetRedisDialer(dialer)
 	// The leader waits longer than an agent's lease before it promotes a
 	// replica of a silent node: by then that agent has fenced its masters.
 	n.Ctl.SetFailover(controller.FailoverConfig{DownAfter: cfg.DownAfter, LeaseWait: cfg.Lease + agent.FenceMargin,
 		MaxLinkDown: cfg.MaxLinkDown, FlapMax: cfg.FlapMax, FlapWindow: cfg.FlapWindow, Heartbeat: cfg.Heartbeat, HealAfter: cfg.HealAfter})
-	n.Agent = agent.New(agent.Config{NodeID: cfg.ID, Dir: filepath.Join(cfg.DataDir, "instances"), RedisServer: cfg.RedisServer,
+	n.Agent = agent.New(agent.Config{Redis: dialer, TLSFiles: tlsFiles, NodeID: cfg.ID, Dir: filepath.Join(cfg.DataDir, "instances"), RedisServer: cfg.RedisServer,
 		StopOnExit: cfg.StopInstancesOnExit, Lease: cfg.Lease, Logger: log}, n.FSM)
 	n.Proxies = &proxy.Manager{Node: cfg.ID, Src: n.FSM, Log: log,
 		Limits: proxy.Limits{MaxClients: cfg.ProxyMaxClients, MaxRequest: cfg.ProxyMaxRequest, Idle: cfg.ProxyIdle, TLS: cfg.proxyTLS,
-			Fenced: n.Agent.Fenced, Input: &proxy.Budget{Max: cfg.ProxyInputBudget}}}
-	n.Stats = &stats.Collector{Node: cfg.ID, Src: n.FSM, Interval: cfg.StatsInterval, Log: log}
+			Fenced: n.Agent.Fenced, Input: &proxy.Budget{Max: cfg.ProxyInputBudget}, Redis: dialer}}
+	n.Stats = &stats.Collector{Redis: dialer, Node: cfg.ID, Src: n.FSM, Interval: cfg.StatsInterval, Log: log}
 	closeGraphite := func() {}
 	if cfg.Graphite != "" {
 		n.Stats.OnSample, closeGraphite = n.graphiteSink()

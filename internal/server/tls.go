@@ -140,6 +140,7 @@ func (n *Node) tlsLoop(ctx context.Context) {
 					n.log.Warn("write CA bundle", "err", err)
 				} else {
 					n.log.Info("trusted CAs updated", "cas", len(st.CA.Retired)+1)
+					n.reloadRedisTLS(ctx)
 				}
 			}
 			active, _ = pki.ParseCert([]byte(st.CA.CertPEM))
@@ -155,6 +156,7 @@ func (n *Node) tlsLoop(ctx context.Context) {
 				retry = time.Now().Add(5 * time.Second)
 			} else {
 				n.log.Info("certificate renewed", "not_after", n.id.Leaf().NotAfter)
+				n.reloadRedisTLS(ctx)
 			}
 		}
 		wait := time.Minute
@@ -172,6 +174,16 @@ func (n *Node) tlsLoop(ctx context.Context) {
 		case <-changed:
 		case <-time.After(wait):
 		}
+	}
+}
+
+// reloadRedisTLS has the redis-servers load the renewed files.
+func (n *Node) reloadRedisTLS(ctx context.Context) {
+	if !n.cfg.RedisTLS {
+		return
+	}
+	if err := n.Agent.ReloadTLS(ctx); err != nil {
+		n.log.Warn("redis-servers did not reload the TLS files", "err", err)
 	}
 }
 
