@@ -290,6 +290,15 @@ func (wk *worker) run(parent context.Context) {
 			case aerr == nil:
 				attach(ap)
 				log.Info("adopted running redis-server", "pid", p.pid)
+				if t := wk.a.cfg.TLSFiles; t != nil {
+					// It may hold certificate files older than the node's
+					// (renewed or rotated while the agent was away).
+					rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+					if err := client.Do(rctx, "CONFIG", "SET", "tls-cert-file", t.Cert, "tls-key-file", t.Key, "tls-ca-cert-file", t.CA).Err(); err != nil {
+						log.Warn("adopted redis-server did not reload the TLS files", "err", err)
+					}
+					cancel()
+				}
 			case hold:
 				// Dead is fenced: it takes no writes in this epoch.
 				wk.setStatus(func(s *Status) { s.Crashed, s.Fenced, s.Epoch, s.State, s.Error = true, true, w.epoch, StateDown, why })

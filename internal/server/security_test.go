@@ -156,10 +156,16 @@ func TestRaftRefusesStrangers(t *testing.T) {
 // began and whose certificate expired meanwhile; the rotation cannot be
 // finished before that node holds a certificate of the new CA.
 func TestCertificatesRenewAndRotate(t *testing.T) {
-	tc := newTestClusterWith(t, 3, 256<<20, func(i int, c *Config) { c.CertLifetime = 12 * time.Second })
+	tc := newTestClusterWith(t, 3, 256<<20, func(i int, c *Config) { c.CertLifetime, c.RedisTLS = 12*time.Second, true })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := tc.client(0)
+	// A database whose redis-servers live through the renewals and the
+	// rotation: they must reload the node's files (checked at the end).
+	if _, err := c.CreateDB(ctx, api.CreateDBRequest{Name: "early", Memory: 16 << 20, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	early := tc.waitReady(c, "early")
 	serials := map[string]string{}
 	for _, nd := range tc.nodes {
 		serials[nd.ID()] = nd.id.Leaf().SerialNumber.String()
@@ -257,6 +263,13 @@ func TestCertificatesRenewAndRotate(t *testing.T) {
 		t.Fatal(err)
 	}
 	tc.waitReady(c, "after")
+	// The early database's servers present certificates of the new CA
+	// (the only one trusted now): a new TLS connection to each works.
+	for _, in := range instances(early) {
+		cl := tc.rc(in.Addr, "", early.Password)
+		testutil.WaitFor(t, 10*time.Second, "a TLS connection to "+in.ID, func() error { return cl.Ping(ctx).Err() })
+		cl.Close()
+	}
 }
 
 // What crosses the network between nodes, Raft and the API (forwards,
