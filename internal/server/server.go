@@ -353,11 +353,19 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.Ctl = controller.New(n.Raft, n.FSM, cfg.NodeDownAfter, log)
 	n.Ctl.SetCertLifetime(cfg.CertLifetime)
-	var dialer *redisconf.Dialer
+	var dialer, local *redisconf.Dialer
 	var tlsFiles *redisconf.TLSFiles
 	if cfg.RedisTLS {
 		// A redis-server's certificate is its node's: checked by address.
 		dialer = &redisconf.Dialer{TLS: func(addr string) *tls.Config { return n.id.DialerTLS(addr) }}
+		// The agent's own servers may still present an expired certificate
+		// when it adopts them; it is what makes them reload it.
+		local = &redisconf.Dialer{TLS: func(addr string) *tls.Config {
+			if host, _, _ := net.SplitHostPort(addr); host == cfg.Bind {
+				return n.id.LocalTLS(addr)
+			}
+			return n.id.DialerTLS(addr)
+		}}
 		tlsFiles = &redisconf.TLSFiles{Cert: filepath.Join(n.tlsDir(), pki.CertFile), Key: filepath.Join(n.tlsDir(), pki.KeyFile),
 			CA: filepath.Join(n.tlsDir(), pki.CAFile)}
 	}
@@ -366,7 +374,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// replica of a silent node: by then that agent has fenced its masters.
 	n.Ctl.SetFailover(controller.FailoverConfig{DownAfter: cfg.DownAfter, LeaseWait: cfg.Lease + agent.FenceMargin,
 		MaxLinkDown: cfg.MaxLinkDown, FlapMax: cfg.FlapMax, FlapWindow: cfg.FlapWindow, Heartbeat: cfg.Heartbeat, HealAfter: cfg.HealAfter})
-	n.Agent = agent.New(agent.Config{Redis: dialer, TLSFiles: tlsFiles, NodeID: cfg.ID, Dir: filepath.Join(cfg.DataDir, "instances"), RedisServer: cfg.RedisServer,
+	n.Agent = agent.New(agent.Config{Redis: local, TLSFiles: tlsFiles, NodeID: cfg.ID, Dir: filepath.Join(cfg.DataDir, "instances"), RedisServer: cfg.RedisServer,
 		StopOnExit: cfg.StopInstancesOnExit, Lease: cfg.Lease, Logger: log}, n.FSM)
 	n.Proxies = &proxy.Manager{Node: cfg.ID, Src: n.FSM, Log: log,
 		Limits: proxy.Limits{MaxClients: cfg.ProxyMaxClients, MaxRequest: cfg.ProxyMaxRequest, Idle: cfg.ProxyIdle, TLS: cfg.proxyTLS,
