@@ -224,16 +224,25 @@ func run(bin string, nshards, n int, tests []string, pipelines []int) error {
 			p.stop()
 		}
 	}()
-	// Backends configured exactly as Marina configures them.
-	var backends []string
+	caFile, certFile, keyFile, err := benchCerts(dir)
+	if err != nil {
+		return err
+	}
+	// Backends configured exactly as Marina configures them, plus a TLS
+	// port with the same certificate (the internal side of the TLS cost).
+	var backends, tlsBackends []string
 	for i := 0; i < nshards; i++ {
 		port := freePort()
 		d := filepath.Join(dir, fmt.Sprintf("r%d", i))
 		_ = os.MkdirAll(d, 0o700)
 		c := redisconf.Config{Port: port, Bind: host, Dir: d, MaxMemory: 1 << 30, Policy: "allkeys-lru", Persistence: state.PersistNone, Password: pw, Secret: secret}
-		if err := os.WriteFile(filepath.Join(d, "redis.conf"), []byte(c.Render()), 0o600); err != nil {
+		tlsPort := freePort()
+		conf := c.Render() + fmt.Sprintf("tls-port %d\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients optional\n",
+			tlsPort, certFile, keyFile, caFile)
+		if err := os.WriteFile(filepath.Join(d, "redis.conf"), []byte(conf), 0o600); err != nil {
 			return err
 		}
+		tlsBackends = append(tlsBackends, net.JoinHostPort(host, strconv.Itoa(tlsPort)))
 		p, err := start("redis-server", filepath.Join(d, "redis.conf"))
 		if err != nil {
 			return err
@@ -285,16 +294,28 @@ func run(bin string, nshards, n int, tests []string, pipelines []int) error {
 	if err := os.WriteFile(filepath.Join(dir, "route-tls.json"), rb, 0o600); err != nil {
 		return err
 	}
-	caFile, certFile, keyFile, err := benchCerts(dir)
-	if err != nil {
-		return err
-	}
 	tp, err := start(bin, "proxy", "--tls-cert", certFile, "--tls-key", keyFile, filepath.Join(dir, "route-tls.json"))
 	if err != nil {
 		return err
 	}
 	procs = append(procs, tp)
-	for _, port := range []int{twPort, mPort, tPort} {
+	// And with TLS to the redis-servers (their TLS ports).
+	bPort := freePort()
+	broute := route
+	broute.Addr, broute.Shards = net.JoinHostPort(host, strconv.Itoa(bPort)), nil
+	for i, b := range tlsBackends {
+		broute.Shards = append(broute.Shards, proxy.ShardRoute{Index: i, SlotStart: ranges[i].Start, SlotEnd: ranges[i].End, Master: b})
+	}
+	rb, _ = json.Marshal(broute)
+	if err := os.WriteFile(filepath.Join(dir, "route-btls.json"), rb, 0o600); err != nil {
+		return err
+	}
+	bp, err := start(bin, "proxy", "--backend-ca", caFile, filepath.Join(dir, "route-btls.json"))
+	if err != nil {
+		return err
+	}
+	procs = append(procs, bp)
+	for _, port := range []int{twPort, mPort, tPort, bPort} {
 		if err := waitPort(net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
 			return err
 		}
@@ -371,7 +392,28 @@ func run(bin string, nshards, n int, tests []string, pipelines []int) error {
 				fmt.Sprintf("%.3f/%.3f", pr.p50, pr.p99), fmt.Sprintf("%.3f/%.3f", tr.p50, tr.p99), fmt.Sprintf("%.2f / %.2f", pr.cpu, tr.cpu))
 		}
 	}
-	fmt.Println("TLS, internal side (proxy to redis-servers on other hosts): not measured yet; Redis TLS between hosts is pending (docs/security.md)")
+	fmt.Println()
+	fmt.Println("TLS, internal side: Marina's endpoint (plaintext to clients) reaching the redis-servers in plaintext and over TLS (--redis-tls), same run")
+	fmt.Printf("%-6s %-3s %11s %11s %7s   %-13s %-13s  %-17s\n", "test", "-P", "plain rps", "tls rps", "cost", "p50/p99 plain", "p50/p99 tls", "cpu us/req pl/tls")
+	for _, test := range []string{"get", "set"} {
+		for _, pl := range pipelines {
+			var runs [2][]result
+			for round := 0; round < rounds; round++ {
+				r, err := benchmark(mPort, mp.cmd.Process.Pid, test, pl, n)
+				if err != nil {
+					return err
+				}
+				runs[0] = append(runs[0], r)
+				if r, err = benchmark(bPort, bp.cmd.Process.Pid, test, pl, n); err != nil {
+					return err
+				}
+				runs[1] = append(runs[1], r)
+			}
+			pr, tr := median(runs[0]), median(runs[1])
+			fmt.Printf("%-6s %-3d %11.0f %11.0f %6.0f%%   %-13s %-13s  %-17s\n", test, pl, pr.rps, tr.rps, 100*(1-tr.rps/pr.rps),
+				fmt.Sprintf("%.3f/%.3f", pr.p50, pr.p99), fmt.Sprintf("%.3f/%.3f", tr.p50, tr.p99), fmt.Sprintf("%.2f / %.2f", pr.cpu, tr.cpu))
+		}
+	}
 	return nil
 }
 

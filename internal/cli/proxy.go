@@ -5,19 +5,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/marina-redis/marina/internal/client"
 	"github.com/marina-redis/marina/internal/proxy"
 )
 
 // proxyCmd runs one database proxy from a route file, outside a cluster:
 // for benchmarks and for debugging a route.
 func (a *app) proxyCmd() *cobra.Command {
-	var certFile, keyFile string
+	var certFile, keyFile, backendCA string
 	cmd := &cobra.Command{
 		Use:    "proxy ROUTE.json",
 		Short:  "Run one database proxy from a route file (benchmarks, debugging)",
@@ -39,6 +41,16 @@ func (a *app) proxyCmd() *cobra.Command {
 				}
 				r.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 			}
+			if backendCA != "" {
+				pool, err := client.LoadCAFile(backendCA)
+				if err != nil {
+					return fmt.Errorf("--backend-ca: %v", err)
+				}
+				r.BackendTLS = func(addr string) *tls.Config {
+					host, _, _ := net.SplitHostPort(addr)
+					return &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}
+				}
+			}
 			d, err := proxy.Listen(r, slog.New(slog.NewTextHandler(a.errOut, nil)))
 			if err != nil {
 				return err
@@ -53,5 +65,6 @@ func (a *app) proxyCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&certFile, "tls-cert", "", "PEM certificate: the endpoint speaks TLS (with --tls-key)")
 	cmd.Flags().StringVar(&keyFile, "tls-key", "", "PEM key of --tls-cert")
+	cmd.Flags().StringVar(&backendCA, "backend-ca", "", "PEM CA: reach the redis-servers over TLS, checking them with it")
 	return cmd
 }
