@@ -368,27 +368,38 @@ func run(bin string, nshards, n int, tests []string, pipelines []int) error {
 		}
 	}
 
-	// What TLS to the clients costs: the same proxy, plaintext and TLS.
+	// What TLS to the clients costs: the same proxy, plaintext and TLS; and,
+	// for reference, what it costs a redis-server itself (its TLS port) on
+	// this machine, where redis-benchmark's own TLS work shares the cores.
 	fmt.Println()
-	fmt.Println("TLS, client side: Marina's endpoint in plaintext and in TLS (redis-benchmark --tls), same run; cost = 1 - tls/plain")
-	fmt.Printf("%-6s %-3s %11s %11s %7s   %-13s %-13s  %-17s\n", "test", "-P", "plain rps", "tls rps", "cost", "p50/p99 plain", "p50/p99 tls", "cpu us/req pl/tls")
+	fmt.Println("TLS, client side: Marina's endpoint in plaintext and in TLS (redis-benchmark --tls), same run; cost = 1 - tls/plain;")
+	fmt.Println("  direct: one redis-server's own plaintext and TLS ports, the machine's floor for TLS with this client")
+	fmt.Printf("%-6s %-3s %11s %11s %7s   %11s %11s %7s   %-13s %-13s  %-17s\n", "test", "-P", "plain rps", "tls rps", "cost",
+		"direct pl", "direct tls", "cost", "p50/p99 plain", "p50/p99 tls", "cpu us/req pl/tls")
 	tlsArgs := []string{"--tls", "--cacert", caFile}
 	for _, test := range []string{"get", "set"} {
 		for _, pl := range pipelines {
-			var runs [2][]result
+			var runs [4][]result
 			for round := 0; round < rounds; round++ {
-				r, err := benchmark(mPort, mp.cmd.Process.Pid, test, pl, n)
-				if err != nil {
-					return err
+				for i, b := range []struct {
+					port, pid int
+					tls       bool
+				}{{mPort, mp.cmd.Process.Pid, false}, {tPort, tp.cmd.Process.Pid, true},
+					{portOf(backends[0]), procs[0].cmd.Process.Pid, false}, {portOf(tlsBackends[0]), procs[0].cmd.Process.Pid, true}} {
+					var extra []string
+					if b.tls {
+						extra = tlsArgs
+					}
+					r, err := benchmark(b.port, b.pid, test, pl, n, extra...)
+					if err != nil {
+						return err
+					}
+					runs[i] = append(runs[i], r)
 				}
-				runs[0] = append(runs[0], r)
-				if r, err = benchmark(tPort, tp.cmd.Process.Pid, test, pl, n, tlsArgs...); err != nil {
-					return err
-				}
-				runs[1] = append(runs[1], r)
 			}
-			pr, tr := median(runs[0]), median(runs[1])
-			fmt.Printf("%-6s %-3d %11.0f %11.0f %6.0f%%   %-13s %-13s  %-17s\n", test, pl, pr.rps, tr.rps, 100*(1-tr.rps/pr.rps),
+			pr, tr, dp, dt := median(runs[0]), median(runs[1]), median(runs[2]), median(runs[3])
+			fmt.Printf("%-6s %-3d %11.0f %11.0f %6.0f%%   %11.0f %11.0f %6.0f%%   %-13s %-13s  %-17s\n", test, pl, pr.rps, tr.rps, 100*(1-tr.rps/pr.rps),
+				dp.rps, dt.rps, 100*(1-dt.rps/dp.rps),
 				fmt.Sprintf("%.3f/%.3f", pr.p50, pr.p99), fmt.Sprintf("%.3f/%.3f", tr.p50, tr.p99), fmt.Sprintf("%.2f / %.2f", pr.cpu, tr.cpu))
 		}
 	}
