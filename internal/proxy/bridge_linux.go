@@ -16,36 +16,10 @@ import (
 // tlsHandshakeTimeout bounds a TLS client's handshake on an endpoint.
 const tlsHandshakeTimeout = 10 * time.Second
 
-// bridgeTLS serves a TLS connection to the event loop as a plaintext one:
-// it returns one end of a socketpair for the loop, and relays between the
-// other end and the TLS connection on two goroutines (after the
-// handshake, which is theirs too). The loop thus gives a TLS client every
-// feature of a plaintext one; the price is a copy and a socket hop.
-func bridgeTLS(tc *tls.Conn) (int, error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("socketpair: %w", err)
-	}
-	f := os.NewFile(uintptr(fds[1]), "tls-bridge")
-	inner, err := net.FileConn(f) // its own descriptor
-	f.Close()
-	if err != nil {
-		unix.Close(fds[0])
-		return -1, err
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
-		err := tc.HandshakeContext(ctx)
-		cancel()
-		if err != nil {
-			tc.Close()
-			inner.Close()
-			return
-		}
-		relay(tc, inner)
-	}()
-	return fds[0], nil
-}
+// The endpoints reach redis-servers that speak TLS only through a bridge:
+// the loop talks to one end of a socketpair, and two goroutines relay
+// between the other end and the TLS connection. The loop's many requests
+// to one redis-server share that connection, so the hop is paid per batch.
 
 // relay copies both ways until either side ends, then closes both.
 func relay(a, b net.Conn) {
@@ -100,20 +74,4 @@ func dialTLSBridge(addr string, cfg *tls.Config) (int, error) {
 		relay(conn, inner)
 	}()
 	return fds[0], nil
-}
-
-// acceptTLS turns an accepted socket into the loop's end of a TLS bridge.
-func acceptTLS(fd int, cfg *tls.Config) (int, error) {
-	f := os.NewFile(uintptr(fd), "tls-client")
-	conn, err := net.FileConn(f) // dups fd
-	f.Close()
-	if err != nil {
-		return -1, err
-	}
-	bfd, err := bridgeTLS(tls.Server(conn, cfg))
-	if err != nil {
-		conn.Close()
-		return -1, err
-	}
-	return bfd, nil
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -91,6 +92,11 @@ type loop struct {
 	// command table has been learned. parked are the clients waiting for it.
 	wakefd int
 	parked []*client
+	// ready: TLS clients whose handshake (on a goroutine) is over; pbuf
+	// holds plaintext decrypted from a TLS client.
+	readyMu sync.Mutex
+	ready   []tlsReady
+	pbuf    []byte
 }
 
 // wake makes the loop look at its parked clients now.
@@ -176,7 +182,7 @@ const (
 )
 
 func overloaded(c *client) bool {
-	return len(c.out) > maxClientOut || len(c.pend) > maxClientPending || (c.pin != nil && len(c.in) > maxPinnedIn)
+	return c.unsent() > maxClientOut || len(c.pend) > maxClientPending || (c.pin != nil && len(c.in) > maxPinnedIn)
 }
 
 func (l *loop) markC(c *client) {
@@ -266,7 +272,7 @@ func newLoop(d *DB, addr string) (*loop, error) {
 	}
 	return &loop{d: d, addr: actual, epfd: epfd, lnfd: lnfd, wakefd: wakefd, clients: map[int]*client{}, backends: map[string]*lbackend{},
 		byFD: map[int]*lbackend{}, dialFailed: map[string]dialFailure{}, tunnels: map[*lbackend]bool{},
-		events: make([]unix.EpollEvent, 512), rbuf: make([]byte, 64<<10), done: make(chan struct{}), swept: time.Now()}, nil
+		events: make([]unix.EpollEvent, 512), rbuf: make([]byte, 64<<10), pbuf: make([]byte, 64<<10), done: make(chan struct{}), swept: time.Now()}, nil
 }
 
 func (l *loop) run() {
@@ -303,6 +309,7 @@ func (l *loop) run() {
 			case fd == l.wakefd:
 				var b [8]byte
 				_, _ = unix.Read(l.wakefd, b[:])
+				l.adoptTLS()
 			case l.byFD[fd] != nil:
 				l.backendEvent(l.byFD[fd], ev.Events)
 			case l.clients[fd] != nil:
@@ -346,24 +353,25 @@ func (l *loop) accept() {
 		}
 		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		if t.route.TLS != nil {
-			// The loop serves the plaintext side of a TLS bridge.
-			bfd, err := acceptTLS(fd, t.route.TLS)
-			if err != nil {
-				l.d.log.Warn("TLS client", "err", err)
-				continue
-			}
-			fd = bfd
-		}
-		if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
-			unix.Close(fd)
+			l.startTLS(fd, t.route.TLS) // the loop takes it over after the handshake
 			continue
 		}
-		c := &client{d: l.d, id: l.d.nextID.Add(1), lp: l, fd: fd, authed: t.route.Password == "", lastActive: time.Now(),
-			polling: unix.EPOLLIN | unix.EPOLLRDHUP}
-		l.clients[fd] = c
-		l.d.Stats.Connections.Add(1)
-		l.d.Stats.Accepted.Add(1)
+		l.addClient(fd)
 	}
+}
+
+// addClient starts serving a connected client socket.
+func (l *loop) addClient(fd int) *client {
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+		unix.Close(fd)
+		return nil
+	}
+	c := &client{d: l.d, id: l.d.nextID.Add(1), lp: l, fd: fd, authed: l.d.topo.Load().route.Password == "", lastActive: time.Now(),
+		polling: unix.EPOLLIN | unix.EPOLLRDHUP}
+	l.clients[fd] = c
+	l.d.Stats.Connections.Add(1)
+	l.d.Stats.Accepted.Add(1)
+	return c
 }
 
 func (l *loop) closeClient(c *client) {
@@ -391,6 +399,20 @@ func (l *loop) closeClient(c *client) {
 	c.in = nil // a large buffer goes back to the allocator now
 }
 
+// clientData serves bytes a client sent (decrypted, for a TLS client).
+func (l *loop) clientData(c *client, data []byte) {
+	c.lastActive = l.now
+	if c.tunnel != nil {
+		c.tunnel.out = append(c.tunnel.out, data...)
+		l.markB(c.tunnel)
+		return
+	}
+	c.in = append(c.in, data...)
+	if !c.parked {
+		l.parse(c)
+	}
+}
+
 func (l *loop) clientEvent(c *client, events uint32) {
 	if events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 {
 		n, err := rawRead(c.fd, l.rbuf)
@@ -401,15 +423,11 @@ func (l *loop) clientEvent(c *client, events uint32) {
 			l.closeClient(c)
 			return
 		}
-		c.lastActive = l.now
-		if c.tunnel != nil {
-			c.tunnel.out = append(c.tunnel.out, l.rbuf[:n]...)
-			l.markB(c.tunnel)
-			return
-		}
-		c.in = append(c.in, l.rbuf[:n]...)
-		if !c.parked {
-			l.parse(c)
+		if c.tls != nil {
+			c.tls.io.in = append(c.tls.io.in, l.rbuf[:n]...)
+			l.tlsDrain(c)
+		} else {
+			l.clientData(c, l.rbuf[:n])
 		}
 	}
 	if events&unix.EPOLLOUT != 0 {
@@ -891,39 +909,50 @@ func (l *loop) flush() {
 		if done > 0 {
 			c.pend = c.pend[:copy(c.pend, c.pend[done:])]
 		}
-		if len(c.out) > 0 {
-			n, err := rawWrite(c.fd, c.out)
+		if c.tls != nil && len(c.out) > 0 {
+			// Encrypted whole into the session's buffer, written below.
+			if _, err := c.tls.conn.Write(c.out); err != nil {
+				l.closeClient(c)
+				continue
+			}
+			c.out = c.out[:0]
+			if cap(c.out) > 1<<20 {
+				c.out = nil
+			}
+		}
+		if out := c.wire(); len(*out) > 0 {
+			n, err := rawWrite(c.fd, *out)
 			if err != nil && err != unix.EAGAIN {
 				l.closeClient(c)
 				continue
 			}
 			n = max(n, 0)
-			c.out = c.out[:copy(c.out, c.out[n:])]
-			if cap(c.out) > 1<<20 && len(c.out) == 0 {
-				c.out = nil
+			*out = (*out)[:copy(*out, (*out)[n:])]
+			if cap(*out) > 1<<20 && len(*out) == 0 {
+				*out = nil
 			}
 		}
 		var mask uint32 = unix.EPOLLRDHUP
 		if !overloaded(c) {
 			mask |= unix.EPOLLIN
 		}
-		if len(c.out) > 0 {
+		if c.unsent() > 0 {
 			mask |= unix.EPOLLOUT
 		}
 		if t := c.tunnel; t != nil {
 			// A slow reader of a pinned connection (pub/sub) slows the
 			// backend down instead of filling the proxy's memory.
-			l.wantIn(t, len(c.out) <= maxClientOut)
+			l.wantIn(t, c.unsent() <= maxClientOut)
 		}
 		if mask != c.polling {
 			c.polling = mask
 			_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{Events: mask, Fd: int32(c.fd)})
 		}
-		if c.closeAfter && len(c.out) == 0 && len(c.pend) == 0 {
+		if c.closeAfter && c.unsent() == 0 && len(c.pend) == 0 {
 			l.closeClient(c)
 			continue
 		}
-		if c.pin != nil && len(c.out) == 0 && len(c.pend) == 0 {
+		if c.pin != nil && c.unsent() == 0 && len(c.pend) == 0 {
 			l.openTunnel(c)
 		}
 	}

@@ -18,3 +18,8 @@ func (l *loop) run()                     {}
 func (l *loop) enqueue(string, *request) {}
 
 type lbackend struct{}
+
+type loopTLS struct{}
+
+func (l *loop) wake()     {}
+func (l *loop) shutdown() {}

@@ -444,6 +444,8 @@ type client struct {
 	charged int64
 	// parked: waiting for the command table (event loop engine).
 	parked bool
+	// tls: the client's TLS session, driven by the loop (nil: plaintext).
+	tls *loopTLS
 	// writing: the command being dispatched may write (durability);
 	// reading: it only reads (read/write split).
 	writing bool
