@@ -33,7 +33,15 @@ func BackendName(db string, shards, shard int, role string) string {
 // backend accepts only a server that says role:master, the read backend a
 // master or a replica whose link to its master is up. The output depends
 // only on the topologies, so an unchanged topology is an unchanged file.
-func RenderHAProxy(node string, topos []Topology) string {
+//
+// With caFile, the redis-servers speak TLS only (--redis-tls): HAProxy
+// reaches and checks them over TLS, verifying them against the cluster CA
+// bundle at caFile.
+func RenderHAProxy(node string, topos []Topology, caFile string) string {
+	ssl := ""
+	if caFile != "" {
+		ssl = " ssl verify required ca-file " + caFile
+	}
 	topos = append([]Topology(nil), topos...)
 	sort.Slice(topos, func(i, j int) bool { return topos[i].Name < topos[j].Name })
 	var b strings.Builder
@@ -47,25 +55,25 @@ func RenderHAProxy(node string, topos []Topology) string {
 		for _, sh := range t.Shards {
 			w("")
 			w("backend %s", BackendName(t.Name, len(t.Shards), sh.Index, "write"))
-			header(w, redisconf.ProxySecret(t.Secret))
+			header(w, redisconf.ProxySecret(t.Secret), caFile != "")
 			w("    tcp-check expect string role:master")
 			checkEnd(w)
 			if sh.Master.ID != "" {
 				// A master marked down (demoted, dead) drops its clients, so
 				// none keeps writing to it after a failover.
-				w("    server %s %s check inter 1s fall 2 rise 1 on-marked-down shutdown-sessions", sh.Master.ID, sh.Master.Addr)
+				w("    server %s %s check inter 1s fall 2 rise 1 on-marked-down shutdown-sessions%s", sh.Master.ID, sh.Master.Addr, ssl)
 			}
 			w("")
 			w("backend %s", BackendName(t.Name, len(t.Shards), sh.Index, "read"))
 			w("    balance roundrobin")
-			header(w, redisconf.ProxySecret(t.Secret))
+			header(w, redisconf.ProxySecret(t.Secret), caFile != "")
 			w("    tcp-check expect rstring (role:master|master_link_status:up)")
 			checkEnd(w)
 			for _, r := range sh.Replicas {
-				w("    server %s %s check inter 1s fall 2 rise 1", r.ID, r.Addr)
+				w("    server %s %s check inter 1s fall 2 rise 1%s", r.ID, r.Addr, ssl)
 			}
 			if sh.Master.ID != "" {
-				w("    server %s %s check inter 1s fall 2 rise 1 backup", sh.Master.ID, sh.Master.Addr)
+				w("    server %s %s check inter 1s fall 2 rise 1 backup%s", sh.Master.ID, sh.Master.Addr, ssl)
 			}
 		}
 	}
@@ -74,7 +82,7 @@ func RenderHAProxy(node string, topos []Topology) string {
 
 // header writes a backend's mode, timeouts and the start of its check:
 // AUTH as the proxy user, PING, INFO replication.
-func header(w func(string, ...any), secret string) {
+func header(w func(string, ...any), secret string, ssl bool) {
 	w("    mode tcp")
 	w("    timeout connect 2s")
 	w("    timeout check 2s")
@@ -82,7 +90,11 @@ func header(w func(string, ...any), secret string) {
 	// friends: an hour, as the frontend's timeout client should be.
 	w("    timeout server 1h")
 	w("    option tcp-check")
-	w("    tcp-check connect")
+	if ssl {
+		w("    tcp-check connect ssl")
+	} else {
+		w("    tcp-check connect")
+	}
 	// The secret is hex (redisconf.ProxySecret): nothing to escape.
 	w(`    tcp-check send AUTH\ %s\ %s\r\n`, redisconf.ProxyUser, secret)
 	w("    tcp-check expect string +OK")
@@ -140,8 +152,8 @@ func writeAtomic(path string, data []byte) (bool, error) {
 // haproxyWriter renders the file, writes it when it changed and runs the
 // reload command.
 type haproxyWriter struct {
-	node, path, reload string
-	exec               *Exec
+	node, path, reload, caFile string
+	exec                       *Exec
 	// needReload: the file changed and HAProxy has not been reloaded since
 	// (or the node just started: HAProxy may hold an older file).
 	needReload bool
@@ -150,7 +162,7 @@ type haproxyWriter struct {
 // apply writes the configuration for topos and reloads HAProxy when needed;
 // it reports whether the file changed.
 func (h *haproxyWriter) apply(ctx context.Context, topos []Topology) (bool, error) {
-	changed, err := writeAtomic(h.path, []byte(RenderHAProxy(h.node, topos)))
+	changed, err := writeAtomic(h.path, []byte(RenderHAProxy(h.node, topos, h.caFile)))
 	if err != nil {
 		return false, fmt.Errorf("write %s: %w", h.path, err)
 	}

@@ -26,7 +26,7 @@ func goldenTopologies() []Topology {
 }
 
 func TestRenderHAProxy(t *testing.T) {
-	got := RenderHAProxy("n1", goldenTopologies())
+	got := RenderHAProxy("n1", goldenTopologies(), "")
 	golden := filepath.Join("testdata", "haproxy.golden")
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
@@ -47,7 +47,7 @@ func TestRenderHAProxy(t *testing.T) {
 	checkHAProxy(t, golden, "cache-write", "cache-read", "sharded_0-write", "sharded_1-read")
 	// No databases: still a valid file.
 	empty := filepath.Join(t.TempDir(), "empty.cfg")
-	if err := os.WriteFile(empty, []byte(RenderHAProxy("n1", nil)), 0o600); err != nil {
+	if err := os.WriteFile(empty, []byte(RenderHAProxy("n1", nil, "")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	checkHAProxy(t, empty)

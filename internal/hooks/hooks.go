@@ -36,8 +36,11 @@ type Config struct {
 	Backoff       time.Duration // before the first retry, doubling (0: DefaultBackoff)
 	HAProxyConfig string        // file the HAProxy backends are written to; empty: none
 	HAProxyReload string        // shell command run after the file changed
-	Workers       int           // exec hooks running at once, each for another database (0: DefaultWorkers)
-	Log           *slog.Logger
+	// RedisCA, when set, is the CA bundle of redis-servers that speak TLS
+	// only: HAProxy backends reach them over TLS, verified with it.
+	RedisCA string
+	Workers int // exec hooks running at once, each for another database (0: DefaultWorkers)
+	Log     *slog.Logger
 	// Event records a cluster event (a hook failed after its retries); nil: logged only.
 	Event func(ctx context.Context, e state.Event) error
 
@@ -136,7 +139,7 @@ func Run(ctx context.Context, cfg Config, src Source) {
 	var hp *haproxyLoop
 	if cfg.HAProxyConfig != "" {
 		hp = &haproxyLoop{wake: make(chan struct{}, 1),
-			w: &haproxyWriter{node: cfg.Node, path: cfg.HAProxyConfig, reload: cfg.HAProxyReload, exec: ex, needReload: true}}
+			w: &haproxyWriter{node: cfg.Node, path: cfg.HAProxyConfig, reload: cfg.HAProxyReload, caFile: cfg.RedisCA, exec: ex, needReload: true}}
 		wg.Go(func() { hp.run(ctx, cfg, log) })
 	}
 	var snap Snapshot

@@ -10,6 +10,7 @@ package sentinel
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +41,9 @@ type Config struct {
 	DownAfter  time.Duration // shown as down-after-milliseconds
 	MaxClients int           // default 10000
 	Log        *slog.Logger
+	// TLS, when set, makes the port speak TLS (with --redis-tls: clients
+	// then use one TLS configuration for the sentinels and the servers).
+	TLS *tls.Config
 }
 
 const (
@@ -105,6 +109,9 @@ func Listen(cfg Config) (*Server, error) {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("sentinel listener: %w", err)
+	}
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	return &Server{cfg: cfg, env: Env{Self: cfg.NodeID, DownAfter: cfg.DownAfter}, ln: ln,
 		log: cfg.Log.With("component", "sentinel"), conns: map[*conn]struct{}{}}, nil

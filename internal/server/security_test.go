@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -479,13 +480,19 @@ func TestStrangerIsRefusedEverywhere(t *testing.T) {
 // no password or secret while a database is written through every node's
 // endpoint, replicates, and fails over; a plaintext client gets nothing.
 func TestRedisTLSBetweenHosts(t *testing.T) {
-	hosts := testutil.LoopbackHosts(t, 3, 7000, 7001, 7100, 7050)
+	hosts := testutil.LoopbackHosts(t, 3, 7000, 7001, 7100, 7050, 7009)
 	redisPorts := make([]int, 0, 100)
 	for p := 7100; p < 7200; p++ {
 		redisPorts = append(redisPorts, p)
 	}
 	sn := testutil.Sniff(t, hosts, redisPorts...)
-	tc := newTestClusterOn(t, hosts, 256<<20, func(i int, c *Config) { c.RedisTLS, c.DownAfter = true, time.Second })
+	haFile := filepath.Join(t.TempDir(), "haproxy-backends.cfg")
+	tc := newTestClusterOn(t, hosts, 256<<20, func(i int, c *Config) {
+		c.RedisTLS, c.DownAfter, c.SentinelPort = true, time.Second, 7009
+		if i == 0 {
+			c.HAProxyConfig = haFile
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := tc.client(0)
@@ -525,6 +532,44 @@ func TestRedisTLSBetweenHosts(t *testing.T) {
 		t.Fatalf("TLS client of %s: %v", m.Addr, err)
 	}
 	secure.Close()
+	// Sentinel-aware clients: one TLS configuration (the cluster CA) for
+	// the sentinels and the servers they name.
+	pool, err := client.LoadCAFile(tc.caFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sentinels []string
+	for _, h := range hosts {
+		sentinels = append(sentinels, api.HostPort(h, 7009))
+	}
+	fc := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "sec-0", SentinelAddrs: sentinels, SentinelPassword: password,
+		Password: password, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, TLSConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
+	testutil.WaitFor(t, 10*time.Second, "a write through a FailoverClient over TLS", func() error {
+		return fc.Set(ctx, "{sentinel}k", "v", 0).Err()
+	})
+	fc.Close()
+	// The HAProxy backends reach the servers over TLS, checked with the CA.
+	testutil.WaitFor(t, 10*time.Second, "HAProxy backends written", func() error {
+		b, err := os.ReadFile(haFile)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(b), "ssl verify required ca-file "+filepath.Join(tc.cfgs[0].DataDir, "tls", pki.CAFile)) ||
+			!strings.Contains(string(b), "tcp-check connect ssl") {
+			return fmt.Errorf("no TLS in the backends yet")
+		}
+		return nil
+	})
+	if bin, err := exec.LookPath("haproxy"); err == nil {
+		main := filepath.Join(t.TempDir(), "main.cfg")
+		if err := os.WriteFile(main, []byte("global\n    maxconn 100\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n"+
+			"frontend f\n    bind 127.0.0.1:16379\n    default_backend sec_0-write\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(bin, "-c", "-f", main, "-f", haFile).CombinedOutput(); err != nil {
+			t.Fatalf("haproxy -c with the TLS backends: %v\n%s", err, out)
+		}
+	}
 	// A failover: the replica, over TLS, becomes master; writes go on.
 	if err := syscall.Kill(pidOf(tc, m), syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -406,7 +406,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}()
 	if cfg.SentinelPort != 0 {
 		n.Sentinel, err = sentinel.Listen(sentinel.Config{Addr: api.HostPort(cfg.Bind, cfg.SentinelPort), NodeID: cfg.ID, Src: n.FSM,
-			HashToken: api.HashToken, DownAfter: cfg.DownAfter, Log: log})
+			HashToken: api.HashToken, DownAfter: cfg.DownAfter, Log: log, TLS: n.sentinelTLS()})
 		if err != nil {
 			n.closeBase()
 			return nil, fmt.Errorf("--sentinel-port: %w", err)
@@ -784,8 +784,12 @@ func (n *Node) graphiteSink() (send func(context.Context, time.Time), close func
 
 // hooks is the hooks' configuration from the node's.
 func (c *Config) hooks() hooks.Config {
-	return hooks.Config{Node: c.ID, Exec: c.HookExec, Timeout: c.HookTimeout, Retries: c.HookRetries,
+	hc := hooks.Config{Node: c.ID, Exec: c.HookExec, Timeout: c.HookTimeout, Retries: c.HookRetries,
 		HAProxyConfig: c.HAProxyConfig, HAProxyReload: c.HAProxyReload, Log: c.Logger}
+	if c.RedisTLS {
+		hc.RedisCA = filepath.Join(c.DataDir, "tls", pki.CAFile)
+	}
+	return hc
 }
 
 // hooks is this node's hooks configuration; a hook that fails for good is

@@ -254,3 +254,13 @@ func operatorCert(certFile, keyFile string) (*tls.Certificate, error) {
 	}
 	return &c, nil
 }
+
+// sentinelTLS is the Sentinel protocol port's TLS: with --redis-tls the
+// servers it names speak TLS only, and clients (go-redis, redis-py) use
+// one TLS configuration for the sentinels and the servers.
+func (n *Node) sentinelTLS() *tls.Config {
+	if !n.cfg.RedisTLS {
+		return nil
+	}
+	return n.id.ServerTLS(false, nil)
+}
