@@ -39,5 +39,6 @@ require (
 	go.etcd.io/bbolt v1.5.0 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
+	golang.org/x/net v0.44.0 // indirect
 	google.golang.org/protobuf v1.36.8 // indirect
 )

@@ -83,6 +83,7 @@ func (a *app) serverCmd() *cobra.Command {
 	f.DurationVar(&cfg.CertLifetime, "cert-lifetime", 0, "lifetime of the node certificates this node signs as leader; nodes renew with a third left (default 720h)")
 	f.StringVar(&cfg.APITLSCert, "api-tls-cert", "", "PEM certificate the API and console serve to browsers and the CLI instead of the node's own (with --api-tls-key)")
 	f.StringVar(&cfg.APITLSKey, "api-tls-key", "", "PEM private key of --api-tls-cert")
+	f.IntVar(&cfg.HTTPMaxConns, "http-max-conns", 1024, "open connections the API takes at once; more wait to be accepted")
 	f.BoolVar(&cfg.RedisTLS, "redis-tls", false, "redis-servers speak TLS only, replication included, with the node's certificate (every node must agree; docs/security.md)")
 	f.StringVar(&cfg.ProxyTLSCert, "proxy-tls-cert", "", "PEM certificate: endpoints speak TLS to clients (with --proxy-tls-key)")
 	f.StringVar(&cfg.ProxyTLSKey, "proxy-tls-key", "", "PEM private key of --proxy-tls-cert")

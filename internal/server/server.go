@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/marina-redis/marina/internal/agent"
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/client"
@@ -115,9 +117,15 @@ type Config struct {
 	// HTTPIdleTimeout closes idle keep-alive connections (60s).
 	HTTPReadTimeout time.Duration
 	HTTPIdleTimeout time.Duration
+	// HTTPMaxConns caps the API's open connections (1024): more wait to
+	// be accepted, so a flood cannot take every descriptor.
+	HTTPMaxConns int
 	// Out receives the generated API token, printed once at bootstrap.
 	Out io.Writer
 }
+
+// httpWriteTimeout bounds writing one API answer.
+const httpWriteTimeout = 5 * time.Minute
 
 // DefaultLease is how long an agent keeps its masters writable without a
 // confirmed leader's word. It bounds the writes a cut-off master takes
@@ -261,6 +269,9 @@ func (c *Config) Validate() error {
 	if c.HTTPIdleTimeout == 0 {
 		c.HTTPIdleTimeout = time.Minute
 	}
+	if c.HTTPMaxConns == 0 {
+		c.HTTPMaxConns = 1024
+	}
 	return nil
 }
 
@@ -394,11 +405,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// switchover or a drain legitimately answers after seconds.
 	n.http = &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: cfg.HTTPReadTimeout, ReadTimeout: cfg.HTTPReadTimeout,
 		IdleTimeout: cfg.HTTPIdleTimeout,
+		// Long enough for the slowest answer (a drain, a switchover wait),
+		// short enough that a client reading nothing does not hold on.
+		WriteTimeout: httpWriteTimeout,
 		// Failed handshakes (strangers, plain HTTP) are the client's problem.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	// HTTPS only: the token never crosses a network in clear. Clients that
 	// present a node certificate are known as that node (heartbeats).
-	tln := tls.NewListener(ln, n.id.ServerTLS(false, nil))
+	tln := tls.NewListener(netutil.LimitListener(ln, cfg.HTTPMaxConns), n.id.ServerTLS(false, nil))
 	go func() {
 		if err := n.http.Serve(tln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
