@@ -63,26 +63,9 @@ func (s *source) set(idx uint64, f func(*state.State)) {
 // the start, when the lease runs out, after a kill -9 and restart without
 // a lease, and once demoted whatever the lease.
 func TestFenceFollowsLease(t *testing.T) {
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatal("redis-server not installed")
-	}
-	host := testutil.LoopbackHosts(t, 1)[0]
-	port := testutil.FreePort(t, host)
-	const id, pw, secret = "fdb-0-abcdef", "fence-password-1", "fence-secret-1"
-	src := &source{st: state.New(), idx: 10, ch: make(chan struct{})}
-	src.st.Nodes["n1"] = &state.Node{ID: "n1", Addr: host, Status: state.NodeUp, Memory: 1 << 30, PortMin: port, PortMax: port}
-	src.st.DBs["fdb"] = &state.Database{Spec: state.Spec{Name: "fdb", Memory: 8 << 20, Shards: 1, Persistence: state.PersistNone,
-		Eviction: "noeviction", Password: pw}, Secret: secret,
-		Shards: []state.Shard{{Index: 0, SlotEnd: state.NumSlots - 1, Epoch: 1, Instances: []state.Instance{{ID: id, Node: "n1", Port: port, Role: state.RoleMaster}}}}}
-	dir := t.TempDir()
-	a := New(Config{NodeID: "n1", Dir: filepath.Join(dir, "instances"), RedisServer: "redis-server", StopOnExit: true,
-		Interval: 100 * time.Millisecond, Lease: 400 * time.Millisecond, Logger: testutil.Logger()}, src)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = a.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; testutil.KillPidfiles(dir) })
-
-	c := redis.NewClient(&redis.Options{Addr: host + ":" + itoa(port), Password: pw, Protocol: 2, DisableIdentity: true, MaxRetries: -1,
+	const id, pw = "fdb-0-abcdef", "fence-password-1"
+	a, src, addr, dir := oneMaster(t, "fdb", id, pw, 100*time.Millisecond, 400*time.Millisecond)
+	c := redis.NewClient(&redis.Options{Addr: addr, Password: pw, Protocol: 2, DisableIdentity: true, MaxRetries: -1,
 		DialTimeout: 200 * time.Millisecond, ReadTimeout: 300 * time.Millisecond})
 	defer c.Close()
 	write := func() error { return c.Set(context.Background(), "k", "v", 0).Err() }
@@ -171,6 +154,31 @@ func TestFenceFollowsLease(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// oneMaster runs an agent whose state holds one database with one master
+// instance on this node; it returns the agent, its state source, the
+// master's address and the agent's directory.
+func oneMaster(t *testing.T, db, id, pw string, interval, lease time.Duration) (*Agent, *source, string, string) {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatal("redis-server not installed")
+	}
+	host := testutil.LoopbackHosts(t, 1)[0]
+	port := testutil.FreePort(t, host)
+	src := &source{st: state.New(), idx: 10, ch: make(chan struct{})}
+	src.st.Nodes["n1"] = &state.Node{ID: "n1", Addr: host, Status: state.NodeUp, Memory: 1 << 30, PortMin: port, PortMax: port}
+	src.st.DBs[db] = &state.Database{Spec: state.Spec{Name: db, Memory: 8 << 20, Shards: 1, Persistence: state.PersistNone,
+		Eviction: "noeviction", Password: pw}, Secret: db + "-secret-1",
+		Shards: []state.Shard{{Index: 0, SlotEnd: state.NumSlots - 1, Epoch: 1, Instances: []state.Instance{{ID: id, Node: "n1", Port: port, Role: state.RoleMaster}}}}}
+	dir := t.TempDir()
+	a := New(Config{NodeID: "n1", Dir: filepath.Join(dir, "instances"), RedisServer: "redis-server", StopOnExit: true,
+		Interval: interval, Lease: lease, Logger: testutil.Logger()}, src)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = a.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; testutil.KillPidfiles(dir) })
+	return a, src, host + ":" + itoa(port), dir
 }
 
 func errText(err error) string {
@@ -269,23 +277,10 @@ func TestFenceMarginCoversABusyFencer(t *testing.T) {
 	if fenceBusyMax > FenceMargin {
 		t.Fatalf("a fencer may take %v after the lease, more than the margin %v the leader waits", fenceBusyMax, FenceMargin)
 	}
-	host := testutil.LoopbackHosts(t, 1)[0]
-	port := testutil.FreePort(t, host)
-	const id, pw, secret = "mdb-0-abcdef", "margin-password-1", "margin-secret-1"
-	src := &source{st: state.New(), idx: 10, ch: make(chan struct{})}
-	src.st.Nodes["n1"] = &state.Node{ID: "n1", Addr: host, Status: state.NodeUp, Memory: 1 << 30, PortMin: port, PortMax: port}
-	src.st.DBs["mdb"] = &state.Database{Spec: state.Spec{Name: "mdb", Memory: 8 << 20, Shards: 1, Persistence: state.PersistNone,
-		Eviction: "noeviction", Password: pw}, Secret: secret,
-		Shards: []state.Shard{{Index: 0, SlotEnd: state.NumSlots - 1, Epoch: 1, Instances: []state.Instance{{ID: id, Node: "n1", Port: port, Role: state.RoleMaster}}}}}
-	dir := t.TempDir()
 	const lease = 400 * time.Millisecond
-	a := New(Config{NodeID: "n1", Dir: filepath.Join(dir, "instances"), RedisServer: "redis-server", StopOnExit: true,
-		Interval: 50 * time.Millisecond, Lease: lease, Logger: testutil.Logger()}, src)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = a.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; testutil.KillPidfiles(dir) })
-	c := redis.NewClient(&redis.Options{Addr: host + ":" + itoa(port), Password: pw, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+	const pw = "margin-password-1"
+	a, src, addr, _ := oneMaster(t, "mdb", "mdb-0-abcdef", pw, 50*time.Millisecond, lease)
+	c := redis.NewClient(&redis.Options{Addr: addr, Password: pw, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
 	defer c.Close()
 	bg := context.Background()
 	var granted time.Time

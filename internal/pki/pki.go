@@ -158,6 +158,20 @@ func NewCSR(key crypto.Signer, nodeID string) ([]byte, error) {
 	return pemBlock("CERTIFICATE REQUEST", der), nil
 }
 
+// NewRequest makes a fresh node key and its certificate request: what a
+// node sends the CA (the key stays with it).
+func NewRequest(nodeID string) (csrPEM, keyPEM []byte, err error) {
+	key, keyPEM, err := NewKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	csrPEM, err = NewCSR(key, nodeID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return csrPEM, keyPEM, nil
+}
+
 // SignNode issues a node certificate for the key in csrPEM. Only the
 // request's public key is used (its signature proves the requester holds
 // the key); the name and addresses come from what the cluster knows of

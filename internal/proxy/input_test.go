@@ -72,6 +72,17 @@ func TestUnauthenticatedRequestsAreSmall(t *testing.T) {
 	}
 }
 
+// loggedIn is a raw client of addr that has sent AUTH with the password.
+func loggedIn(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, rd := rawConn(t, addr)
+	fmt.Fprintf(conn, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(testPW), testPW)
+	if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+		t.Fatalf("AUTH: %q %v", line, err)
+	}
+	return conn, rd
+}
+
 // The node's budget for incomplete client input: two clients each
 // sending the start of a large request; the one that would exceed the
 // budget is refused and closed, the other goes on, and the budget is
@@ -83,14 +94,7 @@ func TestInputBudget(t *testing.T) {
 	r := d.topo.Load().route
 	r.Input, r.MaxRequest = budget, 8<<20
 	d.Update(r)
-	login := func() (net.Conn, *bufio.Reader) {
-		conn, rd := rawConn(t, d.Addr())
-		fmt.Fprintf(conn, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(testPW), testPW)
-		if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
-			t.Fatalf("AUTH: %q %v", line, err)
-		}
-		return conn, rd
-	}
+	login := func() (net.Conn, *bufio.Reader) { return loggedIn(t, d.Addr()) }
 	part := strings.Repeat("x", 600<<10)
 	first, frd := login()
 	fmt.Fprintf(first, "*3\r\n$3\r\nSET\r\n$1\r\na\r\n$%d\r\n%s", len(part)+len(part)/2, part)
@@ -173,14 +177,7 @@ func TestCommandTableOffTheLoop(t *testing.T) {
 	}
 	defer syscall.Kill(pid, syscall.SIGCONT)
 	d, _ := startProxy(t, host, addr)
-	login := func() (net.Conn, *bufio.Reader) {
-		conn, rd := rawConn(t, d.Addr())
-		fmt.Fprintf(conn, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(testPW), testPW)
-		if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
-			t.Fatalf("AUTH: %q %v", line, err)
-		}
-		return conn, rd
-	}
+	login := func() (net.Conn, *bufio.Reader) { return loggedIn(t, d.Addr()) }
 	getter, grd := login()
 	fmt.Fprintf(getter, "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
 	got := make(chan string, 1)

@@ -32,11 +32,7 @@ func (n *Node) bootstrapIdentity() error {
 	if err != nil {
 		return err
 	}
-	key, keyPEM, err := pki.NewKey()
-	if err != nil {
-		return err
-	}
-	csr, err := pki.NewCSR(key, n.cfg.ID)
+	csr, keyPEM, err := pki.NewRequest(n.cfg.ID)
 	if err != nil {
 		return err
 	}
@@ -76,11 +72,7 @@ func (n *Node) commitCA(ctx context.Context) error {
 // requestCert gets a certificate for a fresh key from the cluster CA
 // through c, and installs it.
 func (n *Node) requestCert(ctx context.Context, c *client.Client) error {
-	key, keyPEM, err := pki.NewKey()
-	if err != nil {
-		return err
-	}
-	csr, err := pki.NewCSR(key, n.cfg.ID)
+	csr, keyPEM, err := pki.NewRequest(n.cfg.ID)
 	if err != nil {
 		return err
 	}
