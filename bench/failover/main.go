@@ -202,17 +202,19 @@ func pidOf(dir string, in api.Instance) int {
 	return pid
 }
 
-func rc(addr, pw string, timeout time.Duration) *redis.Client {
+// rc connects to a redis-server: over TLS trusting caFile when set
+// (Marina's, --redis-tls), in plaintext else (sentinel's).
+func rc(addr, pw, caFile string, timeout time.Duration) *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: addr, Password: pw, Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
-		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout})
+		DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout, TLSConfig: testutil.TLSWith(caFile, addr)})
 }
 
 // untilWritable polls the candidates with SET until one accepts; it returns
 // the time that took from start.
-func untilWritable(start time.Time, pw string, addrs []string, limit time.Duration) (time.Duration, string, error) {
+func untilWritable(start time.Time, pw, caFile string, addrs []string, limit time.Duration) (time.Duration, string, error) {
 	clients := make([]*redis.Client, len(addrs))
 	for i, a := range addrs {
-		clients[i] = rc(a, pw, 100*time.Millisecond)
+		clients[i] = rc(a, pw, caFile, 100*time.Millisecond)
 		defer clients[i].Close()
 	}
 	for time.Since(start) < limit {
@@ -274,7 +276,7 @@ func (b *bench) trial(ctx context.Context, name string, fault func(db *api.DB) e
 			return "", "", err
 		}
 		return d.Shards[0].Master.Addr, d.Password, nil
-	}}
+	}, CAFile: b.caFile()}
 	wctx, stopW := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { w.Run(wctx); close(done) }()
@@ -286,7 +288,7 @@ func (b *bench) trial(ctx context.Context, name string, fault func(db *api.DB) e
 		stopW()
 		return err
 	}
-	d, _, err := untilWritable(start, db.Password, []string{db.Shards[0].Replicas[0].Addr}, 30*time.Second)
+	d, _, err := untilWritable(start, db.Password, b.caFile(), []string{db.Shards[0].Replicas[0].Addr}, 30*time.Second)
 	if err != nil {
 		stopW()
 		return err
@@ -392,7 +394,7 @@ func (b *bench) run(trials, nodeTrials int) error {
 			return "", "", err
 		}
 		return d.Shards[0].Master.Addr, d.Password, nil
-	}}
+	}, CAFile: b.caFile()}
 	wctx, stopW := context.WithCancel(ctx)
 	defer stopW()
 	done := make(chan struct{})

@@ -98,7 +98,7 @@ func (b *bench) sentinelTrials(ctx context.Context, trials int) (*stats, error) 
 		master, replica := s.roles(ctx)
 		start := time.Now()
 		_ = s.servers[master].Process.Kill()
-		d, _, err := untilWritable(start, "", []string{net.JoinHostPort(s.host, strconv.Itoa(replica))}, 60*time.Second)
+		d, _, err := untilWritable(start, "", "", []string{net.JoinHostPort(s.host, strconv.Itoa(replica))}, 60*time.Second)
 		if err != nil {
 			return nil, err
 		}

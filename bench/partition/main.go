@@ -429,10 +429,10 @@ func (m *marina) partition(name string, leader bool, cutFor time.Duration, durab
 		return res, err
 	}
 	maj := (i + 1) % 3
-	start := func(ns, addr, prefix string) (*testutil.NSWriter, error) {
-		return testutil.StartNSWriter(ns, addr, db.Password, name+prefix)
+	start := func(ns, addr, prefix, caFile string) (*testutil.NSWriter, error) {
+		return testutil.StartNSWriter(ns, addr, db.Password, name+prefix, caFile)
 	}
-	majW, err := start("", endpointOn(db, m.nn.Hosts[maj]), ":maj:")
+	majW, err := start("", endpointOn(db, m.nn.Hosts[maj]), ":maj:", "")
 	if err != nil {
 		return res, err
 	}
@@ -443,7 +443,11 @@ func (m *marina) partition(name string, leader bool, cutFor time.Duration, durab
 		targets = append(targets, db.Shards[0].Master.Addr) // straight to the redis-server
 	}
 	for k, addr := range targets {
-		w, err := start(m.nn.Names[i], addr, fmt.Sprintf(":cut%d:", k))
+		ca := ""
+		if k > 0 {
+			ca = m.caFile() // straight to the redis-server: TLS only
+		}
+		w, err := start(m.nn.Names[i], addr, fmt.Sprintf(":cut%d:", k), ca)
 		if err != nil {
 			return res, err
 		}
@@ -531,14 +535,14 @@ func (m *marina) partition(name string, leader bool, cutFor time.Duration, durab
 	for _, w := range cutOff {
 		w.Stop()
 		acks := w.Acks()
-		lost, err := testutil.Lost(ctx, acks, master.Addr, db.Password)
+		lost, err := testutil.Lost(ctx, acks, master.Addr, db.Password, m.caFile())
 		if err != nil {
 			return res, err
 		}
 		cutAcks, cutLost = append(cutAcks, acks), append(cutLost, lost)
 	}
 	majAcks := majW.Acks()
-	majLost, err := testutil.Lost(ctx, majAcks, master.Addr, db.Password)
+	majLost, err := testutil.Lost(ctx, majAcks, master.Addr, db.Password, m.caFile())
 	if err != nil {
 		return res, err
 	}

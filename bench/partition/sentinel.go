@@ -179,7 +179,7 @@ func (s *sentinelSet) partition(cutFor time.Duration) (round, error) {
 	wdone := make(chan struct{})
 	go func() { majW.Run(wctx); close(wdone) }()
 	defer func() { stopW(); <-wdone }()
-	cw, err := testutil.StartNSWriter(s.nn.Names[i], addr, sentinelPassword, fmt.Sprintf("s%d:cut:", time.Now().UnixNano()))
+	cw, err := testutil.StartNSWriter(s.nn.Names[i], addr, sentinelPassword, fmt.Sprintf("s%d:cut:", time.Now().UnixNano()), "")
 	if err != nil {
 		return res, err
 	}
@@ -233,11 +233,11 @@ func (s *sentinelSet) partition(cutFor time.Duration) (round, error) {
 	<-wdone
 	cw.Stop()
 	majAcks, cutAcks := majW.Acks(), cw.Acks()
-	majLost, err := testutil.Lost(ctx, majAcks, now, sentinelPassword)
+	majLost, err := testutil.Lost(ctx, majAcks, now, sentinelPassword, "")
 	if err != nil {
 		return res, err
 	}
-	cutLost, err := testutil.Lost(ctx, cutAcks, now, sentinelPassword)
+	cutLost, err := testutil.Lost(ctx, cutAcks, now, sentinelPassword, "")
 	if err != nil {
 		return res, err
 	}

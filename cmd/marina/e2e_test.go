@@ -167,9 +167,12 @@ func TestUpAndCLI(t *testing.T) {
 		if sh.Master.Node == "" || len(sh.Replicas) != 1 || sh.Replicas[0].Node == sh.Master.Node {
 			t.Fatalf("shard: %+v", sh)
 		}
-		m := redis.NewClient(&redis.Options{Addr: sh.Master.Addr, Password: show.Password, Protocol: 2, DisableIdentity: true})
+		// The redis-servers speak TLS only (--redis-tls, the default).
+		m := redis.NewClient(&redis.Options{Addr: sh.Master.Addr, Password: show.Password, Protocol: 2, DisableIdentity: true,
+			TLSConfig: testutil.TLSWith(vals["MARINA_CACERT"], sh.Master.Addr)})
 		testutil.WaitFor(t, 10*time.Second, "master serving", func() error { return m.Set(ctx, "hello", "world", 0).Err() })
-		rep := redis.NewClient(&redis.Options{Addr: sh.Replicas[0].Addr, Password: show.Password, Protocol: 2, DisableIdentity: true})
+		rep := redis.NewClient(&redis.Options{Addr: sh.Replicas[0].Addr, Password: show.Password, Protocol: 2, DisableIdentity: true,
+			TLSConfig: testutil.TLSWith(vals["MARINA_CACERT"], sh.Replicas[0].Addr)})
 		testutil.WaitFor(t, 10*time.Second, "replica has the write", func() error {
 			v, err := rep.Get(ctx, "hello").Result()
 			if err != nil || v != "world" {
@@ -183,7 +186,7 @@ func TestUpAndCLI(t *testing.T) {
 	// redis-cli, as in the README's quickstart.
 	if _, err := exec.LookPath("redis-cli"); err == nil {
 		host, port, _ := net.SplitHostPort(show.Shards[0].Master.Addr)
-		out, err := exec.Command("redis-cli", "-h", host, "-p", port, "--no-auth-warning", "-a", show.Password, "PING").CombinedOutput()
+		out, err := exec.Command("redis-cli", "--tls", "--cacert", vals["MARINA_CACERT"], "-h", host, "-p", port, "--no-auth-warning", "-a", show.Password, "PING").CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != "PONG" {
 			t.Fatalf("redis-cli: %s %v", out, err)
 		}

@@ -84,7 +84,7 @@ func (a *app) serverCmd() *cobra.Command {
 	f.StringVar(&cfg.APITLSCert, "api-tls-cert", "", "PEM certificate the API and console serve to browsers and the CLI instead of the node's own (with --api-tls-key)")
 	f.StringVar(&cfg.APITLSKey, "api-tls-key", "", "PEM private key of --api-tls-cert")
 	f.IntVar(&cfg.HTTPMaxConns, "http-max-conns", 1024, "open connections the API takes at once; more wait to be accepted")
-	f.BoolVar(&cfg.RedisTLS, "redis-tls", false, "redis-servers speak TLS only, replication included, with the node's certificate (every node must agree; docs/security.md)")
+	f.BoolVar(&cfg.RedisTLS, "redis-tls", true, "redis-servers speak TLS only, replication included, with the node's certificate (every node must agree; docs/security.md)")
 	f.StringVar(&cfg.ProxyTLSCert, "proxy-tls-cert", "", "PEM certificate: endpoints speak TLS to clients (with --proxy-tls-key)")
 	f.StringVar(&cfg.ProxyTLSKey, "proxy-tls-key", "", "PEM private key of --proxy-tls-cert")
 	f.IntVar(&cfg.SentinelPort, "sentinel-port", 26379, "Redis Sentinel protocol port for sentinel-aware clients (needs a database password or the API token; 0: off)")

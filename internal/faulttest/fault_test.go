@@ -59,7 +59,7 @@ func discover(c *cluster, name string) func(ctx context.Context) (string, string
 // writing starts a writer and waits until writes flow.
 func writing(t *testing.T, c *cluster, name string) (*testutil.Writer, func()) {
 	t.Helper()
-	w := &testutil.Writer{Discover: discover(c, name), Prefix: "w:"}
+	w := &testutil.Writer{Discover: discover(c, name), Prefix: "w:", CAFile: c.caFile()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
@@ -285,7 +285,7 @@ func TestReplicaInFullSyncNotPromoted(t *testing.T) {
 	c := newCluster(t, options{n: 3, extra: fastFlags})
 	ctx := context.Background()
 	db := createDB(t, c, api.CreateDBRequest{Name: "sync", Memory: 128 << 20, Replicas: 2})
-	m := rcl(db.Shards[0].Master.Addr, db.Password)
+	m := c.rcl(db.Shards[0].Master.Addr, db.Password)
 	defer m.Close()
 	adm := c.admin(db.Shards[0].Master)
 	defer adm.Close()
@@ -312,7 +312,7 @@ func TestReplicaInFullSyncNotPromoted(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 10*time.Second, "replica in full sync", func() error {
-		r := rcl(syncing.Addr, db.Password)
+		r := c.rcl(syncing.Addr, db.Password)
 		defer r.Close()
 		info, err := r.Info(ctx, "replication").Result()
 		if err != nil {
@@ -331,7 +331,7 @@ func TestReplicaInFullSyncNotPromoted(t *testing.T) {
 	if got.Shards[0].Master.ID != good.ID {
 		t.Fatalf("promoted %s, want the in-sync replica %s (not %s)", got.Shards[0].Master.ID, good.ID, syncing.ID)
 	}
-	nm := rcl(got.Shards[0].Master.Addr, got.Password)
+	nm := c.rcl(got.Shards[0].Master.Addr, got.Password)
 	defer nm.Close()
 	if n, _ := nm.DBSize(ctx).Result(); n < 20000 {
 		t.Fatalf("new master has %d keys", n)
@@ -355,7 +355,7 @@ func TestPartitionedMasterIsFenced(t *testing.T) {
 	host, port, _ := strings.Cut(old.Addr, ":")
 	// A client inside the isolated host's namespace keeps writing.
 	inside := func(key string) (string, error) {
-		out, err := exec.Command("ip", "netns", "exec", c.nodes[i].ns, "redis-cli", "-h", host, "-p", port,
+		out, err := exec.Command("ip", "netns", "exec", c.nodes[i].ns, "redis-cli", "--tls", "--cacert", c.caFile(), "-h", host, "-p", port,
 			"--no-auth-warning", "-a", db.Password, "SET", key, "x").CombinedOutput()
 		return strings.TrimSpace(string(out)), err
 	}
@@ -394,7 +394,7 @@ func TestPartitionedMasterIsFenced(t *testing.T) {
 	}
 	c.net.heal(i)
 	testutil.WaitFor(t, 30*time.Second, "old master back as replica", func() error {
-		out, err := exec.Command("ip", "netns", "exec", c.nodes[i].ns, "redis-cli", "-h", host, "-p", port,
+		out, err := exec.Command("ip", "netns", "exec", c.nodes[i].ns, "redis-cli", "--tls", "--cacert", c.caFile(), "-h", host, "-p", port,
 			"--no-auth-warning", "-a", db.Password, "ROLE").CombinedOutput()
 		if err != nil || !strings.HasPrefix(strings.TrimSpace(string(out)), "slave") {
 			return fmt.Errorf("role %q %v", out, err)
@@ -516,7 +516,8 @@ func TestProxyReplicatedNoLoss(t *testing.T) {
 					ep = e // an endpoint on a node that survives
 				}
 			}
-			w := &testutil.Writer{Prefix: "d:", Discover: func(context.Context) (string, string, error) { return ep, db.Password, nil }}
+			w := &testutil.Writer{Prefix: "d:", Discover: func(context.Context) (string, string, error) { return ep, db.Password, nil },
+				CheckCAFile: c.caFile()}
 			wctx, stopW := context.WithCancel(ctx)
 			done := make(chan struct{})
 			go func() { w.Run(wctx); close(done) }()

@@ -130,8 +130,11 @@ func (c *cluster) start(i int) {
 	}()
 }
 
+// caFile is the cluster CA bundle as the first node keeps it.
+func (c *cluster) caFile() string { return filepath.Join(c.nodes[0].dir, "tls", "ca.pem") }
+
 func (c *cluster) client(i int) *client.Client {
-	return client.New(c.nodes[i].host+":7000", token, client.CAFile(filepath.Join(c.nodes[0].dir, "tls", "ca.pem")))
+	return client.New(c.nodes[i].host+":7000", token, client.CAFile(c.caFile()))
 }
 
 // anyClient returns a client of a node whose API answers.

@@ -108,19 +108,19 @@ func partitionRun(t *testing.T, c *cluster, name string, leader bool, cutFor tim
 	t.Logf("master %s on n%d, leader n%d, majority writer through n%d", old.ID, i+1, c.leaderIndex(ctx)+1, maj+1)
 
 	writers := map[string]*testutil.NSWriter{}
-	start := func(label, ns, addr string) {
-		w, err := testutil.StartNSWriter(ns, addr, db.Password, label+":")
+	start := func(label, ns, addr, caFile string) {
+		w, err := testutil.StartNSWriter(ns, addr, db.Password, label+":", caFile)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(w.Stop)
 		writers[label] = w
 	}
-	start("majority", "", endpointOn(db, c.nodes[maj].host))
-	start("cutoff-endpoint", c.nodes[i].ns, endpointOn(db, c.nodes[i].host))
+	start("majority", "", endpointOn(db, c.nodes[maj].host), "")
+	start("cutoff-endpoint", c.nodes[i].ns, endpointOn(db, c.nodes[i].host), "")
 	if durability != "replicated" {
 		// Straight to a redis-server is async whatever the database says.
-		start("cutoff-direct", c.nodes[i].ns, old.Addr)
+		start("cutoff-direct", c.nodes[i].ns, old.Addr, c.caFile())
 	}
 	for label, w := range writers {
 		testutil.WaitFor(t, 10*time.Second, label+" writes flowing", func() error {
@@ -238,7 +238,7 @@ func partitionRun(t *testing.T, c *cluster, name string, leader bool, cutFor tim
 				return fmt.Errorf("replica %s not linked", r.ID)
 			}
 		}
-		out, err := exec.Command("redis-cli", "-h", strings.Split(old.Addr, ":")[0], "-p", strings.Split(old.Addr, ":")[1],
+		out, err := exec.Command("redis-cli", "--tls", "--cacert", c.caFile(), "-h", strings.Split(old.Addr, ":")[0], "-p", strings.Split(old.Addr, ":")[1],
 			"--no-auth-warning", "-a", db.Password, "ROLE").CombinedOutput()
 		role := strings.Fields(string(out) + " ?")[0]
 		if err != nil || (sh.Master.ID == old.ID) != (role == "master") {
@@ -287,7 +287,7 @@ func partitionRun(t *testing.T, c *cluster, name string, leader bool, cutFor tim
 	for _, label := range labels {
 		w := writers[label]
 		acks := w.Acks()
-		lost, err := testutil.Lost(ctx, acks, master.Addr, db.Password)
+		lost, err := testutil.Lost(ctx, acks, master.Addr, db.Password, c.caFile())
 		if err != nil {
 			t.Fatal(err)
 		}

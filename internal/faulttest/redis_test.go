@@ -9,10 +9,14 @@ import (
 
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/testutil"
 )
 
-func rcl(addr, pw string) *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: addr, Password: pw, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+// rcl connects to a redis-server of the cluster (TLS only: --redis-tls
+// is the default).
+func (c *cluster) rcl(addr, pw string) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: addr, Password: pw, Protocol: 2, DisableIdentity: true, MaxRetries: -1,
+		TLSConfig: testutil.TLSWith(c.caFile(), addr)})
 }
 
 // admin connects to an instance as the internal user, with the secret read
@@ -26,5 +30,6 @@ func (c *cluster) admin(in api.Instance) *redis.Client {
 			secret = strings.TrimPrefix(f[3], ">")
 		}
 	}
-	return redis.NewClient(&redis.Options{Addr: in.Addr, Username: redisconf.InternalUser, Password: secret, Protocol: 2, DisableIdentity: true})
+	return redis.NewClient(&redis.Options{Addr: in.Addr, Username: redisconf.InternalUser, Password: secret, Protocol: 2, DisableIdentity: true,
+		TLSConfig: testutil.TLSWith(c.caFile(), in.Addr)})
 }

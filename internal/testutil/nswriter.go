@@ -25,6 +25,7 @@ const (
 	envAddr   = "MARINA_NSWRITER_ADDR"
 	envPass   = "MARINA_NSWRITER_PASSWORD"
 	envPrefix = "MARINA_NSWRITER_PREFIX"
+	envCA     = "MARINA_NSWRITER_CA"
 )
 
 // WriterChild runs the child's part when this process was started as one
@@ -53,7 +54,8 @@ func WriterChild() bool {
 		}
 		if c == nil {
 			c = redis.NewClient(&redis.Options{Addr: addr, Password: os.Getenv(envPass), Protocol: 2, DisableIdentity: true, MaxRetries: -1,
-				PoolSize: 1, DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+				PoolSize: 1, DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond,
+				TLSConfig: TLSWith(os.Getenv(envCA), addr)})
 		}
 		key := fmt.Sprintf("%s%d", os.Getenv(envPrefix), seq)
 		wctx, wcancel := context.WithTimeout(ctx, 200*time.Millisecond)
@@ -93,8 +95,8 @@ type NSWriter struct {
 }
 
 // StartNSWriter starts a writer in namespace ns (empty: this one) writing
-// keys prefix0, prefix1... to addr.
-func StartNSWriter(ns, addr, password, prefix string) (*NSWriter, error) {
+// keys prefix0, prefix1... to addr (over TLS trusting caFile, if set).
+func StartNSWriter(ns, addr, password, prefix, caFile string) (*NSWriter, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -105,7 +107,7 @@ func StartNSWriter(ns, addr, password, prefix string) (*NSWriter, error) {
 	} else {
 		cmd = exec.Command(self)
 	}
-	cmd.Env = append(os.Environ(), envAddr+"="+addr, envPass+"="+password, envPrefix+"="+prefix)
+	cmd.Env = append(os.Environ(), envAddr+"="+addr, envPass+"="+password, envPrefix+"="+prefix, envCA+"="+caFile)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -172,9 +174,10 @@ func (w *NSWriter) Stop() {
 	}
 }
 
-// Lost returns the acks whose keys the server at addr does not have.
-func Lost(ctx context.Context, acks []Ack, addr, password string) ([]Ack, error) {
-	c := redis.NewClient(&redis.Options{Addr: addr, Password: password, Protocol: 2, DisableIdentity: true})
+// Lost returns the acks whose keys the server at addr does not have
+// (asked over TLS trusting caFile, if set).
+func Lost(ctx context.Context, acks []Ack, addr, password, caFile string) ([]Ack, error) {
+	c := redis.NewClient(&redis.Options{Addr: addr, Password: password, Protocol: 2, DisableIdentity: true, TLSConfig: TLSWith(caFile, addr)})
 	defer c.Close()
 	var lost []Ack
 	for i := 0; i < len(acks); i += 500 {

@@ -21,8 +21,12 @@ type Ack struct {
 type Writer struct {
 	// Discover returns the current master's address and the password.
 	Discover func(ctx context.Context) (addr, password string, err error)
-	Prefix   string
-	Timeout  time.Duration // per write, default 200ms
+	// CAFile, when set, makes the writer speak TLS, trusting that CA;
+	// CheckCAFile, for Check's reads from a redis-server when the writer
+	// itself goes through a plaintext endpoint (default: CAFile).
+	CAFile, CheckCAFile string
+	Prefix              string
+	Timeout             time.Duration // per write, default 200ms
 
 	mu    sync.Mutex
 	acks  []Ack
@@ -50,7 +54,7 @@ func (w *Writer) Run(ctx context.Context) {
 			}
 			addr = a
 			c = redis.NewClient(&redis.Options{Addr: a, Password: pw, Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1,
-				DialTimeout: w.Timeout, ReadTimeout: w.Timeout, WriteTimeout: w.Timeout})
+				DialTimeout: w.Timeout, ReadTimeout: w.Timeout, WriteTimeout: w.Timeout, TLSConfig: TLSWith(w.CAFile, a)})
 		}
 		key := fmt.Sprintf("%s%d", w.Prefix, seq)
 		wctx, cancel := context.WithTimeout(ctx, w.Timeout)
@@ -97,7 +101,11 @@ func (w *Writer) Check(ctx context.Context, addr, password string) (Result, erro
 			res.Gap = g
 		}
 	}
-	lost, err := Lost(ctx, acks, addr, password)
+	ca := w.CheckCAFile
+	if ca == "" {
+		ca = w.CAFile
+	}
+	lost, err := Lost(ctx, acks, addr, password, ca)
 	res.Lost = lost
 	if err != nil {
 		return res, err
