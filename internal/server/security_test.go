@@ -376,13 +376,16 @@ func listening(t *testing.T, ip string) []int {
 
 // A stranger is refused on every port a node listens on: the API (no
 // token, a wrong one, plain HTTP), Raft (plain TCP), the Sentinel
-// protocol, every database endpoint and every redis-server (no password,
-// a wrong one, a guessed user), and nothing in the state changes. The
+// protocol and every redis-server (plaintext: no answer; TLS: no password,
+// a wrong one, a guessed user), every database endpoint, and nothing in
+// the state changes. The
 // ports are read from the kernel, so a port added later and not checked
 // here fails the test.
 func TestStrangerIsRefusedEverywhere(t *testing.T) {
 	hosts := testutil.LoopbackHosts(t, 3, 7000, 7001, 7100, 7050, 7009)
-	tc := newTestClusterOn(t, hosts, 256<<20, func(i int, c *Config) { c.SentinelPort = 7009 })
+	// As marina server runs by default: redis-servers and the Sentinel
+	// port speak TLS only.
+	tc := newTestClusterOn(t, hosts, 256<<20, func(i int, c *Config) { c.SentinelPort, c.RedisTLS = 7009, true })
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c := tc.client(0)
@@ -394,10 +397,20 @@ func TestStrangerIsRefusedEverywhere(t *testing.T) {
 	}
 	before := tc.nodes[0].FSM.State()
 
-	redisRefuses := func(addr, what string) {
+	// A stranger that speaks TLS does not care whose certificate it gets.
+	strangerTLS := &tls.Config{InsecureSkipVerify: true}
+	plainGetsNothing := func(addr, what string) {
+		cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1,
+			DialTimeout: time.Second, ReadTimeout: time.Second})
+		defer cl.Close()
+		if err := cl.Ping(ctx).Err(); err == nil {
+			t.Errorf("%s %s answered a plaintext client", what, addr)
+		}
+	}
+	redisRefuses := func(addr, what string, tc *tls.Config) {
 		for _, o := range []redis.Options{{}, {Password: "wrong"}, {Username: "marina", Password: "wrong"},
 			{Username: "marina-proxy", Password: "wrong"}, {Username: "default", Password: ""}} {
-			o.Addr, o.Protocol, o.DisableIdentity, o.MaxRetries, o.DialTimeout = addr, 2, true, -1, time.Second
+			o.Addr, o.Protocol, o.DisableIdentity, o.MaxRetries, o.DialTimeout, o.TLSConfig = addr, 2, true, -1, time.Second, tc
 			cl := redis.NewClient(&o)
 			err := cl.Ping(ctx).Err()
 			if err == nil {
@@ -445,7 +458,8 @@ func TestStrangerIsRefusedEverywhere(t *testing.T) {
 					t.Errorf("Raft %s took AppendEntries in plain TCP", addr)
 				}
 			case p == 7009:
-				cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+				plainGetsNothing(addr, "sentinel")
+				cl := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, DisableIdentity: true, MaxRetries: -1, TLSConfig: strangerTLS})
 				err := cl.Do(ctx, "SENTINEL", "get-master-addr-by-name", "one").Err()
 				if err == nil || !strings.Contains(err.Error(), "NOAUTH") {
 					t.Errorf("sentinel %s without AUTH: %v", addr, err)
@@ -455,9 +469,10 @@ func TestStrangerIsRefusedEverywhere(t *testing.T) {
 				}
 				cl.Close()
 			case p >= 7050 && p <= 7099:
-				redisRefuses(addr, "endpoint")
+				redisRefuses(addr, "endpoint", nil)
 			case p >= 7100 && p <= 7199:
-				redisRefuses(addr, "redis-server")
+				plainGetsNothing(addr, "redis-server")
+				redisRefuses(addr, "redis-server", strangerTLS)
 			default:
 				t.Errorf("node %d listens on %s, which this test does not know: check it refuses strangers", i+1, addr)
 			}
