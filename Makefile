@@ -13,10 +13,12 @@ deps:
 run: deps build
 	./bin/marina up --nodes 3 --dir .marina
 
-test: deps
+test: deps lint
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+lint:
 	@test -z "$$(gofmt -l cmd internal bench)" || { echo "gofmt needed:"; gofmt -l cmd internal bench; exit 1; }
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 15m ./...
 
 bench: deps build
 	$(GO) run ./bench/provision --marina bin/marina

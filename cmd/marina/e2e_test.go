@@ -246,6 +246,7 @@ func TestUpAndCLI(t *testing.T) {
 		{env, []string{"db", "create", "x", "--memory", "lots"}, "invalid size"},
 		{env, []string{"db", "create", "x"}, "--memory is required"},
 		{env, []string{"db", "create", "x", "--memory", "32MiB", "--replicas", "4"}, "does not fit"},
+		{env, []string{"db", "create", "x", "--memory", "32MiB", "--shards", "0"}, "--shards 0: must be 1..256"},
 		{env, []string{"db", "show", "nope"}, "not found"},
 		{env, []string{"db", "update", "shop"}, "nothing to change"},
 		{[]string{"MARINA_ADDR=" + vals["MARINA_ADDR"], "MARINA_TOKEN=wrong", "MARINA_CACERT=" + vals["MARINA_CACERT"]}, []string{"db", "list"}, "wrong API token"},

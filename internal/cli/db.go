@@ -63,6 +63,13 @@ func (a *app) dbCreate() *cobra.Command {
 			if f.memory == "" {
 				return fmt.Errorf("--memory is required, e.g. --memory 64MiB")
 			}
+			// 0 would reach the API as "not given" and become 1 shard.
+			if f.shards < 1 || f.shards > 256 {
+				return fmt.Errorf("--shards %d: must be 1..256", f.shards)
+			}
+			if f.replicas < 0 {
+				return fmt.Errorf("--replicas %d: must be 0 or more", f.replicas)
+			}
 			mem, err := api.ParseSize(f.memory)
 			if err != nil {
 				return fmt.Errorf("--memory: %v", err)
