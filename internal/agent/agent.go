@@ -341,8 +341,7 @@ func confAddr(path string) (string, error) {
 }
 
 // ReloadTLS has every running redis-server read the node's certificate,
-// key and CA bundle again (after a renewal or a CA rotation): setting a
-// tls-* parameter makes Redis load the files anew.
+// key and CA bundle again (after a renewal or a CA rotation).
 func (a *Agent) ReloadTLS(ctx context.Context) error {
 	t := a.cfg.TLSFiles
 	if t == nil {
@@ -362,7 +361,7 @@ func (a *Agent) ReloadTLS(ctx context.Context) error {
 		w := wk.get()
 		addr := net.JoinHostPort(w.conf.Bind, strconv.Itoa(w.conf.Port))
 		c := redis.NewClient(a.cfg.Redis.Internal(addr, w.conf.Secret, 2*time.Second, 1))
-		err := c.Do(ctx, "CONFIG", "SET", "tls-cert-file", t.Cert, "tls-key-file", t.Key, "tls-ca-cert-file", t.CA).Err()
+		err := c.Do(ctx, t.Reload()...).Err()
 		c.Close()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.ID, err))

@@ -294,7 +294,7 @@ func (wk *worker) run(parent context.Context) {
 					// It may hold certificate files older than the node's
 					// (renewed or rotated while the agent was away).
 					rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-					if err := client.Do(rctx, "CONFIG", "SET", "tls-cert-file", t.Cert, "tls-key-file", t.Key, "tls-ca-cert-file", t.CA).Err(); err != nil {
+					if err := client.Do(rctx, t.Reload()...).Err(); err != nil {
 						log.Warn("adopted redis-server did not reload the TLS files", "err", err)
 					}
 					cancel()

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/marina-redis/marina/internal/pki"
-	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/state"
 )
 
@@ -146,6 +145,3 @@ func short(fp string) string {
 	}
 	return fp
 }
-
-// SetRedisDialer sets how the leader reaches redis-servers (nil: plaintext).
-func (c *Controller) SetRedisDialer(d *redisconf.Dialer) { c.redisDialer = d }

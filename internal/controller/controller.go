@@ -127,6 +127,9 @@ func (c *Controller) apply(ctx context.Context, cmd state.Command) (uint64, erro
 	}
 }
 
+// SetRedisDialer sets how the leader reaches redis-servers (nil: plaintext).
+func (c *Controller) SetRedisDialer(d *redisconf.Dialer) { c.redisDialer = d }
+
 // RandomSecret returns n random bytes, URL-safe encoded.
 func RandomSecret(n int) string {
 	b := make([]byte, n)

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -29,6 +30,20 @@ type material struct {
 	leaf   *x509.Certificate
 	pool   *x509.CertPool
 	bundle []byte
+	issuer string // fingerprint of the trusted CA that signed leaf
+}
+
+func newMaterial(cert tls.Certificate, leaf *x509.Certificate, pool *x509.CertPool, bundle []byte) *material {
+	m := &material{cert: cert, leaf: leaf, pool: pool, bundle: bundle}
+	if cas, err := ParseCerts(bundle); err == nil {
+		for _, ca := range cas {
+			if leaf.CheckSignatureFrom(ca) == nil {
+				m.issuer = Fingerprint(ca)
+				break
+			}
+		}
+	}
+	return m
 }
 
 // Files of a node's TLS material in DIR/tls.
@@ -68,7 +83,7 @@ func (id *Identity) Set(certPEM, keyPEM, bundle []byte) error {
 		return fmt.Errorf("node certificate not signed by a trusted CA: %w", err)
 	}
 	cert.Leaf = leaf
-	id.cur.Store(&material{cert: cert, leaf: leaf, pool: pool, bundle: bundle})
+	id.cur.Store(newMaterial(cert, leaf, pool, bundle))
 	return nil
 }
 
@@ -82,7 +97,7 @@ func (id *Identity) SetTrust(bundle []byte) error {
 	if err != nil {
 		return err
 	}
-	id.cur.Store(&material{cert: m.cert, leaf: m.leaf, pool: pool, bundle: bundle})
+	id.cur.Store(newMaterial(m.cert, m.leaf, pool, bundle))
 	return nil
 }
 
@@ -95,6 +110,15 @@ func (id *Identity) Leaf() *x509.Certificate {
 		return m.leaf
 	}
 	return nil
+}
+
+// Issuer is the fingerprint of the trusted CA that signed the node's
+// certificate ("" when none, or no certificate).
+func (id *Identity) Issuer() string {
+	if m := id.cur.Load(); m != nil {
+		return m.issuer
+	}
+	return ""
 }
 
 // Bundle is the PEM of the trusted CAs.
@@ -284,14 +308,10 @@ func (id *Identity) ClientTLS(wantID string) *tls.Config {
 			if name == "" {
 				name = cs.ServerName
 			}
-			raw := make([][]byte, len(cs.PeerCertificates))
-			for i, c := range cs.PeerCertificates {
-				raw[i] = c.Raw
-			}
 			if name == "" {
 				return errors.New("server name unknown: refusing to skip verification")
 			}
-			_, err := id.verifyChain(raw, x509.ExtKeyUsageServerAuth, name)
+			_, err := id.verifyChain(rawCerts(cs), x509.ExtKeyUsageServerAuth, name)
 			return err
 		},
 	}
@@ -305,11 +325,7 @@ func (id *Identity) LocalTLS(addr string) *tls.Config {
 	c := id.DialerTLS(addr)
 	host := c.ServerName
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		raw := make([][]byte, len(cs.PeerCertificates))
-		for i, pc := range cs.PeerCertificates {
-			raw[i] = pc.Raw
-		}
-		_, err := id.verifyChainAt(raw, x509.ExtKeyUsageServerAuth, host, true)
+		_, err := id.verifyChainAt(rawCerts(cs), x509.ExtKeyUsageServerAuth, host, true)
 		return err
 	}
 	return c
@@ -338,13 +354,20 @@ func Expiring(c *x509.Certificate, active *x509.Certificate, now time.Time) bool
 	if c == nil {
 		return true
 	}
-	if active != nil && (!bytesEqual(c.RawIssuer, active.RawSubject) || c.CheckSignatureFrom(active) != nil) {
+	if active != nil && (!bytes.Equal(c.RawIssuer, active.RawSubject) || c.CheckSignatureFrom(active) != nil) {
 		return true
 	}
 	return !now.Before(RenewAt(c))
 }
 
-func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+// rawCerts is the DER of the certificates a peer presented.
+func rawCerts(cs tls.ConnectionState) [][]byte {
+	raw := make([][]byte, len(cs.PeerCertificates))
+	for i, c := range cs.PeerCertificates {
+		raw[i] = c.Raw
+	}
+	return raw
+}
 
 // DialTLS dials addr and completes a handshake as ClientTLS(wantID), or
 // DialerTLS(addr) when the peer's id is unknown.

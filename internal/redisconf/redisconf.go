@@ -74,6 +74,13 @@ type TLSFiles struct {
 	Cert, Key, CA string
 }
 
+// Reload is the command that has a running server load the files again
+// (after a renewal or a CA rotation): setting a tls-* parameter makes
+// Redis read them anew.
+func (t *TLSFiles) Reload() []any {
+	return []any{"CONFIG", "SET", "tls-cert-file", t.Cert, "tls-key-file", t.Key, "tls-ca-cert-file", t.CA}
+}
+
 // FenceReplicas is min-replicas-to-write (FenceKey) on a fenced instance:
 // no master has that many replicas, so every write gets -NOREPLICAS.
 const (

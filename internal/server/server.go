@@ -322,9 +322,12 @@ type Node struct {
 	http    *http.Server
 	ln      net.Listener
 	id      *pki.Identity
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	log     *slog.Logger
+	// peersSaved: the members' API addresses last written to the peers
+	// file (tlsLoop's alone).
+	peersSaved string
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	log        *slog.Logger
 	// Sentinel is the Redis Sentinel endpoint (nil when --sentinel-port is 0).
 	Sentinel *sentinel.Server
 }

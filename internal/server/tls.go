@@ -103,16 +103,7 @@ func (n *Node) certStatus() controller.CertStatus {
 	if leaf == nil {
 		return controller.CertStatus{}
 	}
-	cs := controller.CertStatus{NotAfter: leaf.NotAfter}
-	if certs, err := pki.ParseCerts(n.id.Bundle()); err == nil {
-		for _, ca := range certs {
-			if leaf.CheckSignatureFrom(ca) == nil {
-				cs.Issuer = pki.Fingerprint(ca)
-				break
-			}
-		}
-	}
-	return cs
+	return controller.CertStatus{NotAfter: leaf.NotAfter, Issuer: n.id.Issuer()}
 }
 
 // tlsLoop keeps the node's TLS material in step with the cluster: the
@@ -190,14 +181,15 @@ func (n *Node) savePeers(st *state.State) {
 			peers[id] = nd.HTTPAddr
 		}
 	}
-	b, _ := json.Marshal(peers)
-	path := filepath.Join(n.tlsDir(), peersFile)
-	if old, err := os.ReadFile(path); err == nil && string(old) == string(b) {
+	b, _ := json.Marshal(peers) // map keys sorted: same members, same bytes
+	if string(b) == n.peersSaved {
 		return
 	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(n.tlsDir(), peersFile), b, 0o600); err != nil {
 		n.log.Warn("write peers file", "err", err)
+		return
 	}
+	n.peersSaved = string(b)
 }
 
 // renew gets a new certificate through this node's own API (forwarded to
@@ -235,14 +227,9 @@ func (n *Node) renew(ctx context.Context) error {
 
 // operatorCert loads --api-tls-cert/--api-tls-key.
 func operatorCert(certFile, keyFile string) (*tls.Certificate, error) {
-	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	c, err := tls.LoadX509KeyPair(certFile, keyFile) // fills c.Leaf
 	if err != nil {
 		return nil, fmt.Errorf("--api-tls-cert/--api-tls-key: %v", err)
-	}
-	if c.Leaf == nil {
-		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
-			return nil, err
-		}
 	}
 	return &c, nil
 }
