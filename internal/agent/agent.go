@@ -24,13 +24,15 @@ import (
 
 	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 // Source is the local desired state.
 type Source interface {
 	State() *state.State
-	Changed() <-chan struct{}
-	Index() uint64 // the last log index applied
+	Changed() <-chan struct{} // the desired state changed
+	Applied() <-chan struct{} // a log entry was applied (the index moved)
+	Index() uint64            // the last log index applied
 }
 
 // Config configures an agent.
@@ -201,9 +203,8 @@ func (a *Agent) desired(st *state.State) map[string]want {
 		}
 		sh := pi.DB.Shards[pi.Shard]
 		if pi.Role == state.RoleReplica {
-			m, ok := sh.Master()
-			if mn, nok := st.Nodes[m.Node]; ok && nok {
-				c.ReplicaOf = net.JoinHostPort(mn.Addr, strconv.Itoa(m.Port))
+			if m, ok := sh.Master(); ok {
+				c.ReplicaOf = topology.Addr(st, m)
 			}
 		}
 		c.Fenced = mustFence(pi.Role, a.LeaseOK())

@@ -41,6 +41,9 @@ func (s *source) Changed() <-chan struct{} {
 	return s.ch
 }
 
+// Applied: every change the test makes is an applied entry.
+func (s *source) Applied() <-chan struct{} { return s.Changed() }
+
 func (s *source) Index() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()

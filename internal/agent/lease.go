@@ -83,7 +83,8 @@ func (a *Agent) watchLease(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		changed := a.src.Changed()
+		// Any applied entry, an event included, may be the one a grant waits for.
+		changed := a.src.Applied()
 		a.leaseMu.Lock()
 		until, rest := foldGrants(time.Unix(0, a.until.Load()), a.pending, a.src.Index(), a.cfg.Lease)
 		a.pending = rest

@@ -3,14 +3,13 @@ package agent
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 // Probe is this node's direct view of a master on another node: the
@@ -37,11 +36,11 @@ func (a *Agent) probeTargets(st *state.State) map[string]probeTarget {
 		if !ok || m.Node == a.cfg.NodeID {
 			continue
 		}
-		n, ok := st.Nodes[m.Node]
-		if !ok {
+		addr := topology.Addr(st, m)
+		if addr == "" {
 			continue
 		}
-		out[m.ID] = probeTarget{id: m.ID, addr: net.JoinHostPort(n.Addr, strconv.Itoa(m.Port)), secret: pi.DB.Secret}
+		out[m.ID] = probeTarget{id: m.ID, addr: addr, secret: pi.DB.Secret}
 	}
 	return out
 }

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"github.com/marina-redis/marina/internal/pki"
 	"github.com/marina-redis/marina/internal/state"
 	"github.com/marina-redis/marina/internal/stats"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 // Headers used between nodes.
@@ -334,7 +334,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 }
 
 // HostPort joins a node address and port.
-func HostPort(host string, port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+func HostPort(host string, port int) string { return topology.HostPort(host, port) }
 
 // events lists recent events, oldest first; ?db= filters, ?since= skips ids.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
@@ -348,11 +348,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		since = n
 	}
-	out := []state.Event{}
-	for _, e := range s.FSM.State().Events {
-		if e.ID > since && (db == "" || e.DB == db) {
-			out = append(out, e)
-		}
+	out := s.FSM.Events().Since(since, db)
+	if out == nil {
+		out = []state.Event{}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

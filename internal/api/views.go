@@ -7,6 +7,7 @@ import (
 	"github.com/marina-redis/marina/internal/cluster"
 	"github.com/marina-redis/marina/internal/controller"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 // provisionGrace is how long a new or changed database counts as
@@ -28,9 +29,7 @@ const StatePending = "pending"
 
 func instanceView(st *state.State, db *state.Database, in state.Instance, seen map[string]agent.Status, haveObs bool) Instance {
 	v := Instance{ID: in.ID, Node: in.Node, Role: in.Role, State: DBUnknown}
-	if n, ok := st.Nodes[in.Node]; ok {
-		v.Addr = HostPort(n.Addr, in.Port)
-	}
+	v.Addr = topology.Addr(st, in)
 	if !haveObs {
 		return v
 	}
@@ -64,13 +63,7 @@ func dbView(st *state.State, db *state.Database, obs map[string]controller.Repor
 	v := DB{Name: db.Name, Memory: db.Memory, ShardCount: db.Spec.Shards, Replicas: db.Spec.Replicas,
 		Persistence: db.Persistence, Eviction: db.Eviction, Durability: db.Durability, ReadFrom: db.ReadFrom, Password: db.Password, Owner: db.Owner, Labels: db.Labels,
 		CreatedAt: db.CreatedAt, UpdatedAt: db.UpdatedAt, Shards: []Shard{}, Endpoints: []string{}}
-	if db.ProxyPort != 0 {
-		for _, id := range st.NodeIDs() {
-			if n := st.Nodes[id]; n.Status == state.NodeUp && n.ProxyMin != 0 {
-				v.Endpoints = append(v.Endpoints, HostPort(n.Addr, db.ProxyPort))
-			}
-		}
-	}
+	v.Endpoints = topology.Endpoints(st, db)
 	ok := true
 	for _, sh := range db.Shards {
 		sv := Shard{Index: sh.Index, SlotStart: sh.SlotStart, SlotEnd: sh.SlotEnd, Replicas: []Instance{}}

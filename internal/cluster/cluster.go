@@ -220,7 +220,7 @@ func (c *Cluster) Apply(ctx context.Context, cmd state.Command) (uint64, error) 
 	if err := ctx.Err(); err != nil || timeout <= 0 {
 		return 0, fmt.Errorf("apply: %w", context.DeadlineExceeded)
 	}
-	f := c.Raft.Apply(cmd.Encode(), timeout)
+	f := c.Raft.Apply(state.Encode(cmd), timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) {
 			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)

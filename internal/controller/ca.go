@@ -33,8 +33,7 @@ func (c *Controller) SetCA(ctx context.Context, certPEM, keyPEM []byte) error {
 		}
 		return errf(Conflict, "the cluster has a CA already (rotate it with marina ca rotate)")
 	}
-	_, err := c.apply(ctx, state.Command{Op: state.OpSetCA, CA: &state.CA{CertPEM: string(certPEM), KeyPEM: string(keyPEM)},
-		Time: time.Now(), Reason: "cluster CA created"})
+	_, err := c.apply(ctx, &state.SetCA{CA: &state.CA{CertPEM: string(certPEM), KeyPEM: string(keyPEM)}, Time: time.Now(), Reason: "cluster CA created"})
 	return err
 }
 
@@ -89,9 +88,8 @@ func (c *Controller) RotateCA(ctx context.Context) (fingerprint string, err erro
 		return "", err
 	}
 	retired := append([]string{st.CA.CertPEM}, st.CA.Retired...)
-	_, err = c.apply(ctx, state.Command{Op: state.OpSetCA, CA: &state.CA{CertPEM: string(ca.CertPEM), KeyPEM: string(ca.KeyPEM), Retired: retired,
-		CrossPEM: string(cross)},
-		Time: time.Now(), Reason: "CA rotation started: new CA " + short(pki.Fingerprint(ca.Cert)) + "; nodes renew their certificates"})
+	_, err = c.apply(ctx, &state.SetCA{CA: &state.CA{CertPEM: string(ca.CertPEM), KeyPEM: string(ca.KeyPEM), Retired: retired,
+		CrossPEM: string(cross)}, Time: time.Now(), Reason: "CA rotation started: new CA " + short(pki.Fingerprint(ca.Cert)) + "; nodes renew their certificates"})
 	if err != nil {
 		return "", err
 	}
@@ -116,8 +114,7 @@ func (c *Controller) FinishRotation(ctx context.Context, force bool) error {
 			return errf(Conflict, "nodes %s do not hold a certificate of the new CA yet (down, or renewing); retry, or --force to drop them", strings.Join(lag, ", "))
 		}
 	}
-	_, err := c.apply(ctx, state.Command{Op: state.OpSetCA, CA: &state.CA{CertPEM: st.CA.CertPEM, KeyPEM: st.CA.KeyPEM},
-		Time: time.Now(), Reason: "CA rotation finished: only the new CA is trusted"})
+	_, err := c.apply(ctx, &state.SetCA{CA: &state.CA{CertPEM: st.CA.CertPEM, KeyPEM: st.CA.KeyPEM}, Time: time.Now(), Reason: "CA rotation finished: only the new CA is trusted"})
 	return err
 }
 

@@ -171,7 +171,7 @@ func (c *Controller) CreateDB(ctx context.Context, spec state.Spec) (*state.Data
 	}
 	now := time.Now().UTC()
 	db := &state.Database{Spec: spec, Secret: RandomSecret(24), ProxyPort: port, Shards: shards, CreatedAt: now, UpdatedAt: now}
-	idx, err := c.apply(ctx, state.Command{Op: state.OpCreateDB, DB: db})
+	idx, err := c.apply(ctx, &state.CreateDB{DB: db})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -256,7 +256,7 @@ func (c *Controller) UpdateDB(ctx context.Context, name string, u Update) (*stat
 	db.Spec = spec
 	db.Shards = shards
 	db.UpdatedAt = time.Now().UTC()
-	idx, err := c.apply(ctx, state.Command{Op: state.OpUpdateDB, DB: db, Reason: specChanges(old.Spec, spec)})
+	idx, err := c.apply(ctx, &state.UpdateDB{DB: db, Reason: specChanges(old.Spec, spec)})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -271,7 +271,7 @@ func (c *Controller) DeleteDB(ctx context.Context, name string) (uint64, error) 
 	if _, ok := c.fsm.State().DBs[name]; !ok {
 		return 0, errf(NotFound, "database %s not found", name)
 	}
-	idx, err := c.apply(ctx, state.Command{Op: state.OpDeleteDB, Name: name, Time: time.Now().UTC()})
+	idx, err := c.apply(ctx, &state.DeleteDB{Name: name, Time: time.Now().UTC()})
 	if err == nil {
 		c.log.Info("database deleted", "db", name)
 	}
@@ -280,7 +280,7 @@ func (c *Controller) DeleteDB(ctx context.Context, name string) (uint64, error) 
 
 // SetToken stores the API token hash at bootstrap.
 func (c *Controller) SetToken(ctx context.Context, hash string) error {
-	_, err := c.apply(ctx, state.Command{Op: state.OpSetToken, TokenHash: hash})
+	_, err := c.apply(ctx, &state.SetToken{TokenHash: hash})
 	return err
 }
 
@@ -323,7 +323,7 @@ func (c *Controller) upsertNode(ctx context.Context, n state.Node) error {
 	} else {
 		n.JoinedAt = time.Now().UTC()
 	}
-	_, err := c.apply(ctx, state.Command{Op: state.OpUpsertNode, Node: &n})
+	_, err := c.apply(ctx, &state.UpsertNode{Node: &n})
 	return err
 }
 
@@ -405,13 +405,13 @@ func (c *Controller) Register(ctx context.Context, r Report) error {
 			continue
 		}
 		e := state.Event{Type: "fence", DB: f.DB, Shard: f.Shard, Node: r.Node.ID, Instance: f.Instance, Reason: f.Reason, Time: f.At}
-		if _, err := c.apply(ctx, state.Command{Op: state.OpEvent, Event: &e}); err != nil {
+		if _, err := c.apply(ctx, &state.AddEvent{Event: &e}); err != nil {
 			return err
 		}
 		c.note("fence/" + f.ID)
 	}
 	if n, ok := c.fsm.State().Nodes[r.Node.ID]; ok && n.Status == state.NodeDown {
-		if _, err := c.apply(ctx, state.Command{Op: state.OpSetNodeStatus, NodeID: n.ID, Status: state.NodeUp}); err != nil {
+		if _, err := c.apply(ctx, &state.SetNodeStatus{NodeID: n.ID, Status: state.NodeUp}); err != nil {
 			return err
 		}
 		c.log.Info("node up", "node", n.ID)
@@ -482,7 +482,7 @@ func (c *Controller) Run(ctx context.Context) {
 		}
 		lastDownCheck = time.Now()
 		for _, id := range DownNodes(c.fsm.State(), c.Reports(), c.leaderAt, time.Now(), c.downAfter) {
-			if _, err := c.apply(ctx, state.Command{Op: state.OpSetNodeStatus, NodeID: id, Status: state.NodeDown, Time: time.Now().UTC()}); err != nil {
+			if _, err := c.apply(ctx, &state.SetNodeStatus{NodeID: id, Status: state.NodeDown, Time: time.Now().UTC()}); err != nil {
 				c.log.Warn("mark node down", "node", id, "err", err)
 				continue
 			}

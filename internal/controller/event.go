@@ -39,5 +39,5 @@ func (c *Controller) RecordEvent(ctx context.Context, e state.Event) (uint64, er
 		return 0, errf(Invalid, "event reason: at most 2000 characters of text")
 	}
 	e.ID, e.Time, e.Instance, e.Epoch = 0, time.Now().UTC(), "", 0
-	return c.apply(ctx, state.Command{Op: state.OpEvent, Event: &e})
+	return c.apply(ctx, &state.AddEvent{Event: &e})
 }

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 // FailoverConfig tunes automatic failover.
@@ -96,7 +96,7 @@ func (c *Controller) noted(key string) bool {
 
 func (c *Controller) event(ctx context.Context, e state.Event) {
 	e.Time = time.Now().UTC()
-	if _, err := c.apply(ctx, state.Command{Op: state.OpEvent, Event: &e}); err != nil {
+	if _, err := c.apply(ctx, &state.AddEvent{Event: &e}); err != nil {
 		c.log.Warn("event", "type", e.Type, "err", err)
 	}
 }
@@ -214,8 +214,7 @@ func (c *Controller) failoverPass(ctx context.Context) {
 				continue
 			}
 			c.log.Warn("master failed: demoting", "db", name, "shard", sh.Index, "master", m.ID, "reason", reason)
-			if _, err := c.apply(ctx, state.Command{Op: state.OpDemote, Name: name, Shard: sh.Index, Epoch: sh.Epoch,
-				From: m.ID, Time: now.UTC(), Reason: reason}); err != nil {
+			if _, err := c.apply(ctx, &state.Demote{ShardRef: state.ShardRef{Name: name, Shard: sh.Index, Epoch: sh.Epoch}, From: m.ID, Time: now.UTC(), Reason: reason}); err != nil {
 				c.log.Warn("demote", "db", name, "shard", sh.Index, "err", err)
 				continue
 			}
@@ -287,10 +286,7 @@ func (c *Controller) tryPromote(ctx context.Context, st *state.State, db *state.
 	if !ok {
 		return
 	}
-	oldAddr := ""
-	if n, ok := st.Nodes[old.Node]; ok {
-		oldAddr = net.JoinHostPort(n.Addr, strconv.Itoa(old.Port))
-	}
+	oldAddr := topology.Addr(st, old)
 	if _, fresh := c.fresh(reports, old.Node, now); !fresh {
 		// Silent node: its agent fenced the master if it lives. If it does
 		// not, fence the server directly whenever it can be reached.
@@ -323,8 +319,7 @@ func (c *Controller) tryPromote(ctx context.Context, st *state.State, db *state.
 		}
 		return
 	}
-	if _, err := c.apply(ctx, state.Command{Op: state.OpPromote, Name: db.Name, Shard: sh.Index, Epoch: sh.Epoch,
-		To: best.ID, Time: time.Now().UTC(), Kind: "failover"}); err != nil {
+	if _, err := c.apply(ctx, &state.Promote{ShardRef: state.ShardRef{Name: db.Name, Shard: sh.Index, Epoch: sh.Epoch}, To: best.ID, Time: time.Now().UTC(), Kind: "failover"}); err != nil {
 		c.log.Warn("promote", "db", db.Name, "shard", sh.Index, "err", err)
 		return
 	}
@@ -335,13 +330,13 @@ func (c *Controller) tryPromote(ctx context.Context, st *state.State, db *state.
 // oldMasterCandidate asks a demoted master, restarted fenced by its agent,
 // whether it serves as a master; it counts as fully in sync with itself.
 func (c *Controller) oldMasterCandidate(ctx context.Context, st *state.State, db *state.Database, old state.Instance) (failover.Candidate, bool) {
-	n, ok := st.Nodes[old.Node]
-	if !ok {
+	addr := topology.Addr(st, old)
+	if addr == "" {
 		return failover.Candidate{}, false
 	}
 	qctx, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
 	defer cancel()
-	info, err := c.redisClient(net.JoinHostPort(n.Addr, strconv.Itoa(old.Port)), db.Secret).Info(qctx, "replication").Result()
+	info, err := c.redisClient(addr, db.Secret).Info(qctx, "replication").Result()
 	if err != nil || resp.ParseInfo(info)["role"] != "master" {
 		return failover.Candidate{}, false
 	}
@@ -354,29 +349,19 @@ func (c *Controller) oldMasterCandidate(ctx context.Context, st *state.State, db
 // candidate asks a replica directly how it stands.
 func (c *Controller) candidate(ctx context.Context, st *state.State, db *state.Database, in state.Instance, oldAddr string, reports map[string]Report, now time.Time) failover.Candidate {
 	cand := failover.Candidate{ID: in.ID, Priority: st.Priority(in.Node)}
-	n, ok := st.Nodes[in.Node]
-	if !ok {
+	addr := topology.Addr(st, in)
+	if addr == "" {
 		return cand
 	}
 	qctx, cancel := context.WithTimeout(ctx, 400*time.Millisecond)
 	defer cancel()
-	info, err := c.redisClient(net.JoinHostPort(n.Addr, strconv.Itoa(in.Port)), db.Secret).Info(qctx, "replication").Result()
+	info, err := c.redisClient(addr, db.Secret).Info(qctx, "replication").Result()
 	if err != nil {
 		return cand
 	}
-	f := resp.ParseInfo(info)
+	link := topology.ParseLink(info)
 	cand.Reachable = true
-	cand.Following = f["role"] == "slave" && net.JoinHostPort(f["master_host"], f["master_port"]) == oldAddr
-	cand.Syncing = f["master_sync_in_progress"] == "1"
-	cand.Offset, _ = strconv.ParseInt(f["slave_repl_offset"], 10, 64)
-	switch {
-	case f["master_link_status"] == "up":
-	case f["master_link_down_since_seconds"] == "" || f["master_link_down_since_seconds"] == "-1":
-		cand.LinkDownFor = 1 << 62 // never completed a sync
-	default:
-		secs, _ := strconv.Atoi(f["master_link_down_since_seconds"])
-		cand.LinkDownFor = time.Duration(secs) * time.Second
-	}
+	cand.Following, cand.Syncing, cand.Offset, cand.LinkDownFor = link.Follows(oldAddr), link.Syncing, link.Offset, link.DownFor
 	// The agent's last report may have seen a full sync the master's death cut short.
 	if r, ok := c.fresh(reports, in.Node, now); ok {
 		if s, ok := statusOf(r, in.ID); ok && s.SyncInProgress {

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/scheduler"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 // SwitchoverResult reports one planned switchover.
@@ -72,12 +72,7 @@ func (c *Controller) Switchover(ctx context.Context, name string, shard int, for
 	return out, nil
 }
 
-func (c *Controller) addrOf(st *state.State, in state.Instance) string {
-	if n, ok := st.Nodes[in.Node]; ok {
-		return net.JoinHostPort(n.Addr, strconv.Itoa(in.Port))
-	}
-	return ""
-}
+func (c *Controller) addrOf(st *state.State, in state.Instance) string { return topology.Addr(st, in) }
 
 // switchOwned says whether a pending shard is a planned switchover that
 // its leader is still driving: the failover loop leaves it alone until the
@@ -145,8 +140,7 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 	}
 	unpause := func() { _ = mc.Do(context.Background(), "CLIENT", "UNPAUSE").Err() }
 	defer unpause()
-	if _, err := c.apply(ctx, state.Command{Op: state.OpDemote, Name: name, Shard: shard, Epoch: sh.Epoch, From: m.ID, To: best.ID,
-		Kind: state.KindSwitchover, Time: start.UTC(), Reason: "planned switchover to " + best.ID}); err != nil {
+	if _, err := c.apply(ctx, &state.Demote{ShardRef: state.ShardRef{Name: name, Shard: shard, Epoch: sh.Epoch}, From: m.ID, To: best.ID, Kind: state.KindSwitchover, Time: start.UTC(), Reason: "planned switchover to " + best.ID}); err != nil {
 		return res, err
 	}
 	epoch := sh.Epoch + 1
@@ -189,14 +183,12 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 	if !caught {
 		// Give the role back: the old master is fenced and has every write.
 		why := fmt.Sprintf("replica %s did not catch up with the master within %s (applied %d, read %d, master %d)", best.ID, maxPause*3/4, to, read, mo)
-		if _, err := c.apply(context.Background(), state.Command{Op: state.OpPromote, Name: name, Shard: shard, Epoch: epoch, To: m.ID,
-			Kind: state.KindAborted, Time: time.Now().UTC(), Reason: why}); err != nil {
+		if _, err := c.apply(context.Background(), &state.Promote{ShardRef: state.ShardRef{Name: name, Shard: shard, Epoch: epoch}, To: m.ID, Kind: state.KindAborted, Time: time.Now().UTC(), Reason: why}); err != nil {
 			return res, errf(Unavailable, "shard %d: %s, and giving the role back to %s failed (%v); the shard's failover finishes it", shard, why, m.ID, err)
 		}
 		return res, errf(Conflict, "shard %d: %s; %s stays master", shard, why, m.ID)
 	}
-	if _, err := c.apply(ctx, state.Command{Op: state.OpPromote, Name: name, Shard: shard, Epoch: epoch, To: best.ID,
-		Kind: state.KindSwitchover, Time: time.Now().UTC(), Reason: "planned switchover"}); err != nil {
+	if _, err := c.apply(ctx, &state.Promote{ShardRef: state.ShardRef{Name: name, Shard: shard, Epoch: epoch}, To: best.ID, Kind: state.KindSwitchover, Time: time.Now().UTC(), Reason: "planned switchover"}); err != nil {
 		return res, err
 	}
 	promoted := time.Since(start)
@@ -250,8 +242,7 @@ func (c *Controller) forcePromote(ctx context.Context, name string, shard int) (
 	if err != nil {
 		return res, errf(Conflict, "shard %d: %v", shard, err)
 	}
-	if _, err := c.apply(ctx, state.Command{Op: state.OpPromote, Name: name, Shard: shard, Epoch: sh.Epoch, To: best.ID,
-		Time: now.UTC(), Kind: "forced"}); err != nil {
+	if _, err := c.apply(ctx, &state.Promote{ShardRef: state.ShardRef{Name: name, Shard: shard, Epoch: sh.Epoch}, To: best.ID, Time: now.UTC(), Kind: "forced"}); err != nil {
 		return res, err
 	}
 	res.To = best.ID
@@ -265,7 +256,7 @@ func (c *Controller) SetDraining(ctx context.Context, id string, draining bool) 
 		return errf(NotFound, "node %s not found", id)
 	}
 	reason := "operator"
-	_, err := c.apply(ctx, state.Command{Op: state.OpSetDraining, NodeID: id, Draining: draining, Time: time.Now().UTC(), Reason: reason})
+	_, err := c.apply(ctx, &state.SetDraining{NodeID: id, Draining: draining, Time: time.Now().UTC(), Reason: reason})
 	c.kickNow()
 	return err
 }
@@ -275,7 +266,7 @@ func (c *Controller) SetZonePriority(ctx context.Context, zone string, prio int)
 	if zone == "" || prio < 0 || prio > 1000 {
 		return errf(Invalid, "zone priority needs a zone name and a priority 0..1000")
 	}
-	_, err := c.apply(ctx, state.Command{Op: state.OpSetZone, Zone: zone, Priority: prio})
+	_, err := c.apply(ctx, &state.SetZonePriority{Zone: zone, Priority: prio})
 	return err
 }
 
@@ -286,8 +277,7 @@ func (c *Controller) moveReplica(ctx context.Context, st *state.State, db *state
 	if err != nil {
 		return err
 	}
-	_, err = c.apply(ctx, state.Command{Op: state.OpReplace, Name: db.Name, Shard: sh.Index, Epoch: sh.Epoch, From: in.ID, Add: &nin,
-		Kind: kind, Reason: reason, Time: time.Now().UTC()})
+	_, err = c.apply(ctx, &state.ReplaceInstance{ShardRef: state.ShardRef{Name: db.Name, Shard: sh.Index, Epoch: sh.Epoch}, From: in.ID, Add: &nin, Kind: kind, Reason: reason, Time: time.Now().UTC()})
 	return err
 }
 

@@ -112,6 +112,7 @@ func (c *Config) defaults() {
 type Source interface {
 	State() *state.State
 	Changed() <-chan struct{}
+	Events() *state.EventLog
 }
 
 // Run watches src and runs the hooks for every topology change until ctx
@@ -146,7 +147,7 @@ func Run(ctx context.Context, cfg Config, src Source) {
 	for {
 		ch := src.Changed() // before reading: a change in between wakes us
 		first := snap.Topo == nil
-		next, changes := Diff(snap, src.State())
+		next, changes := Diff(snap, src.State(), src.Events().All())
 		snap = next
 		now := time.Now()
 		for _, c := range changes {

@@ -89,15 +89,15 @@ func TestRunCoalescesPerDatabase(t *testing.T) {
 		return nil
 	})
 	// The hook is stuck at the gate: two switchovers queue up behind it.
-	apply(state.Command{Op: state.OpSwitchover, Name: "a", Shard: 0, Epoch: 0, From: "a-0-aaaaaa", To: "a-0-bbbbbb", Time: t0})
-	apply(state.Command{Op: state.OpSwitchover, Name: "a", Shard: 0, Epoch: 1, From: "a-0-bbbbbb", To: "a-0-aaaaaa", Time: t0})
+	apply(&state.Switchover{ShardRef: state.ShardRef{Name: "a", Shard: 0, Epoch: 0}, From: "a-0-aaaaaa", To: "a-0-bbbbbb", Time: t0})
+	apply(&state.Switchover{ShardRef: state.ShardRef{Name: "a", Shard: 0, Epoch: 1}, From: "a-0-bbbbbb", To: "a-0-aaaaaa", Time: t0})
 	if err := os.WriteFile(gate, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// Another database after them, then a third once those ran: with one
 	// worker taking databases in turn, a third document of a would come
 	// before c's.
-	apply(state.Command{Op: state.OpCreateDB, DB: testDB("b", t0, 6401, []state.Instance{inst("b", 0, "aaaaaa", 3, 7101, state.RoleMaster)})})
+	apply(&state.CreateDB{DB: testDB("b", t0, 6401, []state.Instance{inst("b", 0, "aaaaaa", 3, 7101, state.RoleMaster)})})
 	var docs []Document
 	waitDoc := func(name string) {
 		t.Helper()
@@ -113,7 +113,7 @@ func TestRunCoalescesPerDatabase(t *testing.T) {
 		})
 	}
 	waitDoc("b")
-	apply(state.Command{Op: state.OpCreateDB, DB: testDB("c", t0, 6402, []state.Instance{inst("c", 0, "aaaaaa", 3, 7102, state.RoleMaster)})})
+	apply(&state.CreateDB{DB: testDB("c", t0, 6402, []state.Instance{inst("c", 0, "aaaaaa", 3, 7102, state.RoleMaster)})})
 	waitDoc("c")
 	var a []string
 	for _, d := range docs {
@@ -150,7 +150,7 @@ func TestRunFailureEvent(t *testing.T) {
 		!strings.Contains(e.Reason, "no route to dns") || !strings.Contains(e.Reason, "sync") {
 		t.Fatalf("event %+v", e)
 	}
-	apply(state.Command{Op: state.OpDeleteDB, Name: "a"})
+	apply(&state.DeleteDB{Name: "a"})
 	testutil.WaitFor(t, 10*time.Second, "second failure event", func() error {
 		if l := ev.list(); len(l) != 2 || !strings.Contains(l[1].Reason, "delete") {
 			return fmt.Errorf("events %+v", l)
@@ -191,9 +191,9 @@ func TestRunHAProxy(t *testing.T) {
 		t.Fatalf("mode %v", fi.Mode())
 	}
 	// An endpoint change leaves the file alone; a failover rewrites it.
-	apply(state.Command{Op: state.OpSetNodeStatus, NodeID: "n3", Status: state.NodeDown, Time: t0})
-	apply(state.Command{Op: state.OpDemote, Name: "a", Shard: 0, Epoch: 0, From: "a-0-aaaaaa", Time: t0},
-		state.Command{Op: state.OpPromote, Name: "a", Shard: 0, Epoch: 1, To: "a-0-bbbbbb", Time: t0})
+	apply(&state.SetNodeStatus{NodeID: "n3", Status: state.NodeDown, Time: t0})
+	apply(&state.Demote{ShardRef: state.ShardRef{Name: "a", Shard: 0, Epoch: 0}, From: "a-0-aaaaaa", Time: t0},
+		&state.Promote{ShardRef: state.ShardRef{Name: "a", Shard: 0, Epoch: 1}, To: "a-0-bbbbbb", Time: t0})
 	waitReloads(2, "reload after the failover")
 	b, _ = os.ReadFile(cfgFile)
 	write := string(b)[strings.Index(string(b), "backend a-write"):strings.Index(string(b), "backend a-read")]
@@ -226,7 +226,7 @@ func TestRunHAProxyReloadFails(t *testing.T) {
 	if _, err := os.Stat(cfgFile); err != nil {
 		t.Fatalf("file not written before the reload: %v", err)
 	}
-	apply(state.Command{Op: state.OpDeleteDB, Name: "a"})
+	apply(&state.DeleteDB{Name: "a"})
 	testutil.WaitFor(t, 10*time.Second, "reload tried again", func() error {
 		if b, _ := os.ReadFile(tries); strings.Count(string(b), "x") < 2 {
 			return fmt.Errorf("%d tries", strings.Count(string(b), "x"))

@@ -162,7 +162,7 @@ func TestQueueFailoverThenNodeDown(t *testing.T) {
 	f, apply := fsmWith(t)
 	q := newQueue()
 	put := func(snap Snapshot) Snapshot {
-		next, changes := Diff(snap, f.State())
+		next, changes := Diff(snap, f.State(), f.Events().All())
 		for _, c := range changes {
 			q.put(c.DB, job{doc: NewDocument(c, "n1", t0)})
 		}
@@ -172,10 +172,10 @@ func TestQueueFailoverThenNodeDown(t *testing.T) {
 	if got := takeAll(t, q); fmt.Sprint(got) != "[a sync]" {
 		t.Fatalf("first: %v", got)
 	}
-	apply(state.Command{Op: state.OpDemote, Name: "a", Shard: 0, Epoch: 0, From: "a-0-aaaaaa", Time: t0},
-		state.Command{Op: state.OpPromote, Name: "a", Shard: 0, Epoch: 1, To: "a-0-bbbbbb", Time: t0})
+	apply(&state.Demote{ShardRef: state.ShardRef{Name: "a", Shard: 0, Epoch: 0}, From: "a-0-aaaaaa", Time: t0},
+		&state.Promote{ShardRef: state.ShardRef{Name: "a", Shard: 0, Epoch: 1}, To: "a-0-bbbbbb", Time: t0})
 	snap = put(snap)
-	apply(state.Command{Op: state.OpSetNodeStatus, NodeID: "n3", Status: state.NodeDown, Time: t0})
+	apply(&state.SetNodeStatus{NodeID: "n3", Status: state.NodeDown, Time: t0})
 	put(snap)
 	ctx := testutil.Ctx(t, 10*time.Second)
 	_, j, _ := q.take(ctx)
@@ -232,7 +232,7 @@ func TestRunFailoverFirst(t *testing.T) {
 	f, apply := fsmWith(t)
 	for i, name := range []string{"b", "c", "d", "e", "f"} {
 		port := 7101 + i
-		apply(state.Command{Op: state.OpCreateDB, DB: testDB(name, t0, 6401+i, []state.Instance{
+		apply(&state.CreateDB{DB: testDB(name, t0, 6401+i, []state.Instance{
 			inst(name, 0, "aaaaaa", 1, port, state.RoleMaster), inst(name, 0, "bbbbbb", 2, port, state.RoleReplica)})})
 	}
 	src := &stateSeen{FSM: f}
@@ -247,12 +247,13 @@ func TestRunFailoverFirst(t *testing.T) {
 	})
 	// a's hook is stuck at the gate, b..f's syncs wait: d fails over, then
 	// n3 is marked down (an endpoints change of every database).
-	apply(state.Command{Op: state.OpDemote, Name: "d", Shard: 0, Epoch: 0, From: "d-0-aaaaaa", Time: t0},
-		state.Command{Op: state.OpPromote, Name: "d", Shard: 0, Epoch: 1, To: "d-0-bbbbbb", Time: t0})
-	apply(state.Command{Op: state.OpSetNodeStatus, NodeID: "n3", Status: state.NodeDown, Time: t0})
+	apply(&state.Demote{ShardRef: state.ShardRef{Name: "d", Shard: 0, Epoch: 0}, From: "d-0-aaaaaa", Time: t0},
+		&state.Promote{ShardRef: state.ShardRef{Name: "d", Shard: 0, Epoch: 1}, To: "d-0-bbbbbb", Time: t0})
+	apply(&state.SetNodeStatus{NodeID: "n3", Status: state.NodeDown, Time: t0})
 	testutil.WaitFor(t, 10*time.Second, "node down seen", func() error {
-		// A change that changes no topology makes Run ask for the next one.
-		apply(state.Command{Op: state.OpEvent, Event: &state.Event{Type: "test", Reason: "wake the hooks"}})
+		// A change that changes no topology makes Run ask for the next one
+		// (an event would not: events do not wake the desired-state readers).
+		apply(&state.SetZonePriority{Zone: "unused", Priority: 1})
 		if !src.handled(func(st *state.State) bool { return st.Nodes["n3"].Status == state.NodeDown }) {
 			return fmt.Errorf("not yet")
 		}
@@ -347,7 +348,7 @@ func TestRunFailureEventsLimited(t *testing.T) {
 	f, apply := fsmWith(t)
 	for i := range 20 {
 		name := fmt.Sprintf("x%02d", i)
-		apply(state.Command{Op: state.OpCreateDB, DB: testDB(name, t0, 6401+i, []state.Instance{inst(name, 0, "aaaaaa", 1, 7101+i, state.RoleMaster)})})
+		apply(&state.CreateDB{DB: testDB(name, t0, 6401+i, []state.Instance{inst(name, 0, "aaaaaa", 1, 7101+i, state.RoleMaster)})})
 	}
 	ev := &events{}
 	startRun(t, Config{Node: "n1", Exec: `cat > /dev/null; exit 1`, Timeout: 5 * time.Second, Log: testutil.Logger(), Event: ev.record,

@@ -11,13 +11,12 @@
 package hooks
 
 import (
-	"net"
 	"slices"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 // Change kinds, the "kind" of a document and MARINA_EVENT of an exec hook.
@@ -89,26 +88,16 @@ func NewDocument(c Change, node string, now time.Time) Document {
 // shards is between demotion and promotion (it has no master then).
 func TopologyOf(st *state.State, db *state.Database) (Topology, bool) {
 	t := Topology{Name: db.Name, ProxyPort: db.ProxyPort, Endpoints: []string{}, Shards: []ShardTopology{}, Secret: db.Secret, Created: db.CreatedAt}
-	if db.ProxyPort != 0 {
-		// The same nodes the API lists as endpoints: up, with a proxy range.
-		for _, id := range st.NodeIDs() {
-			if n := st.Nodes[id]; n.Status == state.NodeUp && n.ProxyMin != 0 {
-				t.Endpoints = append(t.Endpoints, net.JoinHostPort(n.Addr, strconv.Itoa(db.ProxyPort)))
-			}
-		}
-	}
+	t.Endpoints = topology.Endpoints(st, db)
 	member := func(in state.Instance) Member {
-		m := Member{ID: in.ID, Node: in.Node, Addr: net.JoinHostPort("", strconv.Itoa(in.Port))}
-		if n, ok := st.Nodes[in.Node]; ok {
-			m.Addr = net.JoinHostPort(n.Addr, strconv.Itoa(in.Port))
+		m := Member{ID: in.ID, Node: in.Node, Addr: topology.Addr(st, in)}
+		if m.Addr == "" {
+			m.Addr = topology.HostPort("", in.Port)
 		}
 		return m
 	}
-	stable := true
+	stable := topology.Stable(db)
 	for _, sh := range db.Shards {
-		if sh.Pending != nil {
-			stable = false
-		}
 		s := ShardTopology{Index: sh.Index, SlotStart: sh.SlotStart, SlotEnd: sh.SlotEnd, Epoch: sh.Epoch, Replicas: []Member{}}
 		if m, ok := sh.Master(); ok {
 			s.Master = member(m)
@@ -147,14 +136,15 @@ type Change struct {
 // with. A database with a shard between demotion and promotion keeps its
 // last announced topology until the promotion is in: a document without a
 // master would tell consumers to send writes nowhere.
-func Diff(prev Snapshot, st *state.State) (Snapshot, []Change) {
+func Diff(prev Snapshot, st *state.State, events []state.Event) (Snapshot, []Change) {
 	first := prev.Topo == nil
-	next := Snapshot{Topo: make(map[string]Topology, len(st.DBs)), Event: st.NextEvent}
+	next := Snapshot{Topo: make(map[string]Topology, len(st.DBs)), Event: st.EventMark}
 	// Event types per database since the last diff: they tell a failover
-	// from a switchover and a move from a replica count change.
+	// from a switchover and a move from a replica count change. Events
+	// past the state's mark belong to a later state: the next diff's.
 	recent := map[string]map[string]bool{}
-	for _, e := range st.Events {
-		if e.ID > prev.Event && e.DB != "" {
+	for _, e := range events {
+		if e.ID > prev.Event && e.ID <= st.EventMark && e.DB != "" {
 			if recent[e.DB] == nil {
 				recent[e.DB] = map[string]bool{}
 			}

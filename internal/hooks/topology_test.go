@@ -46,15 +46,15 @@ func fsmWith(t *testing.T) (*state.FSM, func(cmds ...state.Command)) {
 		t.Helper()
 		for _, c := range cmds {
 			idx++
-			if r := f.Apply(&raft.Log{Index: idx, Data: c.Encode()}); r != nil {
-				t.Fatalf("apply %s: %v", c.Op, r)
+			if r := f.Apply(&raft.Log{Index: idx, Data: state.Encode(c)}); r != nil {
+				t.Fatalf("apply %s: %v", c.Op(), r)
 			}
 		}
 	}
 	for i := 1; i <= 3; i++ {
-		apply(state.Command{Op: state.OpUpsertNode, Node: node(i)})
+		apply(&state.UpsertNode{Node: node(i)})
 	}
-	apply(state.Command{Op: state.OpCreateDB, DB: testDB("a", t0, 6400,
+	apply(&state.CreateDB{DB: testDB("a", t0, 6400,
 		[]state.Instance{inst("a", 0, "aaaaaa", 1, 7100, state.RoleMaster), inst("a", 0, "bbbbbb", 2, 7100, state.RoleReplica)})})
 	return f, apply
 }
@@ -72,11 +72,11 @@ func TestDiff(t *testing.T) {
 		a1 = "a-0-bbbbbb"
 	)
 	t1 := t0.Add(time.Minute)
-	demote := state.Command{Op: state.OpDemote, Name: "a", Shard: 0, Epoch: 0, From: a0, Time: t1, Reason: "crashed"}
-	promote := state.Command{Op: state.OpPromote, Name: "a", Shard: 0, Epoch: 1, To: a1, Time: t1.Add(time.Second), Kind: "failover"}
+	demote := &state.Demote{ShardRef: state.ShardRef{Name: "a", Shard: 0, Epoch: 0}, From: a0, Time: t1, Reason: "crashed"}
+	promote := &state.Promote{ShardRef: state.ShardRef{Name: "a", Shard: 0, Epoch: 1}, To: a1, Time: t1.Add(time.Second), Kind: "failover"}
 	replaceWith := func(kind string) state.Command {
 		add := inst("a", 0, "cccccc", 3, 7100, state.RoleReplica)
-		return state.Command{Op: state.OpReplace, Name: "a", Shard: 0, Epoch: 0, From: a1, Add: &add, Kind: kind, Time: t1, Reason: "r"}
+		return &state.ReplaceInstance{ShardRef: state.ShardRef{Name: "a", Shard: 0, Epoch: 0}, From: a1, Add: &add, Kind: kind, Time: t1, Reason: "r"}
 	}
 	withReplicas := func() *state.Database {
 		db := testDB("a", t0, 6400, []state.Instance{inst("a", 0, "aaaaaa", 1, 7100, state.RoleMaster),
@@ -92,41 +92,41 @@ func TestDiff(t *testing.T) {
 		steps []step
 	}{
 		{"nothing changed", []step{{}}},
-		{"create", []step{{cmds: []state.Command{{Op: state.OpCreateDB, DB: b}}, want: []string{"b create"}}}},
-		{"delete", []step{{cmds: []state.Command{{Op: state.OpDeleteDB, Name: "a"}}, want: []string{"a delete"}}}},
+		{"create", []step{{cmds: []state.Command{&state.CreateDB{DB: b}}, want: []string{"b create"}}}},
+		{"delete", []step{{cmds: []state.Command{&state.DeleteDB{Name: "a"}}, want: []string{"a delete"}}}},
 		{"failover in two looks: nothing while pending", []step{
 			{cmds: []state.Command{demote}},
 			{cmds: []state.Command{promote}, want: []string{"a failover"}, master: a1},
 		}},
 		{"failover in one look", []step{{cmds: []state.Command{demote, promote}, want: []string{"a failover"}, master: a1}}},
 		{"failover back to the old master", []step{{cmds: []state.Command{demote,
-			{Op: state.OpPromote, Name: "a", Shard: 0, Epoch: 1, To: a0, Time: t1}}, want: []string{"a failover"}, master: a0}}},
-		{"switchover", []step{{cmds: []state.Command{{Op: state.OpSwitchover, Name: "a", Shard: 0, Epoch: 0, From: a0, To: a1, Time: t1}},
+			&state.Promote{ShardRef: state.ShardRef{Name: "a", Shard: 0, Epoch: 1}, To: a0, Time: t1}}, want: []string{"a failover"}, master: a0}}},
+		{"switchover", []step{{cmds: []state.Command{&state.Switchover{ShardRef: state.ShardRef{Name: "a", Shard: 0, Epoch: 0}, From: a0, To: a1, Time: t1}},
 			want: []string{"a switchover"}, master: a1}}},
 		{"heal", []step{{cmds: []state.Command{replaceWith("heal")}, want: []string{"a move"}}}},
 		{"drain move", []step{{cmds: []state.Command{replaceWith("move")}, want: []string{"a move"}}}},
-		{"replica added", []step{{cmds: []state.Command{{Op: state.OpUpdateDB, DB: withReplicas()}}, want: []string{"a replicas"}}}},
-		{"memory change is no topology change", []step{{cmds: []state.Command{{Op: state.OpUpdateDB, DB: moreMemory}}}}},
-		{"node down: endpoints", []step{{cmds: []state.Command{{Op: state.OpSetNodeStatus, NodeID: "n3", Status: state.NodeDown, Time: t1}},
+		{"replica added", []step{{cmds: []state.Command{&state.UpdateDB{DB: withReplicas()}}, want: []string{"a replicas"}}}},
+		{"memory change is no topology change", []step{{cmds: []state.Command{&state.UpdateDB{DB: moreMemory}}}}},
+		{"node down: endpoints", []step{{cmds: []state.Command{&state.SetNodeStatus{NodeID: "n3", Status: state.NodeDown, Time: t1}},
 			want: []string{"a endpoints"}}}},
-		{"deleted and created again between looks", []step{{cmds: []state.Command{{Op: state.OpDeleteDB, Name: "a"},
-			{Op: state.OpCreateDB, DB: testDB("a", t1, 6400, []state.Instance{inst("a", 0, "dddddd", 3, 7100, state.RoleMaster)})}},
+		{"deleted and created again between looks", []step{{cmds: []state.Command{&state.DeleteDB{Name: "a"},
+			&state.CreateDB{DB: testDB("a", t1, 6400, []state.Instance{inst("a", 0, "dddddd", 3, 7100, state.RoleMaster)})}},
 			want: []string{"a create"}, master: "a-0-dddddd"}}},
-		{"an event alone is no change", []step{{cmds: []state.Command{{Op: state.OpEvent, Event: &state.Event{Type: "hook-failed", DB: "a"}}}}}},
-		{"two databases, sorted", []step{{cmds: []state.Command{{Op: state.OpCreateDB, DB: b}, {Op: state.OpDeleteDB, Name: "a"}},
+		{"an event alone is no change", []step{{cmds: []state.Command{&state.AddEvent{Event: &state.Event{Type: "hook-failed", DB: "a"}}}}}},
+		{"two databases, sorted", []step{{cmds: []state.Command{&state.CreateDB{DB: b}, &state.DeleteDB{Name: "a"}},
 			want: []string{"a delete", "b create"}}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f, apply := fsmWith(t)
-			snap, first := Diff(Snapshot{}, f.State())
+			snap, first := Diff(Snapshot{}, f.State(), f.Events().All())
 			if got := kinds(first); fmt.Sprint(got) != "[a sync]" {
 				t.Fatalf("first diff %v, want [a sync]", got)
 			}
 			for i, s := range tc.steps {
 				apply(s.cmds...)
 				var changes []Change
-				snap, changes = Diff(snap, f.State())
+				snap, changes = Diff(snap, f.State(), f.Events().All())
 				if got := kinds(changes); fmt.Sprint(got) != fmt.Sprint(s.want) {
 					t.Fatalf("step %d: changes %v, want %v", i, got, s.want)
 				}
@@ -134,7 +134,7 @@ func TestDiff(t *testing.T) {
 					t.Fatalf("step %d: master %+v, want %s", i, changes[0].Topo.Shards[0].Master, s.master)
 				}
 				// Nothing new: nothing announced again.
-				if _, again := Diff(snap, f.State()); len(again) != 0 {
+				if _, again := Diff(snap, f.State(), f.Events().All()); len(again) != 0 {
 					t.Fatalf("step %d: diff of the same state: %v", i, kinds(again))
 				}
 			}
@@ -157,17 +157,17 @@ func kinds(cs []Change) []string {
 // has a master again.
 func TestDiffStartsDuringFailover(t *testing.T) {
 	f, apply := fsmWith(t)
-	apply(state.Command{Op: state.OpDemote, Name: "a", Shard: 0, Epoch: 0, From: "a-0-aaaaaa", Time: t0})
-	snap, changes := Diff(Snapshot{}, f.State())
+	apply(&state.Demote{ShardRef: state.ShardRef{Name: "a", Shard: 0, Epoch: 0}, From: "a-0-aaaaaa", Time: t0})
+	snap, changes := Diff(Snapshot{}, f.State(), f.Events().All())
 	if len(changes) != 0 {
 		t.Fatalf("changes while pending: %v", kinds(changes))
 	}
-	apply(state.Command{Op: state.OpPromote, Name: "a", Shard: 0, Epoch: 1, To: "a-0-bbbbbb", Time: t0})
-	snap, changes = Diff(snap, f.State())
+	apply(&state.Promote{ShardRef: state.ShardRef{Name: "a", Shard: 0, Epoch: 1}, To: "a-0-bbbbbb", Time: t0})
+	snap, changes = Diff(snap, f.State(), f.Events().All())
 	if fmt.Sprint(kinds(changes)) != "[a sync]" || changes[0].Topo.Shards[0].Master.ID != "a-0-bbbbbb" {
 		t.Fatalf("changes %v", kinds(changes))
 	}
-	if _, again := Diff(snap, f.State()); len(again) != 0 || len(snap.Waiting) != 0 {
+	if _, again := Diff(snap, f.State(), f.Events().All()); len(again) != 0 || len(snap.Waiting) != 0 {
 		t.Fatalf("again %v, waiting %v", kinds(again), snap.Waiting)
 	}
 }
@@ -189,7 +189,7 @@ func TestKindWithoutEvents(t *testing.T) {
 
 func TestDocument(t *testing.T) {
 	f, _ := fsmWith(t)
-	_, changes := Diff(Snapshot{}, f.State())
+	_, changes := Diff(Snapshot{}, f.State(), f.Events().All())
 	now := time.Date(2025, 6, 7, 8, 9, 10, 0, time.UTC)
 	b, err := json.Marshal(NewDocument(changes[0], "n2", now))
 	if err != nil {

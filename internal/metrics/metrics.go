@@ -24,6 +24,7 @@ import (
 type Sources struct {
 	Node     string
 	State    func() *state.State
+	Events   func() *state.EventLog
 	Samples  func() []stats.Sample
 	Proxies  func() []proxy.Snapshot
 	IsLeader func() bool
@@ -181,10 +182,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 		c.mu.Lock()
-		for _, e := range st.Events {
-			if e.ID <= c.lastEvent {
-				continue
-			}
+		var evs []state.Event
+		if c.src.Events != nil {
+			evs = c.src.Events().Since(c.lastEvent, "")
+		}
+		for _, e := range evs {
 			c.lastEvent = e.ID
 			if e.Type == "failover" || e.Type == "switchover" {
 				c.failovers[[3]string{e.DB, strconv.Itoa(e.Shard), e.Type}]++

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -80,8 +81,13 @@ func TestCollect(t *testing.T) {
 	st.Nodes["n1"] = &state.Node{ID: "n1", Status: state.NodeUp, Memory: 1 << 30}
 	st.DBs["d"] = &state.Database{Spec: state.Spec{Name: "d", Memory: 1 << 20, Shards: 1}, Shards: []state.Shard{{Index: 0, Epoch: 3,
 		Instances: []state.Instance{{ID: "d-0-a", Node: "n1", Port: 7100, Role: state.RoleMaster}}}}}
-	st.Events = []state.Event{{ID: 1, Type: "failover", DB: "d", Shard: 0}, {ID: 2, Type: "switchover", DB: "d", Shard: 0}, {ID: 3, Type: "node-down"}}
-	src := Sources{Node: "n1", State: func() *state.State { return st },
+	fsm := state.NewFSM()
+	for i, e := range []state.Event{{Type: "failover", DB: "d", Shard: 0}, {Type: "switchover", DB: "d", Shard: 0}, {Type: "node-down"}} {
+		if r := fsm.Apply(&raft.Log{Index: uint64(i + 1), Data: state.Encode(&state.AddEvent{Event: &e})}); r != nil {
+			t.Fatal(r)
+		}
+	}
+	src := Sources{Node: "n1", State: func() *state.State { return st }, Events: fsm.Events,
 		Samples: func() []stats.Sample {
 			return []stats.Sample{{ID: "d-0-a", DB: "d", Node: "n1", Role: "master", Up: true, T: time.Now(), Raw: stats.Raw{Keys: 42, Commands: 7}}}
 		},

@@ -2,21 +2,15 @@ package proxy
 
 import (
 	"context"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/marina-redis/marina/internal/redisconf"
-	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/state"
+	topo "github.com/marina-redis/marina/internal/topology"
 )
-
-// maxReplicaLag: a replica whose master was last heard from longer ago, or
-// whose link is down or syncing, serves no reads.
-const maxReplicaLag = time.Second
 
 // lagProber asks the replicas of databases that read from replicas how
 // far behind they are.
@@ -46,8 +40,8 @@ func (p *lagProber) probe(ctx context.Context, st *state.State) {
 		}
 		for _, sh := range db.Shards {
 			for _, in := range sh.Replicas() {
-				if n, ok := st.Nodes[in.Node]; ok {
-					targets = append(targets, target{net.JoinHostPort(n.Addr, strconv.Itoa(in.Port)), db.Secret})
+				if a := topo.Addr(st, in); a != "" {
+					targets = append(targets, target{a, db.Secret})
 				}
 			}
 		}
@@ -63,7 +57,7 @@ func (p *lagProber) probe(ctx context.Context, st *state.State) {
 			qctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 			defer cancel()
 			info, err := c.Info(qctx, "replication").Result()
-			good := err == nil && replicaFresh(info)
+			good := err == nil && topo.ParseLink(info).ServesReads()
 			mu.Lock()
 			ok[t.addr] = good
 			mu.Unlock()
@@ -79,13 +73,6 @@ func (p *lagProber) probe(ctx context.Context, st *state.State) {
 		}
 	}
 	p.mu.Unlock()
-}
-
-func replicaFresh(info string) bool {
-	f := resp.ParseInfo(info)
-	io, err := strconv.Atoi(f["master_last_io_seconds_ago"])
-	return f["role"] == "slave" && f["master_link_status"] == "up" && f["master_sync_in_progress"] == "0" &&
-		err == nil && time.Duration(io)*time.Second <= maxReplicaLag
 }
 
 func (p *lagProber) client(addr, secret string) *redis.Client {

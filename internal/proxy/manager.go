@@ -4,14 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
-	"net"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/state"
+	topo "github.com/marina-redis/marina/internal/topology"
 )
 
 // Source is the local desired state.
@@ -46,20 +45,13 @@ func Routes(st *state.State, node string, lim Limits, inSync func(addr string) b
 	if !ok {
 		return nil
 	}
-	addr := func(in state.Instance) string {
-		n, ok := st.Nodes[in.Node]
-		if !ok {
-			return ""
-		}
-		return net.JoinHostPort(n.Addr, strconv.Itoa(in.Port))
-	}
 	var out []Route
 	for _, name := range st.DBNames() {
 		db := st.DBs[name]
 		if db.ProxyPort == 0 {
 			continue
 		}
-		r := Route{Name: name, Addr: net.JoinHostPort(self.Addr, strconv.Itoa(db.ProxyPort)), Password: db.Password, Secret: redisconf.ProxySecret(db.Secret),
+		r := Route{Name: name, Addr: topo.HostPort(self.Addr, db.ProxyPort), Password: db.Password, Secret: redisconf.ProxySecret(db.Secret),
 			MaxClients: lim.MaxClients, MaxRequest: lim.MaxRequest, Idle: lim.Idle, Replicated: db.Durability == state.DurabilityReplicated,
 			ReadFrom: db.ReadFrom, TLS: lim.TLS, Fenced: lim.Fenced, Node: node, Input: lim.Input}
 		if lim.Redis != nil {
@@ -67,11 +59,11 @@ func Routes(st *state.State, node string, lim Limits, inSync func(addr string) b
 		}
 		for _, sh := range db.Shards {
 			sr := ShardRoute{Index: sh.Index, SlotStart: sh.SlotStart, SlotEnd: sh.SlotEnd}
-			if m, ok := sh.Master(); ok && sh.Pending == nil {
-				sr.Master, sr.Local = addr(m), m.Node == node
+			if m, ok := topo.ServingMaster(sh); ok {
+				sr.Master, sr.Local = topo.Addr(st, m), m.Node == node
 			}
 			for _, rep := range sh.Replicas() {
-				if a := addr(rep); a != "" && (inSync == nil || inSync(a)) {
+				if a := topo.Addr(st, rep); a != "" && (inSync == nil || inSync(a)) {
 					sr.Replicas = append(sr.Replicas, a)
 				}
 			}

@@ -586,24 +586,6 @@ func TestReadFrom(t *testing.T) {
 	}
 }
 
-func TestReplicaFresh(t *testing.T) {
-	cases := []struct {
-		info string
-		want bool
-	}{
-		{"role:slave\r\nmaster_link_status:up\r\nmaster_last_io_seconds_ago:0\r\nmaster_sync_in_progress:0\r\n", true},
-		{"role:slave\r\nmaster_link_status:up\r\nmaster_last_io_seconds_ago:5\r\nmaster_sync_in_progress:0\r\n", false},
-		{"role:slave\r\nmaster_link_status:down\r\nmaster_last_io_seconds_ago:0\r\nmaster_sync_in_progress:0\r\n", false},
-		{"role:slave\r\nmaster_link_status:up\r\nmaster_last_io_seconds_ago:0\r\nmaster_sync_in_progress:1\r\n", false},
-		{"role:master\r\n", false},
-	}
-	for _, c := range cases {
-		if got := replicaFresh(c.info); got != c.want {
-			t.Errorf("%q: %v, want %v", c.info, got, c.want)
-		}
-	}
-}
-
 func TestLimitsAndStats(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
 	be := backend(t, host)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 // Pure functions from the desired state to what Sentinel clients expect:
@@ -136,9 +137,8 @@ type Env struct {
 // shard is failing over (Pending) or has no master: clients get a null
 // reply and retry.
 func MasterAddr(st *state.State, db *state.Database, shard int) (host string, port int, ok bool) {
-	sh := db.Shards[shard]
-	m, ok := sh.Master()
-	if !ok || sh.Pending != nil {
+	m, ok := topology.ServingMaster(db.Shards[shard])
+	if !ok {
 		return "", 0, false
 	}
 	n, ok := st.Nodes[m.Node]
@@ -155,10 +155,7 @@ func instAddr(st *state.State, in state.Instance) (string, int) {
 	return "", in.Port
 }
 
-func nodeDown(st *state.State, id string) bool {
-	n, ok := st.Nodes[id]
-	return !ok || n.Status == state.NodeDown
-}
+func nodeDown(st *state.State, id string) bool { return topology.NodeDown(st, id) }
 
 // Sentinel is another node's sentinel endpoint.
 type Sentinel struct {
@@ -189,10 +186,9 @@ func Others(st *state.State, self string) []Sentinel {
 // Status is a master's status as INFO shows it: ok, sdown (its node is
 // down) or odown (failing over: no master in the state).
 func Status(st *state.State, db *state.Database, shard int) string {
-	sh := db.Shards[shard]
-	m, ok := sh.Master()
+	m, ok := topology.ServingMaster(db.Shards[shard])
 	switch {
-	case !ok || sh.Pending != nil:
+	case !ok:
 		return "odown"
 	case nodeDown(st, m.Node):
 		return "sdown"

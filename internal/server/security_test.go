@@ -64,11 +64,11 @@ func inject(t *testing.T, target string, cfg *tls.Config) error {
 	if err := trans.AppendEntries("victim", raft.ServerAddress(target), &raft.AppendEntriesRequest{RPCHeader: hdr, Term: 0}, &probe); err != nil {
 		return err
 	}
-	cmd := state.Command{Op: state.OpDeleteDB, Name: "victim-db"}
+	cmd := &state.DeleteDB{Name: "victim-db"}
 	var resp raft.AppendEntriesResponse
 	return trans.AppendEntries("victim", raft.ServerAddress(target), &raft.AppendEntriesRequest{RPCHeader: hdr, Term: probe.Term + 1,
 		PrevLogEntry: probe.LastLog, PrevLogTerm: probe.Term, LeaderCommitIndex: probe.LastLog + 1,
-		Entries: []*raft.Log{{Index: probe.LastLog + 1, Term: probe.Term + 1, Type: raft.LogCommand, Data: cmd.Encode()}}}, &resp)
+		Entries: []*raft.Log{{Index: probe.LastLog + 1, Term: probe.Term + 1, Type: raft.LogCommand, Data: state.Encode(cmd)}}}, &resp)
 }
 
 // The Raft port takes nothing from a stranger: not in plain TCP, not over

@@ -400,7 +400,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	srv := &api.Server{NodeID: cfg.ID, FSM: n.FSM, Raft: n.Raft, Ctl: n.Ctl, Log: log, Identity: n.id,
 		Proxies: func() any { return n.Proxies.Snapshots() }, Stats: n.Stats, Doctor: n.doctorReport,
-		Metrics: metrics.Handler(metrics.Sources{Node: cfg.ID, State: n.FSM.State, Samples: n.Stats.Samples,
+		Metrics: metrics.Handler(metrics.Sources{Node: cfg.ID, State: n.FSM.State, Events: n.FSM.Events, Samples: n.Stats.Samples,
 			Proxies: n.Proxies.Snapshots, IsLeader: n.Raft.IsLeader, Applied: n.FSM.Index})}
 	srv.Console = console.New() // the web console, at / and /ui/
 	// Slow or idle clients must not hold connections (and the file

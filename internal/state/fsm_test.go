@@ -26,12 +26,18 @@ func testDB(name string, port int) *Database {
 }
 
 func applyCmd(f *FSM, idx uint64, c Command) error {
-	res := f.Apply(&raft.Log{Index: idx, Data: c.Encode()})
+	res := f.Apply(&raft.Log{Index: idx, Data: Encode(c)})
 	if err, ok := res.(error); ok && err != nil {
 		return err
 	}
 	return nil
 }
+
+// unknownOp is a command no FSM knows.
+type unknownOp struct{}
+
+func (unknownOp) Op() string       { return "explode" }
+func (unknownOp) apply(*txn) error { return nil }
 
 func TestApply(t *testing.T) {
 	bad := testDB("bad", 7001)
@@ -62,26 +68,26 @@ func TestApply(t *testing.T) {
 		cmd     Command
 		wantErr string
 	}{
-		{"create", Command{Op: OpCreateDB, DB: testDB("a", 7000)}, ""},
-		{"duplicate name", Command{Op: OpCreateDB, DB: testDB("a", 7010)}, "already exists"},
-		{"port taken", Command{Op: OpCreateDB, DB: testDB("b", 7000)}, "port 7000 already used"},
-		{"anti-affinity", Command{Op: OpCreateDB, DB: bad}, "two instances on node n1"},
-		{"two masters", Command{Op: OpCreateDB, DB: twoMasters}, "2 masters"},
-		{"port out of range", Command{Op: OpCreateDB, DB: outOfRange}, "outside node"},
-		{"unknown node", Command{Op: OpCreateDB, DB: unknownNode}, "unknown node n9"},
-		{"invalid spec", Command{Op: OpCreateDB, DB: invalid}, "invalid eviction"},
-		{"instance id is not a path", Command{Op: OpCreateDB, DB: pathID}, "invalid instance id"},
-		{"fits capacity", Command{Op: OpCreateDB, DB: tooBig}, ""},
-		{"over capacity", Command{Op: OpCreateDB, DB: tooBig2}, "would hold"},
-		{"invalid node", Command{Op: OpUpsertNode, Node: badNode}, "invalid port range"},
-		{"update missing", Command{Op: OpUpdateDB, DB: testDB("zz", 7020)}, "not found"},
-		{"delete missing", Command{Op: OpDeleteDB, Name: "zz"}, "not found"},
-		{"bad node status", Command{Op: OpSetNodeStatus, NodeID: "n1", Status: "sleepy"}, "invalid node status"},
-		{"unknown op", Command{Op: "explode"}, "unknown command"},
+		{"create", &CreateDB{DB: testDB("a", 7000)}, ""},
+		{"duplicate name", &CreateDB{DB: testDB("a", 7010)}, "already exists"},
+		{"port taken", &CreateDB{DB: testDB("b", 7000)}, "port 7000 already used"},
+		{"anti-affinity", &CreateDB{DB: bad}, "two instances on node n1"},
+		{"two masters", &CreateDB{DB: twoMasters}, "2 masters"},
+		{"port out of range", &CreateDB{DB: outOfRange}, "outside node"},
+		{"unknown node", &CreateDB{DB: unknownNode}, "unknown node n9"},
+		{"invalid spec", &CreateDB{DB: invalid}, "invalid eviction"},
+		{"instance id is not a path", &CreateDB{DB: pathID}, "invalid instance id"},
+		{"fits capacity", &CreateDB{DB: tooBig}, ""},
+		{"over capacity", &CreateDB{DB: tooBig2}, "would hold"},
+		{"invalid node", &UpsertNode{Node: badNode}, "invalid port range"},
+		{"update missing", &UpdateDB{DB: testDB("zz", 7020)}, "not found"},
+		{"delete missing", &DeleteDB{Name: "zz"}, "not found"},
+		{"bad node status", &SetNodeStatus{NodeID: "n1", Status: "sleepy"}, "invalid node status"},
+		{"unknown op", unknownOp{}, "unknown command"},
 	}
 	f := NewFSM()
 	for i, id := range []string{"n1", "n2"} {
-		if err := applyCmd(f, uint64(i+1), Command{Op: OpUpsertNode, Node: testNode(id)}); err != nil {
+		if err := applyCmd(f, uint64(i+1), &UpsertNode{Node: testNode(id)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -112,23 +118,25 @@ func TestApply(t *testing.T) {
 func TestDatabaseEvents(t *testing.T) {
 	f := NewFSM()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	idx := uint64(0)
 	must := func(c Command) {
 		t.Helper()
-		if err := apply(f.st, c); err != nil {
+		idx++
+		if err := applyCmd(f, idx, c); err != nil {
 			t.Fatal(err)
 		}
 	}
-	must(Command{Op: OpUpsertNode, Node: &Node{ID: "n1", Addr: "127.0.0.1", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", Memory: 1 << 30, PortMin: 7000, PortMax: 7999}})
+	must(&UpsertNode{Node: &Node{ID: "n1", Addr: "127.0.0.1", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", Memory: 1 << 30, PortMin: 7000, PortMax: 7999}})
 	db := &Database{Spec: Spec{Name: "a", Memory: 1 << 20, Shards: 1}, CreatedAt: t0, UpdatedAt: t0,
 		Shards: []Shard{{Index: 0, SlotEnd: NumSlots - 1, Instances: []Instance{{ID: "a-0-abc123", Node: "n1", Port: 7000, Role: RoleMaster}}}}}
 	db.Defaults()
-	must(Command{Op: OpCreateDB, DB: db})
+	must(&CreateDB{DB: db})
 	up := db.Clone()
 	up.Memory, up.UpdatedAt = 2<<20, t0.Add(time.Minute)
-	must(Command{Op: OpUpdateDB, DB: up, Reason: "memory 1.0 MiB -> 2.0 MiB"})
-	must(Command{Op: OpDeleteDB, Name: "a", Time: t0.Add(time.Hour)})
+	must(&UpdateDB{DB: up, Reason: "memory 1.0 MiB -> 2.0 MiB"})
+	must(&DeleteDB{Name: "a", Time: t0.Add(time.Hour)})
 	var got []string
-	for _, e := range f.st.Events {
+	for _, e := range f.Events().All() {
 		got = append(got, e.Type+"@"+e.Time.Sub(t0).String()+":"+e.Reason)
 	}
 	want := "db-created@0s:1 shard(s) x 0 replica(s), 1.0 MiB per shard|db-updated@1m0s:memory 1.0 MiB -> 2.0 MiB|db-deleted@1h0m0s:"
@@ -139,11 +147,11 @@ func TestDatabaseEvents(t *testing.T) {
 
 func TestUpsertKeepsStatus(t *testing.T) {
 	f := NewFSM()
-	_ = applyCmd(f, 1, Command{Op: OpUpsertNode, Node: testNode("n1")})
-	_ = applyCmd(f, 2, Command{Op: OpSetDraining, NodeID: "n1", Draining: true})
+	_ = applyCmd(f, 1, &UpsertNode{Node: testNode("n1")})
+	_ = applyCmd(f, 2, &SetDraining{NodeID: "n1", Draining: true})
 	n := testNode("n1")
 	n.Memory = 2 << 30
-	_ = applyCmd(f, 3, Command{Op: OpUpsertNode, Node: n})
+	_ = applyCmd(f, 3, &UpsertNode{Node: n})
 	got := f.State().Nodes["n1"]
 	if !got.Draining || got.Status != NodeUp || got.Memory != 2<<30 {
 		t.Fatalf("node %+v", got)
@@ -160,10 +168,10 @@ func (s *sink) Close() error  { return nil }
 
 func TestSnapshotRestore(t *testing.T) {
 	f := NewFSM()
-	_ = applyCmd(f, 1, Command{Op: OpUpsertNode, Node: testNode("n1")})
-	_ = applyCmd(f, 2, Command{Op: OpUpsertNode, Node: testNode("n2")})
-	_ = applyCmd(f, 3, Command{Op: OpSetToken, TokenHash: "h"})
-	if err := applyCmd(f, 4, Command{Op: OpCreateDB, DB: testDB("a", 7000)}); err != nil {
+	_ = applyCmd(f, 1, &UpsertNode{Node: testNode("n1")})
+	_ = applyCmd(f, 2, &UpsertNode{Node: testNode("n2")})
+	_ = applyCmd(f, 3, &SetToken{TokenHash: "h"})
+	if err := applyCmd(f, 4, &CreateDB{DB: testDB("a", 7000)}); err != nil {
 		t.Fatal(err)
 	}
 	snap, err := f.Snapshot()
@@ -191,10 +199,15 @@ func TestSnapshotRestore(t *testing.T) {
 	if st.TokenHash != "h" || len(st.Nodes) != 2 || st.DBs["a"] == nil || st.DBs["a"].Shards[0].Instances[1].Node != "n2" {
 		t.Fatalf("restored %+v", st)
 	}
-	// Clones are independent of the FSM.
-	st.DBs["a"].Shards[0].Instances[0].Port = 1
-	if g.State().DBs["a"].Shards[0].Instances[0].Port != 7000 {
-		t.Fatal("State() shares memory with the FSM")
+	if evs := g.Events().All(); len(evs) != 1 || evs[0].Type != "db-created" || g.Events().Last() != 1 {
+		t.Fatalf("restored events %+v", evs)
+	}
+	// A published state never changes: the next apply builds a new one.
+	if err := applyCmd(g, 5, &DeleteDB{Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if st.DBs["a"] == nil || g.State().DBs["a"] != nil {
+		t.Fatal("an apply changed a published state")
 	}
 }
 
@@ -203,12 +216,12 @@ func TestSnapshotRestore(t *testing.T) {
 func TestShardCommands(t *testing.T) {
 	f := NewFSM()
 	for i, id := range []string{"n1", "n2", "n3"} {
-		_ = applyCmd(f, uint64(i+1), Command{Op: OpUpsertNode, Node: testNode(id)})
+		_ = applyCmd(f, uint64(i+1), &UpsertNode{Node: testNode(id)})
 	}
 	db := testDB("a", 7000)
 	db.Replicas = 2
 	db.Shards[0].Instances = append(db.Shards[0].Instances, Instance{ID: "a-0-cccccc", Node: "n3", Port: 7000, Role: RoleReplica})
-	if err := applyCmd(f, 4, Command{Op: OpCreateDB, DB: db}); err != nil {
+	if err := applyCmd(f, 4, &CreateDB{DB: db}); err != nil {
 		t.Fatal(err)
 	}
 	t0 := time.Unix(1000, 0).UTC()
@@ -219,16 +232,16 @@ func TestShardCommands(t *testing.T) {
 		master  string
 		epoch   uint64
 	}{
-		{"promote without failover", Command{Op: OpPromote, Name: "a", Epoch: 0, To: "a-0-bbbbbb"}, "no failover in progress", "a-0-aaaaaa", 0},
-		{"demote a replica", Command{Op: OpDemote, Name: "a", Epoch: 0, From: "a-0-bbbbbb"}, "not the master", "a-0-aaaaaa", 0},
-		{"demote", Command{Op: OpDemote, Name: "a", Epoch: 0, From: "a-0-aaaaaa", Time: t0, Reason: "crashed"}, "", "", 1},
-		{"demote again (stale epoch)", Command{Op: OpDemote, Name: "a", Epoch: 0, From: "a-0-aaaaaa"}, "epoch 1, decision was for 0", "", 1},
-		{"promote", Command{Op: OpPromote, Name: "a", Epoch: 1, To: "a-0-cccccc", Time: t0.Add(time.Second)}, "", "a-0-cccccc", 1},
-		{"promote twice", Command{Op: OpPromote, Name: "a", Epoch: 1, To: "a-0-bbbbbb"}, "no failover in progress", "a-0-cccccc", 1},
-		{"switchover", Command{Op: OpSwitchover, Name: "a", Epoch: 1, From: "a-0-cccccc", To: "a-0-aaaaaa"}, "", "a-0-aaaaaa", 2},
-		{"switchover stale", Command{Op: OpSwitchover, Name: "a", Epoch: 1, From: "a-0-aaaaaa", To: "a-0-bbbbbb"}, "epoch 2", "a-0-aaaaaa", 2},
-		{"replace the master refused", Command{Op: OpReplace, Name: "a", Epoch: 2, From: "a-0-aaaaaa", Add: &Instance{ID: "a-0-dddddd", Node: "n3", Port: 7001}}, "only replicas", "a-0-aaaaaa", 2},
-		{"replace onto a node of the shard refused", Command{Op: OpReplace, Name: "a", Epoch: 2, From: "a-0-bbbbbb", Add: &Instance{ID: "a-0-dddddd", Node: "n3", Port: 7001}}, "two instances on node n3", "a-0-aaaaaa", 2},
+		{"promote without failover", &Promote{ShardRef: ShardRef{Name: "a", Epoch: 0}, To: "a-0-bbbbbb"}, "no failover in progress", "a-0-aaaaaa", 0},
+		{"demote a replica", &Demote{ShardRef: ShardRef{Name: "a", Epoch: 0}, From: "a-0-bbbbbb"}, "not the master", "a-0-aaaaaa", 0},
+		{"demote", &Demote{ShardRef: ShardRef{Name: "a", Epoch: 0}, From: "a-0-aaaaaa", Time: t0, Reason: "crashed"}, "", "", 1},
+		{"demote again (stale epoch)", &Demote{ShardRef: ShardRef{Name: "a", Epoch: 0}, From: "a-0-aaaaaa"}, "epoch 1, decision was for 0", "", 1},
+		{"promote", &Promote{ShardRef: ShardRef{Name: "a", Epoch: 1}, To: "a-0-cccccc", Time: t0.Add(time.Second)}, "", "a-0-cccccc", 1},
+		{"promote twice", &Promote{ShardRef: ShardRef{Name: "a", Epoch: 1}, To: "a-0-bbbbbb"}, "no failover in progress", "a-0-cccccc", 1},
+		{"switchover", &Switchover{ShardRef: ShardRef{Name: "a", Epoch: 1}, From: "a-0-cccccc", To: "a-0-aaaaaa"}, "", "a-0-aaaaaa", 2},
+		{"switchover stale", &Switchover{ShardRef: ShardRef{Name: "a", Epoch: 1}, From: "a-0-aaaaaa", To: "a-0-bbbbbb"}, "epoch 2", "a-0-aaaaaa", 2},
+		{"replace the master refused", &ReplaceInstance{ShardRef: ShardRef{Name: "a", Epoch: 2}, From: "a-0-aaaaaa", Add: &Instance{ID: "a-0-dddddd", Node: "n3", Port: 7001}}, "only replicas", "a-0-aaaaaa", 2},
+		{"replace onto a node of the shard refused", &ReplaceInstance{ShardRef: ShardRef{Name: "a", Epoch: 2}, From: "a-0-bbbbbb", Add: &Instance{ID: "a-0-dddddd", Node: "n3", Port: 7001}}, "two instances on node n3", "a-0-aaaaaa", 2},
 	}
 	for i, s := range steps {
 		err := applyCmd(f, uint64(10+i), s.cmd)
@@ -247,7 +260,7 @@ func TestShardCommands(t *testing.T) {
 		t.Fatalf("failovers %v", sh.Failovers)
 	}
 	var types []string
-	for _, e := range st.Events {
+	for _, e := range f.Events().All() {
 		types = append(types, e.Type)
 	}
 	if strings.Join(types, ",") != "db-created,failover-started,failover,switchover" {

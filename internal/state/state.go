@@ -2,7 +2,10 @@ package state
 
 import (
 	"fmt"
+	"maps"
+	"regexp"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -14,10 +17,12 @@ type State struct {
 	// ZonePriority is the replica priority of a zone's instances (default
 	// 100); 0 means never promoted, for replicas kept in a secondary site.
 	ZonePriority map[string]int `json:"zone_priority,omitempty"`
-	Events       []Event        `json:"events,omitempty"`
-	NextEvent    uint64         `json:"next_event"`
 	// CA is the cluster's certificate authority (docs/security.md).
 	CA *CA `json:"ca,omitempty"`
+	// EventMark is the id of the newest event when this state was
+	// published: the events of the changes it holds are those up to it,
+	// so a reader pairs a state with its events without a race.
+	EventMark uint64 `json:"-"`
 }
 
 // CA is the cluster's certificate authority: the active CA signs node
@@ -46,22 +51,6 @@ func (c *CA) Bundle() []byte {
 	return b
 }
 
-// MaxEvents is how many events the state keeps.
-const MaxEvents = 2000
-
-// Event is something the cluster did: failover, switchover, heal, fence...
-type Event struct {
-	ID       uint64    `json:"id"`
-	Time     time.Time `json:"time"`
-	Type     string    `json:"type"`
-	DB       string    `json:"db,omitempty"`
-	Shard    int       `json:"shard"`
-	Node     string    `json:"node,omitempty"`
-	Instance string    `json:"instance,omitempty"`
-	Epoch    uint64    `json:"epoch,omitempty"`
-	Reason   string    `json:"reason"`
-}
-
 // DefaultPriority is the replica priority of instances in zones without one.
 const DefaultPriority = 100
 
@@ -82,15 +71,19 @@ func New() *State {
 	return &State{Nodes: map[string]*Node{}, DBs: map[string]*Database{}}
 }
 
-// Clone returns a deep copy, so readers never share memory with the FSM.
+// shallow returns a copy of the state's own fields: its maps and values
+// are shared, and replaced, never written, by whoever changes the copy.
+func (s *State) shallow() *State {
+	c := *s
+	return &c
+}
+
+// Clone returns a deep copy: for code that builds a changed state by hand
+// (tests, fakes of the FSM); the FSM itself copies only what changes.
 func (s *State) Clone() *State {
-	c := &State{TokenHash: s.TokenHash, Nodes: make(map[string]*Node, len(s.Nodes)), DBs: make(map[string]*Database, len(s.DBs)),
-		Events: append([]Event(nil), s.Events...), NextEvent: s.NextEvent}
+	c := &State{TokenHash: s.TokenHash, Nodes: make(map[string]*Node, len(s.Nodes)), DBs: make(map[string]*Database, len(s.DBs)), EventMark: s.EventMark}
 	if s.ZonePriority != nil {
-		c.ZonePriority = make(map[string]int, len(s.ZonePriority))
-		for k, v := range s.ZonePriority {
-			c.ZonePriority[k] = v
-		}
+		c.ZonePriority = maps.Clone(s.ZonePriority)
 	}
 	if s.CA != nil {
 		ca := *s.CA
@@ -203,27 +196,20 @@ func (s *State) UsedPorts() map[string]map[int]bool {
 
 // checkPlacement verifies a database's placement against the rest of the
 // state: nodes exist, ports are in range and free, ids unique, one master per
-// shard, and master and replicas of a shard on distinct nodes.
+// shard, master and replicas of a shard on distinct nodes, and capacity.
+// It walks the other databases once, keeping only what touches this
+// database's nodes, so it stays cheap with thousands of databases.
 func (s *State) checkPlacement(db *Database) error {
-	ports := map[string]map[int]bool{}
-	ids := map[string]bool{}
-	for name, other := range s.DBs {
-		if name == db.Name {
-			continue
-		}
-		for _, sh := range other.Shards {
-			for _, in := range sh.Instances {
-				if ports[in.Node] == nil {
-					ports[in.Node] = map[int]bool{}
-				}
-				ports[in.Node][in.Port] = true
-				ids[in.ID] = true
-			}
-		}
-	}
 	if len(db.Shards) != db.Spec.Shards {
 		return fmt.Errorf("database %s: %d shards placed, spec says %d", db.Name, len(db.Shards), db.Spec.Shards)
 	}
+	type nodePort struct {
+		node string
+		port int
+	}
+	mine := map[nodePort]bool{}
+	alloc := map[string]int64{} // this database's nodes
+	ids := map[string]bool{}
 	for i, sh := range db.Shards {
 		if sh.Index != i {
 			return fmt.Errorf("database %s: shard %d has index %d", db.Name, i, sh.Index)
@@ -233,6 +219,11 @@ func (s *State) checkPlacement(db *Database) error {
 		for _, in := range sh.Instances {
 			if err := ValidateInstanceID(in.ID); err != nil {
 				return fmt.Errorf("database %s: %v", db.Name, err)
+			}
+			// An instance id is NAME-SHARD-HEX of its database: ids of two
+			// databases can never be equal, and no scan is needed to know.
+			if !strings.HasPrefix(in.ID, db.Name+"-") || !instanceSuffixRE.MatchString(in.ID[len(db.Name)+1:]) {
+				return fmt.Errorf("database %s: instance id %s is not %s-SHARD-HEX", db.Name, in.ID, db.Name)
 			}
 			if in.Role != RoleMaster && in.Role != RoleReplica {
 				return fmt.Errorf("database %s: instance %s has role %q", db.Name, in.ID, in.Role)
@@ -244,13 +235,11 @@ func (s *State) checkPlacement(db *Database) error {
 			if in.Port < n.PortMin || in.Port > n.PortMax {
 				return fmt.Errorf("database %s: port %d outside node %s range", db.Name, in.Port, in.Node)
 			}
-			if ports[in.Node][in.Port] {
+			np := nodePort{in.Node, in.Port}
+			if mine[np] {
 				return fmt.Errorf("database %s: port %d already used on node %s", db.Name, in.Port, in.Node)
 			}
-			if ports[in.Node] == nil {
-				ports[in.Node] = map[int]bool{}
-			}
-			ports[in.Node][in.Port] = true
+			mine[np] = true
 			if ids[in.ID] {
 				return fmt.Errorf("database %s: duplicate instance id %s", db.Name, in.ID)
 			}
@@ -262,6 +251,7 @@ func (s *State) checkPlacement(db *Database) error {
 			if in.Role == RoleMaster {
 				masters++
 			}
+			alloc[in.Node] += db.Memory
 		}
 		want := 1
 		if sh.Pending != nil {
@@ -271,36 +261,40 @@ func (s *State) checkPlacement(db *Database) error {
 			return fmt.Errorf("database %s: shard %d has %d masters", db.Name, i, masters)
 		}
 	}
-	if db.ProxyPort != 0 {
-		for name, other := range s.DBs {
-			if name != db.Name && other.ProxyPort == db.ProxyPort {
-				return fmt.Errorf("database %s: proxy port %d already used by %s", db.Name, db.ProxyPort, name)
-			}
-		}
-	}
-	// Capacity: every node this database uses must hold what is placed on it.
-	alloc := map[string]int64{}
 	for name, other := range s.DBs {
 		if name == db.Name {
 			continue
 		}
+		if db.ProxyPort != 0 && other.ProxyPort == db.ProxyPort {
+			return fmt.Errorf("database %s: proxy port %d already used by %s", db.Name, db.ProxyPort, name)
+		}
 		for _, sh := range other.Shards {
 			for _, in := range sh.Instances {
+				if _, used := alloc[in.Node]; !used {
+					continue
+				}
+				if mine[nodePort{in.Node, in.Port}] {
+					return fmt.Errorf("database %s: port %d already used on node %s", db.Name, in.Port, in.Node)
+				}
 				alloc[in.Node] += other.Memory
 			}
 		}
 	}
-	used := map[string]bool{}
-	for _, sh := range db.Shards {
-		for _, in := range sh.Instances {
-			alloc[in.Node] += db.Memory
-			used[in.Node] = true
-		}
-	}
-	for id := range used {
+	for _, id := range sortedKeys(alloc) {
 		if alloc[id] > s.Nodes[id].Memory {
 			return fmt.Errorf("database %s: node %s would hold %d bytes, capacity %d", db.Name, id, alloc[id], s.Nodes[id].Memory)
 		}
 	}
 	return nil
+}
+
+var instanceSuffixRE = regexp.MustCompile(`^[0-9]{1,3}-[0-9a-f]{6}$`)
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

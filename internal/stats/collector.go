@@ -3,9 +3,7 @@ package stats
 import (
 	"context"
 	"log/slog"
-	"net"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 // Source is the local copy of the desired state.
@@ -121,7 +120,7 @@ func (c *Collector) sync(st *state.State) []*tracked {
 	if ok {
 		for _, pi := range st.InstancesOn(c.Node) {
 			want[pi.ID] = true
-			addr := net.JoinHostPort(node.Addr, strconv.Itoa(pi.Port))
+			addr := topology.HostPort(node.Addr, pi.Port)
 			tr := c.inst[pi.ID]
 			if tr != nil && (tr.addr != addr || tr.secret != pi.DB.Secret) {
 				tr.client.Close()
