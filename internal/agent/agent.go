@@ -24,6 +24,7 @@ import (
 
 	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/timing"
 	"github.com/marina-redis/marina/internal/topology"
 )
 
@@ -50,13 +51,13 @@ type Config struct {
 	Interval   time.Duration // resync period, default 1s
 	// Lease: without a heartbeat acknowledged by a confirmed leader for
 	// this long, the agent fences its masters (the leader waits longer
-	// before it promotes another). Default 800ms. See lease.go.
+	// before it promotes another: timing.LeaseWait). Default: timing's. See lease.go.
 	Lease time.Duration
 	// CrashHold: a crashed master with replicas is not restarted for this
 	// long, so the leader can promote a replica instead of the agent
-	// bringing back an older or empty master. Default 5s.
+	// bringing back an older or empty master. Default: timing's (5s).
 	CrashHold time.Duration
-	// ProbeInterval and ProbeTimeout pace the health probes (100ms, 300ms).
+	// ProbeInterval and ProbeTimeout pace the health probes (timing's defaults: 100ms, 300ms).
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
 	Logger        *slog.Logger
@@ -121,18 +122,8 @@ func New(cfg Config, src Source) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Lease == 0 {
-		cfg.Lease = 800 * time.Millisecond
-	}
-	if cfg.CrashHold == 0 {
-		cfg.CrashHold = 5 * time.Second
-	}
-	if cfg.ProbeInterval == 0 {
-		cfg.ProbeInterval = 100 * time.Millisecond
-	}
-	if cfg.ProbeTimeout == 0 {
-		cfg.ProbeTimeout = 300 * time.Millisecond
-	}
+	t := timing.Timing{Lease: cfg.Lease, CrashHold: cfg.CrashHold, ProbeInterval: cfg.ProbeInterval, ProbeTimeout: cfg.ProbeTimeout}.WithDefaults()
+	cfg.Lease, cfg.CrashHold, cfg.ProbeInterval, cfg.ProbeTimeout = t.Lease, t.CrashHold, t.ProbeInterval, t.ProbeTimeout
 	a := &Agent{cfg: cfg, src: src, log: cfg.Logger.With("component", "agent"), workers: map[string]*worker{}, notify: make(chan struct{}, 1),
 		urgent:  make(chan struct{}, 1),
 		granted: make(chan struct{}, 1)}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/timing"
 )
 
 // fenceLoop is the one owner of an instance's fence on a running server:
@@ -78,16 +79,14 @@ func (wk *worker) fenceOnce(ctx context.Context, c *redis.Client) error {
 	}
 }
 
-// FenceApplyTimeout bounds one attempt of the fencer at a server: a
-// server that does not answer within it is not holding writes for anyone
-// either, and the next attempt starts at once.
-const FenceApplyTimeout = 200 * time.Millisecond
-
+// FenceApplyTimeout bounds one attempt of the fencer at a server, and
 // FenceMargin is how long after an agent's lease ends the leader still
-// waits before it promotes another master: time for the fencer to finish
-// an attempt already under way (FenceApplyTimeout), make the one that
-// applies the fence (another), and for its timer to fire late.
-const FenceMargin = 500 * time.Millisecond
+// waits before it promotes another master; their reasons are in
+// internal/timing, the one home of the margins.
+const (
+	FenceApplyTimeout = timing.FenceApplyTimeout
+	FenceMargin       = timing.FenceMargin
+)
 
 // fenceBusyMax is the longest a fencer can take, from the end of the
 // lease, to apply the fence on a server that answers; FenceMargin must

@@ -51,11 +51,13 @@ func (a *app) checkCmd() *cobra.Command {
 2 (CRITICAL) or 3 (UNKNOWN: the API unreachable, a wrong token, an unknown --db, a usage error).
 
 CRITICAL: no Raft leader or too few voters up; a shard without a master for longer than
---failover-critical, or whose master is down or not answering; a database with most
-instances down.
-WARNING: a node down or draining; a failover in progress; a replica missing, down, not
-answering, unlinked or lagging more than --lag; memory above --memory-percent of maxmemory
-(databases that do not evict); flap damping holding a shard.
+--failover-critical, or whose master is down or not answering (unless flap damping holds its
+failover for no longer than --failover-critical); a database with most instances down.
+WARNING: a node down or draining; a failover in progress; a down master whose failover flap
+damping delays (with the time left); a shard with --flap-max or more failovers within
+--flap-window (its next one is spaced); a replica missing, down, not answering, unlinked or
+lagging more than --lag; memory above --memory-percent of maxmemory (databases that do not
+evict).
 
 See docs/operations.md for a Nagios command definition.`,
 		Args:        cobra.NoArgs,
@@ -101,7 +103,9 @@ See docs/operations.md for a Nagios command definition.`,
 	f.DurationVar(&lim.FailoverCritical, "failover-critical", lim.FailoverCritical, "a shard without a master is WARNING (failover in progress) this long, CRITICAL after")
 	f.StringVar(&lag, "lag", "16MiB", "WARNING when a replica is further behind its master (0: no check)")
 	f.Float64Var(&memPct, "memory-percent", lim.MemoryRatio*100, "WARNING when an instance uses more of maxmemory (databases that do not evict; 0: no check)")
-	f.IntVar(&lim.FlapMax, "flap-max", lim.FlapMax, "the servers' --flap-max, to tell when flap damping holds a shard")
-	f.DurationVar(&lim.FlapWindow, "flap-window", lim.FlapWindow, "the servers' --flap-window")
+	f.IntVar(&lim.Damping.Free, "flap-max", lim.Damping.Free, "the servers' --flap-max, to tell when flap damping holds a shard's failover")
+	f.DurationVar(&lim.Damping.Window, "flap-window", lim.Damping.Window, "the servers' --flap-window")
+	f.DurationVar(&lim.Damping.Delay, "flap-delay", lim.Damping.Delay, "the servers' --flap-delay")
+	f.DurationVar(&lim.Damping.MaxDelay, "flap-delay-max", lim.Damping.MaxDelay, "the servers' --flap-delay-max")
 	return cmd
 }

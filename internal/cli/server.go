@@ -12,6 +12,7 @@ import (
 
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/server"
+	"github.com/marina-redis/marina/internal/timing"
 )
 
 func (a *app) serverCmd() *cobra.Command {
@@ -89,14 +90,19 @@ func (a *app) serverCmd() *cobra.Command {
 	f.StringVar(&cfg.ProxyTLSKey, "proxy-tls-key", "", "PEM private key of --proxy-tls-cert")
 	f.IntVar(&cfg.SentinelPort, "sentinel-port", 26379, "Redis Sentinel protocol port for sentinel-aware clients (needs a database password or the API token; 0: off)")
 	f.BoolVar(&cfg.StopInstancesOnExit, "stop-instances-on-exit", false, "stop this node's redis-servers when the server stops (default: they keep serving)")
-	f.DurationVar(&cfg.NodeDownAfter, "node-down-after", 0, "mark a node down after missing heartbeats this long (default 5s)")
-	f.DurationVar(&cfg.ElectionTimeout, "raft-timeout", 0, "Raft heartbeat and election timeout (default 500ms)")
-	f.DurationVar(&cfg.DownAfter, "down-after", 0, "a master failing this long, seen by its node and another, fails over (default 1s)")
-	f.DurationVar(&cfg.Lease, "lease", 0, "an agent without a confirmed leader's word this long fences its masters (default 800ms; the leader waits it out plus 500ms before promoting)")
-	f.DurationVar(&cfg.MaxLinkDown, "max-link-down", 0, "replicas whose link is down longer are not promoted (default 10s)")
-	f.IntVar(&cfg.FlapMax, "flap-max", 0, "at most this many failovers of one shard per --flap-window (default 3)")
-	f.DurationVar(&cfg.FlapWindow, "flap-window", 0, "window of --flap-max (default 1h)")
-	f.DurationVar(&cfg.HealAfter, "heal-after", 0, "rebuild the replicas of a node down this long on other nodes (default 1m)")
+	// Timing flags default to 0: the server fills them from internal/timing.
+	td := timing.Defaults()
+	f.DurationVar(&cfg.NodeDownAfter, "node-down-after", 0, fmt.Sprintf("mark a node down after missing heartbeats this long (default %v)", td.NodeDownAfter))
+	f.DurationVar(&cfg.ElectionTimeout, "raft-timeout", 0, fmt.Sprintf("Raft heartbeat and election timeout (default %v)", td.ElectionTimeout))
+	f.DurationVar(&cfg.DownAfter, "down-after", 0, fmt.Sprintf("a master failing this long, seen by its node and another, fails over (default %v)", td.DownAfter))
+	f.DurationVar(&cfg.Lease, "lease", 0, fmt.Sprintf("an agent without a confirmed leader's word this long fences its masters; longer than the %v heartbeat (default %v; the leader waits it out plus %v before promoting)",
+		td.Heartbeat, td.Lease, timing.FenceMargin))
+	f.DurationVar(&cfg.MaxLinkDown, "max-link-down", 0, fmt.Sprintf("replicas whose link is down longer are not promoted (default %v)", td.MaxLinkDown))
+	f.IntVar(&cfg.FlapMax, "flap-max", 0, fmt.Sprintf("flap damping: this many failovers of one shard within --flap-window start at once, further ones are spaced by --flap-delay (default %d)", td.FlapMax))
+	f.DurationVar(&cfg.FlapWindow, "flap-window", 0, fmt.Sprintf("flap damping: the failovers of a shard older than this no longer count (default %v)", td.FlapWindow))
+	f.DurationVar(&cfg.FlapDelay, "flap-delay", 0, fmt.Sprintf("flap damping: a failover beyond --flap-max within the window starts no earlier than this after the shard's previous one, doubling with each further one (default %v)", td.FlapDelay))
+	f.DurationVar(&cfg.FlapDelayMax, "flap-delay-max", 0, fmt.Sprintf("flap damping: the most --flap-delay doubles to, the longest a shard whose master is gone waits for its failover (default %v)", td.FlapDelayMax))
+	f.DurationVar(&cfg.HealAfter, "heal-after", 0, fmt.Sprintf("rebuild the replicas of a node down this long on other nodes (default %v)", td.HealAfter))
 	f.DurationVar(&cfg.StatsInterval, "stats-interval", 0, "read INFO from this node's redis-servers this often for stats and graphs (default 5s)")
 	f.StringVar(&cfg.Graphite, "graphite", "", "host:port of a Graphite (carbon plaintext) server to send each stats round to")
 	f.StringVar(&cfg.GraphitePrefix, "graphite-prefix", "marina", "prefix of the Graphite metric paths")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/marina-redis/marina/internal/pki"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/timing"
 )
 
 // MaxVoters is how many nodes vote; the rest receive the log as non-voters.
@@ -65,7 +66,7 @@ type Cluster struct {
 // Open starts Raft with the stores in cfg.DataDir/raft.
 func Open(cfg Config, fsm *state.FSM) (*Cluster, error) {
 	if cfg.ElectionTimeout == 0 {
-		cfg.ElectionTimeout = 500 * time.Millisecond
+		cfg.ElectionTimeout = timing.Defaults().ElectionTimeout
 	}
 	if cfg.LogOutput == nil {
 		cfg.LogOutput = os.Stderr

@@ -24,6 +24,7 @@ import (
 	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/scheduler"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/timing"
 )
 
 // Kind classifies errors for the API.
@@ -77,17 +78,17 @@ type Controller struct {
 	reports  map[string]Report
 	leaderAt time.Time
 
-	foCfg FailoverConfig
+	foCfg timing.Timing // failover, lease and heal timing, defaults filled
 	fo    failoverState
 	// redisDialer reaches redis-servers (fencing a silent node's masters).
 	redisDialer *redisconf.Dialer
 	kick        chan struct{}
 }
 
-// SetFailover sets the failover tuning; call before Run.
-func (c *Controller) SetFailover(f FailoverConfig) {
-	f.defaults()
-	c.foCfg = f
+// SetTiming sets the failover, lease and heal timing (zero fields take
+// timing's defaults); call before Run.
+func (c *Controller) SetTiming(t timing.Timing) {
+	c.foCfg = t.WithDefaults()
 }
 
 func (c *Controller) kickNow() {
@@ -101,12 +102,12 @@ func (c *Controller) kickNow() {
 // heartbeats before it is marked down.
 func New(cl *cluster.Cluster, fsm *state.FSM, downAfter time.Duration, log *slog.Logger) *Controller {
 	if downAfter == 0 {
-		downAfter = 5 * time.Second
+		downAfter = timing.Defaults().NodeDownAfter
 	}
 	c := &Controller{cl: cl, fsm: fsm, downAfter: downAfter, log: log.With("component", "controller"), reports: map[string]Report{},
 		kick: make(chan struct{}, 1), fo: failoverState{noted: map[string]bool{}, clients: map[string]*redis.Client{},
 			retryAt: map[string]time.Time{}, silent: map[string]fenceTarget{}}}
-	c.foCfg.defaults()
+	c.foCfg = timing.Defaults()
 	return c
 }
 

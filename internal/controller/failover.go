@@ -17,51 +17,6 @@ import (
 	"github.com/marina-redis/marina/internal/topology"
 )
 
-// FailoverConfig tunes automatic failover.
-type FailoverConfig struct {
-	// DownAfter: how long a master must be seen failing, by its own side
-	// and by another node, before it is declared failed (default 1s).
-	DownAfter time.Duration
-	// LeaseWait: how long after the last report of a silent node the leader
-	// waits before promoting, so the node's agent has fenced its masters
-	// (its lease is shorter). The server sets lease + 500ms.
-	LeaseWait time.Duration
-	// MaxLinkDown: a replica whose link has been down longer is not
-	// promoted unless forced (default 10s).
-	MaxLinkDown time.Duration
-	// FlapMax failovers of one shard within FlapWindow at most (3 per hour).
-	FlapMax    int
-	FlapWindow time.Duration
-	// Heartbeat is the agents' report interval: a node is silent after two.
-	Heartbeat time.Duration
-	// HealAfter: replicas of a node down this long are rebuilt elsewhere.
-	HealAfter time.Duration
-}
-
-func (f *FailoverConfig) defaults() {
-	if f.DownAfter == 0 {
-		f.DownAfter = time.Second
-	}
-	if f.LeaseWait == 0 {
-		f.LeaseWait = 2 * time.Second
-	}
-	if f.MaxLinkDown == 0 {
-		f.MaxLinkDown = 10 * time.Second
-	}
-	if f.FlapMax == 0 {
-		f.FlapMax = 3
-	}
-	if f.FlapWindow == 0 {
-		f.FlapWindow = time.Hour
-	}
-	if f.Heartbeat == 0 {
-		f.Heartbeat = 250 * time.Millisecond
-	}
-	if f.HealAfter == 0 {
-		f.HealAfter = time.Minute
-	}
-}
-
 // failoverState is the leader's memory between passes.
 type failoverState struct {
 	mu      sync.Mutex
@@ -137,7 +92,7 @@ func (c *Controller) lastSeen(reports map[string]Report, node string) time.Time 
 
 func (c *Controller) fresh(reports map[string]Report, node string, now time.Time) (Report, bool) {
 	r, ok := reports[node]
-	return r, ok && now.Sub(r.Received) <= 2*c.foCfg.Heartbeat+100*time.Millisecond
+	return r, ok && now.Sub(r.Received) <= c.foCfg.ReportStale()
 }
 
 func statusOf(r Report, id string) (agent.Status, bool) {
@@ -206,10 +161,14 @@ func (c *Controller) failoverPass(ctx context.Context) {
 			if !failed {
 				continue
 			}
-			if damped, wait := failover.Damped(sh.Failovers, now, c.foCfg.FlapWindow, c.foCfg.FlapMax); damped {
+			if wait, nth := c.foCfg.Damping().Hold(sh.Failovers, now); wait > 0 {
+				// Held, not refused: the failover starts once the spacing
+				// since the shard's last one has passed (at most FlapDelayMax).
 				if c.note(fmt.Sprintf("damped/%s/%d/%d", name, sh.Index, sh.Epoch)) {
+					held := failover.Held(wait, nth, c.foCfg.FlapWindow)
+					c.log.Warn("failover of "+m.ID+" "+held, "db", name, "shard", sh.Index, "master", m.ID, "reason", reason)
 					c.event(ctx, state.Event{Type: "failover-damped", DB: name, Shard: sh.Index, Instance: m.ID, Node: m.Node,
-						Reason: fmt.Sprintf("%s; %d failovers within %s already, next allowed in %s", reason, c.foCfg.FlapMax, c.foCfg.FlapWindow, wait.Round(time.Second))})
+						Reason: fmt.Sprintf("failover of %s %s: %s", m.ID, held, reason)})
 				}
 				continue
 			}
@@ -269,7 +228,7 @@ func (c *Controller) fencedOut(old state.Instance, epoch uint64, reports map[str
 		return false, "waiting for its agent to fence it"
 	}
 	silent := now.Sub(c.lastSeen(reports, old.Node))
-	if silent >= c.foCfg.LeaseWait {
+	if silent >= c.foCfg.LeaseWait() {
 		return true, fmt.Sprintf("its node silent for %s, past the lease", silent.Round(time.Millisecond))
 	}
 	return false, "waiting out the lease of its silent node"

@@ -119,21 +119,79 @@ func Choose(cands []Candidate, maxLinkDown time.Duration, force bool) (Candidate
 	return ok[0], nil
 }
 
-// Damped says whether a shard has used up its failovers: at most max within
-// window. Returns the wait until the next one is allowed.
-func Damped(recent []time.Time, now time.Time, window time.Duration, max int) (bool, time.Duration) {
-	if max <= 0 {
-		return false, 0
+// Damping spaces the failovers of one shard instead of forbidding them
+// (flap damping, docs/failover.md#flap-damping). The first Free failovers
+// within Window start at once; after that, the failover that has k earlier
+// ones within Window (k >= Free) starts no earlier than
+// min(Delay * 2^(k-Free), MaxDelay) after the most recent of them. So a
+// shard whose master is gone waits at most MaxDelay for its failover, and
+// history older than Window no longer counts.
+type Damping struct {
+	Free     int           // failovers within Window that are never held (--flap-max)
+	Window   time.Duration // --flap-window
+	Delay    time.Duration // spacing before the first held one (--flap-delay); 0: no damping
+	MaxDelay time.Duration // the spacing doubles up to this (--flap-delay-max)
+}
+
+// Spacing is the least time between the previous failover and the one that
+// has k earlier failovers within the window: 0 while k < Free, else Delay
+// doubled k-Free times, capped at MaxDelay.
+func (d Damping) Spacing(k int) time.Duration {
+	if d.Delay <= 0 || k < d.Free {
+		return 0
 	}
-	var in []time.Time
+	s := d.Delay
+	for i := d.Free; i < k && s < d.MaxDelay; i++ {
+		s *= 2
+	}
+	if d.MaxDelay > 0 && s > d.MaxDelay {
+		s = d.MaxDelay
+	}
+	return s
+}
+
+// Hold says how long a failover of a shard must still wait, given the times
+// of its recent failovers (any order), and which one within the window it
+// would be (nth, from 1). wait is 0 when it may start now. wait never
+// exceeds the spacing itself, even when a recorded time lies in the future
+// (another leader's clock ahead of this one).
+func (d Damping) Hold(recent []time.Time, now time.Time) (wait time.Duration, nth int) {
+	var last time.Time
+	k := 0
 	for _, t := range recent {
-		if now.Sub(t) < window {
-			in = append(in, t)
+		if now.Sub(t) >= d.Window {
+			continue
+		}
+		k++
+		if t.After(last) {
+			last = t
 		}
 	}
-	if len(in) < max {
-		return false, 0
+	sp := d.Spacing(k)
+	if sp == 0 {
+		return 0, k + 1
 	}
-	sort.Slice(in, func(i, j int) bool { return in[i].Before(in[j]) })
-	return true, in[len(in)-max].Add(window).Sub(now)
+	wait = last.Add(sp).Sub(now)
+	return min(max(wait, 0), sp), k + 1
+}
+
+// Held is the one wording of a held failover, for events, logs and
+// `marina check`: "delayed 10s by flap damping (4th failover within 1h0m0s)".
+func Held(wait time.Duration, nth int, window time.Duration) string {
+	return fmt.Sprintf("delayed %s by flap damping (%s failover within %s)", wait.Round(time.Second), Ordinal(nth), window)
+}
+
+// Ordinal spells n as 1st, 2nd, 3rd, 4th, 11th, 21st...
+func Ordinal(n int) string {
+	suffix := "th"
+	switch {
+	case n%100 >= 11 && n%100 <= 13:
+	case n%10 == 1:
+		suffix = "st"
+	case n%10 == 2:
+		suffix = "nd"
+	case n%10 == 3:
+		suffix = "rd"
+	}
+	return fmt.Sprintf("%d%s", n, suffix)
 }

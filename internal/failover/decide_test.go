@@ -74,24 +74,76 @@ func TestChoose(t *testing.T) {
 	}
 }
 
-func TestDamped(t *testing.T) {
-	now := time.Unix(10000, 0)
-	recent := []time.Time{now.Add(-50 * time.Minute), now.Add(-20 * time.Minute), now.Add(-5 * time.Minute)}
+func TestDampingSpacing(t *testing.T) {
+	d := Damping{Free: 3, Window: time.Hour, Delay: 10 * time.Second, MaxDelay: 5 * time.Minute}
+	// The documented schedule (docs/failover.md#flap-damping), k earlier
+	// failovers within the window.
+	want := map[int]time.Duration{0: 0, 1: 0, 2: 0, 3: 10 * time.Second, 4: 20 * time.Second, 5: 40 * time.Second,
+		6: 80 * time.Second, 7: 160 * time.Second, 8: 5 * time.Minute, 9: 5 * time.Minute, 20: 5 * time.Minute, 1000: 5 * time.Minute}
+	for k, w := range want {
+		if got := d.Spacing(k); got != w {
+			t.Errorf("Spacing(%d) = %v, want %v", k, got, w)
+		}
+	}
+	if got := (Damping{Free: 3, Window: time.Hour}).Spacing(10); got != 0 {
+		t.Errorf("no delay: Spacing = %v, want 0 (damping off)", got)
+	}
+	if got := (Damping{Free: 0, Window: time.Hour, Delay: time.Second, MaxDelay: time.Minute}).Spacing(0); got != time.Second {
+		t.Errorf("free 0: Spacing(0) = %v, want 1s", got)
+	}
+}
+
+func TestDampingHold(t *testing.T) {
+	now := time.Unix(100000, 0)
+	ago := func(ds ...time.Duration) []time.Time {
+		var out []time.Time
+		for _, d := range ds {
+			out = append(out, now.Add(-d))
+		}
+		return out
+	}
+	def := Damping{Free: 3, Window: time.Hour, Delay: 10 * time.Second, MaxDelay: 5 * time.Minute}
 	cases := []struct {
-		max    int
-		window time.Duration
-		damped bool
+		name   string
+		d      Damping
+		recent []time.Time
 		wait   time.Duration
+		nth    int
 	}{
-		{3, time.Hour, true, 10 * time.Minute},
-		{4, time.Hour, false, 0},
-		{2, 30 * time.Minute, true, 10 * time.Minute},
-		{0, time.Hour, false, 0},
+		{"no history", def, nil, 0, 1},
+		{"within the free ones", def, ago(30*time.Second, 10*time.Second), 0, 3},
+		{"fourth right after the third", def, ago(50*time.Minute, 20*time.Minute, 4*time.Second), 6 * time.Second, 4},
+		{"fourth once the spacing passed", def, ago(50*time.Minute, 20*time.Minute, 10*time.Second), 0, 4},
+		{"fourth long after the third", def, ago(50*time.Minute, 20*time.Minute, 5*time.Minute), 0, 4},
+		{"fifth doubles", def, ago(40*time.Minute, 30*time.Minute, 20*time.Minute, 5*time.Second), 15 * time.Second, 5},
+		{"order does not matter", def, ago(5*time.Second, 40*time.Minute, 20*time.Minute, 30*time.Minute), 15 * time.Second, 5},
+		{"capped", def, ago(59*time.Minute, 58*time.Minute, 57*time.Minute, 56*time.Minute, 55*time.Minute, 54*time.Minute,
+			53*time.Minute, 52*time.Minute, 51*time.Minute, time.Second), 5*time.Minute - time.Second, 11},
+		{"history decays with the window", def, ago(61*time.Minute, 62*time.Minute, 63*time.Minute, time.Second), 0, 2},
+		{"a failover exactly a window ago no longer counts", def, ago(time.Hour, 20*time.Minute, time.Second), 0, 3},
+		{"a future time (clock skew) waits no more than the spacing", def, []time.Time{now.Add(-time.Minute), now.Add(-2 * time.Minute), now.Add(time.Hour)}, 10 * time.Second, 4},
+		{"free 1", Damping{Free: 1, Window: time.Hour, Delay: 2 * time.Second, MaxDelay: time.Minute}, ago(time.Second), time.Second, 2},
+		{"damping off", Damping{Free: 1, Window: time.Hour}, ago(3*time.Second, 2*time.Second, time.Second), 0, 4},
 	}
 	for _, c := range cases {
-		d, w := Damped(recent, now, c.window, c.max)
-		if d != c.damped || w != c.wait {
-			t.Errorf("max %d window %v: %v %v, want %v %v", c.max, c.window, d, w, c.damped, c.wait)
+		wait, nth := c.d.Hold(c.recent, now)
+		if wait != c.wait || nth != c.nth {
+			t.Errorf("%s: Hold = %v, %d; want %v, %d", c.name, wait, nth, c.wait, c.nth)
 		}
+		if sp := c.d.Spacing(nth - 1); wait > sp {
+			t.Errorf("%s: wait %v beyond the spacing %v", c.name, wait, sp)
+		}
+	}
+}
+
+func TestHeld(t *testing.T) {
+	cases := map[int]string{1: "1st", 2: "2nd", 3: "3rd", 4: "4th", 11: "11th", 12: "12th", 13: "13th", 21: "21st", 22: "22nd", 101: "101st", 111: "111th"}
+	for n, w := range cases {
+		if got := Ordinal(n); got != w {
+			t.Errorf("Ordinal(%d) = %q, want %q", n, got, w)
+		}
+	}
+	if got, want := Held(9600*time.Millisecond, 4, time.Hour), "delayed 10s by flap damping (4th failover within 1h0m0s)"; got != want {
+		t.Errorf("Held = %q, want %q", got, want)
 	}
 }

@@ -460,11 +460,14 @@ func TestSingleObserverNoFailover(t *testing.T) {
 	}
 }
 
-// Flap damping: with --flap-max 1, a second failure of the same shard
-// within the window does not fail it over again; the agent restarts the
-// crashed master in place after its crash hold.
+// Flap damping: with --flap-max 1 and --flap-delay 1m, a second failure of
+// the same shard within the minute after its first failover is held; the
+// agent restarts the crashed master in place after its crash hold (5s),
+// before the delay ends, so the shard keeps its master and no second
+// failover happens. (internal/server's TestFlapDampingDelaysFourthFailover
+// shows a held failover that does happen once its delay passes.)
 func TestFlapDamping(t *testing.T) {
-	c := newCluster(t, options{n: 3, extra: []string{"--down-after", "1s", "--flap-max", "1", "--flap-window", "1h"}})
+	c := newCluster(t, options{n: 3, extra: []string{"--down-after", "1s", "--flap-max", "1", "--flap-window", "1h", "--flap-delay", "1m"}})
 	ctx := context.Background()
 	db := createDB(t, c, api.CreateDBRequest{Name: "flap", Memory: 16 << 20, Replicas: 1, Persistence: "aof"})
 	first := db.Shards[0].Master

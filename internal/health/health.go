@@ -15,6 +15,7 @@ import (
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/failover"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/timing"
 )
 
 // Nagios plugin exit codes.
@@ -74,9 +75,10 @@ type Limits struct {
 	// MemoryRatio: used memory above this share of maxmemory is WARNING
 	// for databases that do not evict (0: no check).
 	MemoryRatio float64
-	// FlapMax and FlapWindow mirror the servers' --flap-max/--flap-window.
-	FlapMax    int
-	FlapWindow time.Duration
+	// Damping mirrors the servers' --flap-max, --flap-window, --flap-delay
+	// and --flap-delay-max: a down master whose failover it holds is
+	// WARNING, CRITICAL when the hold is longer than FailoverCritical.
+	Damping failover.Damping
 	// ProbeGrace: an instance whose agent's probes have failed this long
 	// counts as not running (one slow probe is not an outage).
 	ProbeGrace time.Duration
@@ -84,7 +86,7 @@ type Limits struct {
 
 // DefaultLimits are the defaults of `marina check`.
 func DefaultLimits() Limits {
-	return Limits{FailoverCritical: 30 * time.Second, LagBytes: 16 << 20, MemoryRatio: 0.9, FlapMax: 3, FlapWindow: time.Hour,
+	return Limits{FailoverCritical: 30 * time.Second, LagBytes: 16 << 20, MemoryRatio: 0.9, Damping: timing.Defaults().Damping(),
 		ProbeGrace: 2 * time.Second}
 }
 
@@ -174,12 +176,15 @@ func (e *eval) add(code int, format string, args ...any) {
 //
 // CRITICAL: no Raft leader or too few voters up; a shard without a master
 // for longer than FailoverCritical, or whose master does not run (or runs
-// but does not answer); a database with fewer than half its instances
+// but does not answer) unless flap damping holds its failover for no longer
+// than FailoverCritical; a database with fewer than half its instances
 // running.
-// WARNING: a node down or draining; a failover in progress; a replica
-// missing, not running, unlinked or lagging; memory above MemoryRatio of
-// maxmemory (non-evicting databases); flap damping holding a shard; a
-// master still converging to its role; instances still starting.
+// WARNING: a node down or draining; a failover in progress; a down master
+// whose failover flap damping holds (with the delay left); a shard that
+// failed over more than the damping's free failovers within its window; a
+// replica missing, not running, unlinked or lagging; memory above
+// MemoryRatio of maxmemory (non-evicting databases); a master still
+// converging to its role; instances still starting.
 // UNKNOWN: no observed state (the answering node could not reach the
 // leader), or the asked database does not exist.
 func Evaluate(in Input, lim Limits) Result {
@@ -300,6 +305,7 @@ func (e *eval) db(db api.DB, st *dbStats) {
 		where := fmt.Sprintf("%s shard %d", db.Name, sh.Index)
 		m := e.observed(sh.Master)
 		masterOK := false
+		fl := e.flapOf(db.Name, sh.Index)
 		switch {
 		case m.ID == "":
 			since, known := e.pendingSince(db.Name, sh.Index)
@@ -320,6 +326,21 @@ func (e *eval) db(db api.DB, st *dbStats) {
 			switch {
 			case m.State != agent.StateRunning && starting && isStarting(m.State):
 				e.add(Warning, "%s: master %s on %s %s", where, m.ID, m.Node, m.State)
+			case m.State != agent.StateRunning && fl.wait > 0:
+				// Flap damping holds its failover: the shard gets a master
+				// when the delay ends (or when this one comes back).
+				start := e.in.Now
+				if !fl.heldAt.IsZero() && fl.heldAt.Before(start) {
+					start = fl.heldAt
+				}
+				total := e.in.Now.Add(fl.wait).Sub(start)
+				code := Warning
+				if total > e.lim.FailoverCritical {
+					code = Critical
+				}
+				e.add(code, "%s: master %s on %s %s; failover %s, %s left", where, m.ID, m.Node, m.State,
+					failover.Held(total, fl.nth, e.lim.Damping.Window), fl.wait.Round(time.Second))
+				fl.reported = true
 			case m.State != agent.StateRunning:
 				e.add(Critical, "%s: master %s on %s %s", where, m.ID, m.Node, m.State)
 			case m.ObservedRole != state.RoleMaster:
@@ -357,7 +378,7 @@ func (e *eval) db(db api.DB, st *dbStats) {
 			}
 		}
 		e.memory(db, sh, where, st)
-		e.damping(db.Name, sh.Index, where)
+		e.damping(fl, masterOK, where)
 	}
 	st.instances += total
 	st.running += running
@@ -411,30 +432,52 @@ func (e *eval) pendingSince(db string, shard int) (time.Time, bool) {
 	return since, open
 }
 
-// damping warns when the shard would not fail over automatically: it had
-// FlapMax failovers within FlapWindow, or its last failure was damped.
-func (e *eval) damping(db string, shard int, where string) {
-	var failovers []time.Time
-	lastDamped := time.Time{}
+// flap is what flap damping does to one shard, as the events show it.
+type flap struct {
+	failovers []time.Time   // the shard's failovers
+	heldAt    time.Time     // its last failover-damped event not followed by a failover
+	wait      time.Duration // how long a failover would still be held now
+	nth       int           // which failover within the window it would be
+	reported  bool          // a held failover was reported with the master
+}
+
+func (e *eval) flapOf(db string, shard int) flap {
+	var f flap
 	for _, ev := range e.in.Events {
 		if ev.DB != db || ev.Shard != shard {
 			continue
 		}
 		switch ev.Type {
 		case "failover":
-			failovers = append(failovers, ev.Time)
-			lastDamped = time.Time{}
+			f.failovers = append(f.failovers, ev.Time)
+			f.heldAt = time.Time{}
 		case "failover-damped":
-			lastDamped = ev.Time
+			f.heldAt = ev.Time
 		}
 	}
-	if damped, wait := failover.Damped(failovers, e.in.Now, e.lim.FlapWindow, e.lim.FlapMax); damped {
-		e.add(Warning, "%s: flap damping holds it (%d failovers within %s): no automatic failover for %s",
-			where, e.lim.FlapMax, e.lim.FlapWindow, wait.Round(time.Second))
+	f.wait, f.nth = e.lim.Damping.Hold(f.failovers, e.in.Now)
+	return f
+}
+
+// damping warns about a shard that flaps: more failovers within the window
+// than the damping lets through at once (its next one is spaced), or a
+// failover damping held that never happened (its master came back).
+func (e *eval) damping(f flap, masterOK bool, where string) {
+	d := e.lim.Damping
+	if f.reported {
 		return
 	}
-	if !lastDamped.IsZero() && e.in.Now.Sub(lastDamped) < e.lim.FlapWindow {
-		e.add(Warning, "%s: flap damping held a failover %s ago", where, e.in.Now.Sub(lastDamped).Round(time.Second))
+	if k := f.nth - 1; d.Delay > 0 && k >= d.Free {
+		left := ""
+		if f.wait > 0 {
+			left = fmt.Sprintf(", %s from now", f.wait.Round(time.Second))
+		}
+		e.add(Warning, "%s: %d failovers within %s: flap damping spaces the next one %s after the last%s",
+			where, k, d.Window, d.Spacing(k), left)
+		return
+	}
+	if masterOK && !f.heldAt.IsZero() && e.in.Now.Sub(f.heldAt) < d.Window {
+		e.add(Warning, "%s: flap damping held a failover %s ago; its master came back in place", where, e.in.Now.Sub(f.heldAt).Round(time.Second))
 	}
 }
 

@@ -204,22 +204,47 @@ func TestEvaluate(t *testing.T) {
 			in.DBs[0].Shards[0].Replicas[0].UsedMemory, in.DBs[0].Shards[0].Replicas[0].State = 70<<20, "down"
 		}, code: Warning, notWant: []string{"maxmemory"}},
 
-		// Flap damping.
-		{name: "flap damping holds a shard", mod: func(in *Input) {
+		// Flap damping (defaults: 3 at once per hour, then 10s doubling up to 5m).
+		{name: "a shard that flaps", mod: func(in *Input) {
 			in.Events = []state.Event{ev("failover", "orders", 1, 50*time.Minute), ev("failover", "orders", 1, 20*time.Minute), ev("failover", "orders", 1, 10*time.Minute)}
-		}, code: Warning, want: []string{"MARINA WARNING - orders shard 1: flap damping holds it (3 failovers within 1h0m0s): no automatic failover for 10m0s"}},
+		}, code: Warning, want: []string{"MARINA WARNING - orders shard 1: 3 failovers within 1h0m0s: flap damping spaces the next one 10s after the last"},
+			notWant: []string{"from now"}},
+		{name: "a shard that flaps, spacing running", mod: func(in *Input) {
+			in.Events = []state.Event{ev("failover", "orders", 1, 50*time.Minute), ev("failover", "orders", 1, 20*time.Minute),
+				ev("failover", "orders", 1, 10*time.Minute), ev("failover", "orders", 1, 5*time.Second)}
+		}, code: Warning, want: []string{"orders shard 1: 4 failovers within 1h0m0s: flap damping spaces the next one 20s after the last, 15s from now"}},
 		{name: "old failovers do not damp", mod: func(in *Input) {
 			in.Events = []state.Event{ev("failover", "orders", 1, 90*time.Minute), ev("failover", "orders", 1, 20*time.Minute), ev("failover", "orders", 1, 10*time.Minute)}
 		}, code: OK},
-		{name: "damped event", mod: func(in *Input) {
+		{name: "held failover of a down master is a warning with the delay left", mod: func(in *Input) {
+			in.DBs[1].Shards[1].Master.State = "down"
+			in.Events = []state.Event{ev("failover", "orders", 1, 50*time.Minute), ev("failover", "orders", 1, 20*time.Minute),
+				ev("failover", "orders", 1, 6*time.Second), ev("failover-damped", "orders", 1, 2*time.Second)}
+		}, code: Warning, want: []string{"MARINA WARNING - orders shard 1: master orders-1-m on n1 down; failover delayed 6s by flap damping (4th failover within 1h0m0s), 4s left"},
+			notWant: []string{"spaces the next"}},
+		{name: "held longer than failover-critical is critical", mod: func(in *Input) {
+			in.DBs[1].Shards[1].Master.State = "down"
+			// 6 failovers within the hour: the 7th waits 80s after the last.
+			for i := 8; i >= 4; i-- {
+				in.Events = append(in.Events, ev("failover", "orders", 1, time.Duration(i)*time.Minute))
+			}
+			in.Events = append(in.Events, ev("failover", "orders", 1, 20*time.Second), ev("failover-damped", "orders", 1, 10*time.Second))
+		}, code: Critical, want: []string{"MARINA CRITICAL - orders shard 1: master orders-1-m on n1 down; failover delayed 1m10s by flap damping (7th failover within 1h0m0s), 1m0s left"}},
+		{name: "a down master no longer held is critical", mod: func(in *Input) {
+			in.DBs[1].Shards[1].Master.State = "down"
+			in.Events = []state.Event{ev("failover", "orders", 1, 50*time.Minute), ev("failover", "orders", 1, 20*time.Minute),
+				ev("failover", "orders", 1, 30*time.Second), ev("failover-damped", "orders", 1, 25*time.Second)}
+		}, code: Critical, want: []string{"orders shard 1: master orders-1-m on n1 down"}, notWant: []string{"left"}},
+		{name: "damped event, master back in place", mod: func(in *Input) {
 			in.Events = []state.Event{ev("failover", "orders", 1, 50*time.Minute), ev("failover-damped", "orders", 1, 5*time.Minute)}
-		}, code: Warning, want: []string{"orders shard 1: flap damping held a failover 5m0s ago"}},
+		}, code: Warning, want: []string{"orders shard 1: flap damping held a failover 5m0s ago; its master came back in place"}},
 		{name: "damped event superseded by a failover", mod: func(in *Input) {
 			in.Events = []state.Event{ev("failover-damped", "orders", 1, 50*time.Minute), ev("failover", "orders", 1, 5*time.Minute)}
 		}, code: OK},
 		{name: "flap settings follow the servers", mod: func(in *Input) {
 			in.Events = []state.Event{ev("failover", "orders", 1, 50*time.Minute), ev("failover", "orders", 1, 20*time.Minute)}
-		}, lim: func(l *Limits) { l.FlapMax = 2 }, code: Warning, want: []string{"flap damping holds it (2 failovers"}},
+		}, lim: func(l *Limits) { l.Damping.Free, l.Damping.Delay = 2, time.Minute }, code: Warning,
+			want: []string{"2 failovers within 1h0m0s: flap damping spaces the next one 1m0s after the last"}},
 
 		// One database.
 		{name: "db only", mod: func(in *Input) { in.DB = "orders"; in.Status.Nodes[2].Status = state.NodeDown }, code: OK,

@@ -22,6 +22,7 @@ import (
 
 	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/timing"
 )
 
 // Source is the local desired state.
@@ -101,7 +102,7 @@ func Listen(cfg Config) (*Server, error) {
 		cfg.MaxClients = defaultMaxClients
 	}
 	if cfg.DownAfter <= 0 {
-		cfg.DownAfter = time.Second
+		cfg.DownAfter = timing.Defaults().DownAfter
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()

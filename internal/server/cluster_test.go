@@ -747,6 +747,8 @@ func TestConfigValidate(t *testing.T) {
 		{"tiny memory", func(c *Config) { c.Memory = 10 }, "at least 1MiB"},
 		{"no redis", func(c *Config) { c.RedisServer = "/nonexistent/redis-server" }, "not found"},
 		{"tiny down-after", func(c *Config) { c.NodeDownAfter = time.Nanosecond }, "at least 100ms"},
+		{"lease shorter than the heartbeat", func(c *Config) { c.Lease, c.Heartbeat = 200*time.Millisecond, 250*time.Millisecond }, "--lease 200ms: must be longer than the heartbeat"},
+		{"flap delay beyond its cap", func(c *Config) { c.FlapDelay, c.FlapDelayMax = time.Minute, time.Second }, "--flap-delay-max"},
 	}
 	for _, c := range cases {
 		cfg := base()

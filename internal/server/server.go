@@ -87,16 +87,19 @@ type Config struct {
 	NodeDownAfter       time.Duration
 	ElectionTimeout     time.Duration
 	Heartbeat           time.Duration
-	// Failover: DownAfter (1s) before a master counts as failed; Lease
-	// (1s) after which an agent without the leader fences its masters;
-	// MaxLinkDown (10s) for promotable replicas; FlapMax failovers of a
-	// shard per FlapWindow (3 per hour).
-	DownAfter   time.Duration
-	Lease       time.Duration
-	MaxLinkDown time.Duration
-	FlapMax     int
-	FlapWindow  time.Duration
-	HealAfter   time.Duration // replicas of a node down this long are rebuilt elsewhere (1m)
+	// Failover: DownAfter before a master counts as failed; Lease after
+	// which an agent without the leader fences its masters; MaxLinkDown for
+	// promotable replicas; flap damping (FlapMax failovers of a shard per
+	// FlapWindow at once, then spaced by FlapDelay doubling up to
+	// FlapDelayMax); HealAfter. Zero: internal/timing's defaults (timing.go).
+	DownAfter    time.Duration
+	Lease        time.Duration
+	MaxLinkDown  time.Duration
+	FlapMax      int
+	FlapWindow   time.Duration
+	FlapDelay    time.Duration
+	FlapDelayMax time.Duration
+	HealAfter    time.Duration // replicas of a node down this long are rebuilt elsewhere
 	// StatsInterval: how often the node reads INFO from its redis-servers
 	// (5s); Graphite (host:port), when set, receives each round.
 	StatsInterval  time.Duration
@@ -126,12 +129,6 @@ type Config struct {
 
 // httpWriteTimeout bounds writing one API answer.
 const httpWriteTimeout = 5 * time.Minute
-
-// DefaultLease is how long an agent keeps its masters writable without a
-// confirmed leader's word. It bounds the writes a cut-off master takes
-// (async loss window: under 1s after the cut), and the leader waits it out
-// plus 500ms before promoting another master.
-const DefaultLease = 800 * time.Millisecond
 
 // DefaultMemory is a safe share of the host's RAM for redis maxmemory:
 // the rest covers fork copy-on-write, replication buffers and the OS.
@@ -242,14 +239,8 @@ func (c *Config) Validate() error {
 	if err := checkRedisVersion(path); err != nil {
 		return err
 	}
-	if c.Lease == 0 {
-		c.Lease = DefaultLease
-	}
-	for name, d := range map[string]time.Duration{"--node-down-after": c.NodeDownAfter, "--raft-timeout": c.ElectionTimeout,
-		"--down-after": c.DownAfter, "--lease": c.Lease, "--max-link-down": c.MaxLinkDown} {
-		if d != 0 && d < 100*time.Millisecond {
-			return fmt.Errorf("%s %v: must be at least 100ms", name, d)
-		}
+	if err := c.fillTiming(); err != nil {
+		return err
 	}
 	if err := c.hooks().Validate(); err != nil {
 		return err
@@ -259,9 +250,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Out == nil {
 		c.Out = os.Stdout
-	}
-	if c.Heartbeat == 0 {
-		c.Heartbeat = 250 * time.Millisecond
 	}
 	if c.HTTPReadTimeout == 0 {
 		c.HTTPReadTimeout = 10 * time.Second
@@ -384,10 +372,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			CA: filepath.Join(n.tlsDir(), pki.CAFile)}
 	}
 	n.Ctl.SetRedisDialer(dialer)
-	// The leader waits longer than an agent's lease before it promotes a
-	// replica of a silent node: by then that agent has fenced its masters.
-	n.Ctl.SetFailover(controller.FailoverConfig{DownAfter: cfg.DownAfter, LeaseWait: cfg.Lease + agent.FenceMargin,
-		MaxLinkDown: cfg.MaxLinkDown, FlapMax: cfg.FlapMax, FlapWindow: cfg.FlapWindow, Heartbeat: cfg.Heartbeat, HealAfter: cfg.HealAfter})
+	// The leader waits longer than an agent's lease (timing.LeaseWait)
+	// before it promotes a replica of a silent node.
+	n.Ctl.SetTiming(cfg.timing())
 	n.Agent = agent.New(agent.Config{Redis: local, TLSFiles: tlsFiles, NodeID: cfg.ID, Dir: filepath.Join(cfg.DataDir, "instances"), RedisServer: cfg.RedisServer,
 		StopOnExit: cfg.StopInstancesOnExit, Lease: cfg.Lease, Logger: log}, n.FSM)
 	n.Proxies = &proxy.Manager{Node: cfg.ID, Src: n.FSM, Log: log,
@@ -681,7 +668,7 @@ func (n *Node) heartbeats(ctx context.Context) {
 		// The lease counts from when the report left, not when the answer
 		// came back: the leader counts its wait from when it arrived.
 		sent := time.Now()
-		hctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat*2)
+		hctx, cancel := context.WithTimeout(ctx, n.cfg.timing().HeartbeatTimeout())
 		var err error
 		var ack controller.Ack
 		id := n.Raft.LeaderID()
