@@ -30,8 +30,7 @@ import (
 
 // Source is the local desired state.
 type Source interface {
-	State() *state.State
-	Changed() <-chan struct{} // the desired state changed
+	state.Source
 	Applied() <-chan struct{} // a log entry was applied (the index moved)
 	Index() uint64            // the last log index applied
 }

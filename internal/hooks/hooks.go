@@ -144,10 +144,9 @@ func Run(ctx context.Context, cfg Config, src Source) {
 		wg.Go(func() { hp.run(ctx, cfg, log) })
 	}
 	var snap Snapshot
-	for {
-		ch := src.Changed() // before reading: a change in between wakes us
+	state.Watch(ctx, src, 0, func(st *state.State) {
 		first := snap.Topo == nil
-		next, changes := Diff(snap, src.State(), src.Events().All())
+		next, changes := Diff(snap, st, src.Events().All())
 		snap = next
 		now := time.Now()
 		for _, c := range changes {
@@ -163,12 +162,7 @@ func Run(ctx context.Context, cfg Config, src Source) {
 			}
 			hp.set(topos)
 		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return
-		}
-	}
+	})
 }
 
 // execWorker runs the exec hook for one database at a time.

@@ -14,10 +14,7 @@ import (
 )
 
 // Source is the local desired state.
-type Source interface {
-	State() *state.State
-	Changed() <-chan struct{}
-}
+type Source = state.Source
 
 // Limits are the proxy's per-database defaults.
 type Limits struct {
@@ -92,22 +89,13 @@ func (m *Manager) Run(ctx context.Context) {
 	m.mu.Unlock()
 	m.lag = newLagProber(m.Limits.Redis)
 	defer m.lag.close()
-	// Retries failed listeners, and refreshes which replicas may serve reads.
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
 	defer m.closeAll()
-	for {
-		changed := m.Src.Changed()
-		st := m.Src.State()
+	// Every 500ms too: retries failed listeners, and refreshes which
+	// replicas may serve reads.
+	state.Watch(ctx, m.Src, 500*time.Millisecond, func(st *state.State) {
 		m.lag.probe(ctx, st)
 		m.sync(Routes(st, m.Node, m.Limits, m.lag.inSync))
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		case <-t.C:
-		}
-	}
+	})
 }
 
 func (m *Manager) sync(routes []Route) {

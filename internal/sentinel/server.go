@@ -26,10 +26,7 @@ import (
 )
 
 // Source is the local desired state.
-type Source interface {
-	State() *state.State
-	Changed() <-chan struct{}
-}
+type Source = state.Source
 
 // Config configures a node's sentinel endpoint.
 type Config struct {
@@ -75,11 +72,6 @@ type Server struct {
 	closed bool
 	nextID int64
 	once   sync.Once
-
-	// The state is cloned once per change, not once per command.
-	stMu sync.Mutex
-	st   *state.State
-	stCh <-chan struct{}
 
 	// Scopes of the passwords of logged-in connections, for scSt only: a
 	// command does not loop over every database to check its password.
@@ -212,28 +204,13 @@ func (s *Server) remove(c *conn) {
 	_ = c.nc.Close()
 }
 
-// state returns the local state, cloned again only after it changed. The
-// result is shared: read it, never change it.
-func (s *Server) state() *state.State {
-	st, _ := s.stateCh()
-	return st
-}
+// state returns the local state: shared, read it only.
+func (s *Server) state() *state.State { return s.cfg.Src.State() }
 
 // stateCh also returns the channel closed at the state's next change.
 func (s *Server) stateCh() (*state.State, <-chan struct{}) {
-	s.stMu.Lock()
-	defer s.stMu.Unlock()
-	if s.st != nil {
-		select {
-		case <-s.stCh:
-		default:
-			return s.st, s.stCh
-		}
-	}
-	// The channel first: a change after it is seen as a change.
-	s.stCh = s.cfg.Src.Changed()
-	s.st = s.cfg.Src.State()
-	return s.st, s.stCh
+	ch := s.cfg.Src.Changed() // first: a change after it is seen as a change
+	return s.cfg.Src.State(), ch
 }
 
 // scope maps a logged-in connection's password to what it may see in st,
