@@ -25,6 +25,7 @@ bench: deps build
 	$(GO) run ./bench/failover --marina bin/marina
 	$(GO) run ./bench/proxy --marina bin/marina
 	$(GO) run ./bench/partition --marina bin/marina
+	$(GO) run ./bench/scale --marina bin/marina
 
 clean:
 	rm -rf bin .marina

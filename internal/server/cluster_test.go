@@ -728,34 +728,3 @@ func TestRefuseBootstrapOverInstances(t *testing.T) {
 		t.Fatal("instance dir touched")
 	}
 }
-
-func TestConfigValidate(t *testing.T) {
-	base := func() Config {
-		return Config{ID: "n1", DataDir: "/tmp/x", Bind: "127.0.0.1", HTTPPort: 7070, RaftPort: 7071, PortMin: 7100, PortMax: 7999}
-	}
-	cases := []struct {
-		name string
-		mod  func(*Config)
-		want string
-	}{
-		{"ok", func(c *Config) {}, ""},
-		{"bad id", func(c *Config) { c.ID = "a b" }, "invalid node id"},
-		{"no data", func(c *Config) { c.DataDir = "" }, "--data is required"},
-		{"wildcard bind", func(c *Config) { c.Bind = "0.0.0.0" }, "not 0.0.0.0"},
-		{"same ports", func(c *Config) { c.RaftPort = 7070 }, "must differ"},
-		{"overlap", func(c *Config) { c.PortMin = 7000 }, "overlaps"},
-		{"tiny memory", func(c *Config) { c.Memory = 10 }, "at least 1MiB"},
-		{"no redis", func(c *Config) { c.RedisServer = "/nonexistent/redis-server" }, "not found"},
-		{"tiny down-after", func(c *Config) { c.NodeDownAfter = time.Nanosecond }, "at least 100ms"},
-		{"lease shorter than the heartbeat", func(c *Config) { c.Lease, c.Heartbeat = 200*time.Millisecond, 250*time.Millisecond }, "--lease 200ms: must be longer than the heartbeat"},
-		{"flap delay beyond its cap", func(c *Config) { c.FlapDelay, c.FlapDelayMax = time.Minute, time.Second }, "--flap-delay-max"},
-	}
-	for _, c := range cases {
-		cfg := base()
-		c.mod(&cfg)
-		err := cfg.Validate()
-		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
-			t.Errorf("%s: err %v, want %q", c.name, err, c.want)
-		}
-	}
-}

@@ -26,9 +26,12 @@ import (
 
 // Options configure a local cluster.
 type Options struct {
-	Nodes       int
-	Dir         string
-	BasePort    int   // HTTP port; Raft is BasePort+1, Sentinel protocol +2, endpoints +10..+199, redis-servers +200..+999
+	Nodes    int
+	Dir      string
+	BasePort int // HTTP port; Raft is BasePort+1, Sentinel protocol +2, endpoints +10..+199, redis-servers +200..+999
+	// ProxyPorts ("FROM-TO") replaces the endpoints' range BasePort+10..+199
+	// (one port per database: 190 databases), e.g. for more databases.
+	ProxyPorts  string
 	Memory      int64 // per node; default: the host's safe share split across nodes
 	RedisServer string
 	Binary      string // the marina binary; default: this executable
@@ -42,6 +45,8 @@ type layout struct {
 	Nodes    int    `json:"nodes"`
 	BasePort int    `json:"base_port"`
 	Token    string `json:"token"`
+	// ProxyPorts: the endpoints' range when not the default one.
+	ProxyPorts string `json:"proxy_ports,omitempty"`
 }
 
 func host(i int) string { return fmt.Sprintf("127.0.0.%d", i+1) }
@@ -69,7 +74,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	lay := layout{Nodes: o.Nodes, BasePort: o.BasePort, Token: controller.RandomSecret(24)}
+	lay := layout{Nodes: o.Nodes, BasePort: o.BasePort, Token: controller.RandomSecret(24), ProxyPorts: o.ProxyPorts}
 	layPath := filepath.Join(dir, "up.json")
 	if b, err := os.ReadFile(layPath); err == nil {
 		var old layout
@@ -79,7 +84,15 @@ func Run(ctx context.Context, o Options) error {
 		if old.Nodes != o.Nodes || old.BasePort != o.BasePort {
 			return fmt.Errorf("%s holds a %d-node cluster on port %d: use the same --nodes and --base-port, or another --dir", dir, old.Nodes, old.BasePort)
 		}
+		if o.ProxyPorts != "" && o.ProxyPorts != old.ProxyPorts {
+			return fmt.Errorf("%s holds a cluster with endpoints on %s: use the same --proxy-ports (or none), or another --dir", dir, proxyPorts(old))
+		}
 		lay = old
+	}
+	if lay.ProxyPorts != "" {
+		if _, _, err := server.ParsePortRange(lay.ProxyPorts); err != nil {
+			return fmt.Errorf("--proxy-ports: %v", err)
+		}
 	}
 	for i := 0; i < o.Nodes; i++ {
 		for _, p := range []int{o.BasePort, o.BasePort + 1, o.BasePort + 2} {
@@ -114,7 +127,7 @@ func Run(ctx context.Context, o Options) error {
 		args := []string{"server", "--id", fmt.Sprintf("n%d", i+1), "--data", ndir, "--bind", host(i),
 			"--http-port", strconv.Itoa(o.BasePort), "--raft-port", strconv.Itoa(o.BasePort + 1),
 			"--redis-ports", fmt.Sprintf("%d-%d", o.BasePort+200, o.BasePort+999),
-			"--proxy-ports", fmt.Sprintf("%d-%d", o.BasePort+10, o.BasePort+199),
+			"--proxy-ports", proxyPorts(lay),
 			"--sentinel-port", strconv.Itoa(o.BasePort + 2),
 			"--memory", strconv.FormatInt(o.Memory, 10), "--redis-server", o.RedisServer, "--stop-instances-on-exit"}
 		if i > 0 {
@@ -170,6 +183,14 @@ func Run(ctx context.Context, o Options) error {
 			fmt.Fprintf(o.Log, "marina up: node n%d exited unexpectedly: %s\n", i+1, tail(filepath.Join(dir, fmt.Sprintf("n%d", i+1), "server.log")))
 		}
 	}
+}
+
+// proxyPorts is the endpoints' range of a local cluster.
+func proxyPorts(l layout) string {
+	if l.ProxyPorts != "" {
+		return l.ProxyPorts
+	}
+	return fmt.Sprintf("%d-%d", l.BasePort+10, l.BasePort+199)
 }
 
 // cleanEnv drops MARINA_* variables meant for the client, so a node is
