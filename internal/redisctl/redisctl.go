@@ -47,9 +47,19 @@ import (
 // the options every Marina component uses (redisconf.Dialer.Internal: RESP2,
 // no client name, no retries, TLS when the servers speak it): timeout
 // bounds dialling, reading and writing, pool is the pool size.
-func Client(d *redisconf.Dialer, addr, secret string, timeout time.Duration, pool int) *redis.Client {
-	return redis.NewClient(d.Internal(addr, secret, timeout, pool))
+func Client(d *redisconf.Dialer, addr, secret string, timeout time.Duration, pool int, opts ...Option) *redis.Client {
+	o := d.Internal(addr, secret, timeout, pool)
+	for _, f := range opts {
+		f(o)
+	}
+	return redis.NewClient(o)
 }
+
+// Option adjusts a Client's options.
+type Option func(*redis.Options)
+
+// DialTimeout bounds dialling apart from reading and writing.
+func DialTimeout(t time.Duration) Option { return func(o *redis.Options) { o.DialTimeout = t } }
 
 // Fence is one decision about a server's fence: whether it must refuse
 // writes and syncs, and the shard epoch the decision was taken in.
