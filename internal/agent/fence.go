@@ -41,7 +41,10 @@ func (wk *worker) fenceLoop(ctx context.Context, addr, secret string) {
 			}
 			again = time.After(retry)
 			retry = min(retry*2, time.Second)
-			if wk.get().conf.Fenced {
+			wk.mu.Lock()
+			role := wk.w.role
+			wk.mu.Unlock()
+			if mustFence(role, wk.a.LeaseOK()) {
 				retry = firstRetry // a fence is due: keep at it until it holds or the worker kills
 			}
 		} else {
