@@ -37,7 +37,10 @@ func TestDecideHang(t *testing.T) {
 		{"stopped (SIGSTOP): killed at once", func(in *hangInput) { in.Proc = progress{Known: true, Stopped: true} }, true, false},
 		{"traced: killed at once", func(in *hangInput) { in.Proc = window(0, 0, 't') }, true, false},
 		{"stopped, even when fenced", func(in *hangInput) { in.FenceHeld = true; in.Proc = window(0, 0, 'T') }, true, false},
-		{"fenced and starved: left alone", func(in *hangInput) { in.FenceHeld = true; in.Proc = window(time.Millisecond, 300*time.Millisecond, 'R') }, false, false},
+		{"fenced and starved: left alone", func(in *hangInput) {
+			in.FenceHeld = true
+			in.Proc = window(time.Millisecond, 300*time.Millisecond, 'R')
+		}, false, false},
 		{"fenced and blocked: left alone, it refuses what it has queued", func(in *hangInput) { in.FenceHeld = true; in.Proc = window(0, 0, 'D') }, false, false},
 		{"starved host: progressing, fence retried", func(in *hangInput) {
 			in.Proc, in.AgentLate = window(2*time.Millisecond, 350*time.Millisecond, 'R'), 150*time.Millisecond
