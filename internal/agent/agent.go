@@ -20,9 +20,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/redisctl"
 	"github.com/marina-redis/marina/internal/state"
 	"github.com/marina-redis/marina/internal/timing"
 	"github.com/marina-redis/marina/internal/topology"
@@ -197,7 +196,7 @@ func (a *Agent) desired(st *state.State) map[string]want {
 				c.ReplicaOf = topology.Addr(st, m)
 			}
 		}
-		c.Fenced = mustFence(pi.Role, a.LeaseOK())
+		c.Fenced, c.Epoch = mustFence(pi.Role, a.LeaseOK()), sh.Epoch
 		out[pi.ID] = want{id: pi.ID, db: pi.DB.Name, shard: pi.Shard, role: pi.Role, epoch: sh.Epoch,
 			hasReplicas: len(sh.Replicas()) > 0, demoted: sh.Pending != nil && sh.Pending.Old == pi.ID, conf: c, confTxt: c.Render()}
 		if sh.Pending != nil {
@@ -351,7 +350,7 @@ func (a *Agent) ReloadTLS(ctx context.Context) error {
 		}
 		w := wk.get()
 		addr := net.JoinHostPort(w.conf.Bind, strconv.Itoa(w.conf.Port))
-		c := redis.NewClient(a.cfg.Redis.Internal(addr, w.conf.Secret, 2*time.Second, 1))
+		c := redisctl.Client(a.cfg.Redis, addr, w.conf.Secret, 2*time.Second, 1)
 		err := c.Do(ctx, t.Reload()...).Err()
 		c.Close()
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/marina-redis/marina/internal/redisctl"
 	"github.com/marina-redis/marina/internal/state"
 	"github.com/marina-redis/marina/internal/topology"
 )
@@ -108,7 +109,7 @@ func (p *prober) results() []Probe {
 
 func (l *probeLoop) run(ctx context.Context, a *Agent) {
 	defer close(l.done)
-	c := redis.NewClient(a.cfg.Redis.Internal(l.target.addr, l.target.secret, a.cfg.ProbeTimeout, 1))
+	c := redisctl.Client(a.cfg.Redis, l.target.addr, l.target.secret, a.cfg.ProbeTimeout, 1)
 	defer c.Close()
 	t := time.NewTicker(a.cfg.ProbeInterval)
 	defer t.Stop()

@@ -11,7 +11,7 @@ import (
 
 	"github.com/marina-redis/marina/internal/agent"
 	"github.com/marina-redis/marina/internal/failover"
-	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/redisctl"
 	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/state"
 	"github.com/marina-redis/marina/internal/topology"
@@ -31,6 +31,7 @@ type failoverState struct {
 
 type fenceTarget struct {
 	addr, secret, node string
+	epoch              uint64 // of the demotion: the fence's order (redisctl.Order)
 }
 
 func (c *Controller) note(key string) bool {
@@ -64,7 +65,7 @@ func (c *Controller) redisClient(addr, secret string) *redis.Client {
 	if cl, ok := c.fo.clients[key]; ok {
 		return cl
 	}
-	cl := redis.NewClient(c.redisDialer.Internal(addr, secret, 300*time.Millisecond, 2))
+	cl := redisctl.Client(c.redisDialer, addr, secret, 300*time.Millisecond, 2)
 	c.fo.clients[key] = cl
 	return cl
 }
@@ -184,7 +185,9 @@ func (c *Controller) failoverPass(ctx context.Context) {
 
 // fenceSilent fences demoted masters on silent nodes directly (best
 // effort, at most once a second unless now), and forgets those whose node
-// reports again (its agent takes over).
+// reports again (its agent takes over). The fence carries the demotion's
+// epoch: on a server that a later epoch has reached (promoted back, say)
+// it changes nothing (redisctl.Order).
 func (c *Controller) fenceSilent(ctx context.Context, reports map[string]Report, now time.Time, force bool) {
 	c.fo.mu.Lock()
 	if !force && now.Sub(c.fo.lastFence) < time.Second {
@@ -205,14 +208,7 @@ func (c *Controller) fenceSilent(ctx context.Context, reports map[string]Report,
 			continue
 		}
 		fctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		cl := c.redisClient(t.addr, t.secret)
-		if cl.ConfigSet(fctx, "min-replicas-to-write", redisconf.FenceReplicas).Err() == nil {
-			args := []any{"ACL", "SETUSER", redisconf.InternalUser}
-			for _, r := range redisconf.SyncRules(true) {
-				args = append(args, r)
-			}
-			_ = cl.Do(fctx, args...).Err()
-		}
+		_, _ = redisctl.ApplyFence(fctx, c.redisClient(t.addr, t.secret), redisctl.Fence{Fenced: true, Epoch: t.epoch})
 		cancel()
 	}
 }
@@ -250,7 +246,7 @@ func (c *Controller) tryPromote(ctx context.Context, st *state.State, db *state.
 		// Silent node: its agent fenced the master if it lives. If it does
 		// not, fence the server directly whenever it can be reached.
 		c.fo.mu.Lock()
-		c.fo.silent[old.ID] = fenceTarget{addr: oldAddr, secret: db.Secret, node: old.Node}
+		c.fo.silent[old.ID] = fenceTarget{addr: oldAddr, secret: db.Secret, node: old.Node, epoch: sh.Epoch}
 		c.fo.mu.Unlock()
 		c.fenceSilent(ctx, reports, now, true)
 		c.log.Info("promoting after the lease", "db", db.Name, "shard", sh.Index, "old", old.ID, "why", why)

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/marina-redis/marina/internal/failover"
-	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/redisctl"
 	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/scheduler"
 	"github.com/marina-redis/marina/internal/state"
@@ -195,9 +195,7 @@ func (c *Controller) switchShard(ctx context.Context, name string, shard int, av
 	// Wait for the new master's agent: it takes writes once it is master
 	// and its fence is lifted (seen on the server itself: no report lag).
 	for time.Since(start) < maxPause && ctx.Err() == nil {
-		ti, err1 := tc.Info(ctx, "replication").Result()
-		fv, err2 := tc.ConfigGet(ctx, redisconf.FenceKey).Result()
-		if err1 == nil && err2 == nil && resp.ParseInfo(ti)["role"] == "master" && fv[redisconf.FenceKey] == redisconf.FenceValue(false) {
+		if ok, err := redisctl.Writable(ctx, tc); err == nil && ok {
 			break
 		}
 		time.Sleep(2 * time.Millisecond)

@@ -63,6 +63,10 @@ type Config struct {
 	// reach) and replication syncs (the internal user loses SYNC and PSYNC):
 	// demoted masters, masters whose agent lost the leader, and replicas.
 	Fenced bool
+	// Epoch is the shard's epoch the fence decision was taken in, recorded
+	// on the server (FenceEpochKey) so that no writer of an older epoch
+	// can undo it: see internal/redisctl.
+	Epoch uint64
 	// TLS, when set, makes the server speak only TLS on Port (no plaintext
 	// port at all), replicate over TLS, and present the node's certificate.
 	TLS *TLSFiles
@@ -87,6 +91,37 @@ const (
 	FenceKey      = "min-replicas-to-write"
 	FenceReplicas = "10000"
 )
+
+// FenceEpochKey records on the server the shard epoch of the fence
+// decision it carries (internal/redisctl orders writers by it). Redis reads
+// min-replicas-max-lag only to count "good" replicas against
+// min-replicas-to-write: with the fence off (0) it is ignored, with the
+// fence on (FenceReplicas) no count can reach the bar, so the value is
+// Marina's to use. It must not be 0 (that would disable the fence's check).
+const FenceEpochKey = "min-replicas-max-lag"
+
+// fenceEpochBase is added to the epoch in FenceEpochKey: a smaller value
+// (Redis's default 10, a server from before the epoch was recorded) says
+// that no epoch is recorded.
+const fenceEpochBase = 1 << 30
+
+// maxFenceEpoch is the largest epoch FenceEpochKey can hold (an int).
+const maxFenceEpoch = 1<<31 - 1 - fenceEpochBase
+
+// FenceEpochValue is FenceEpochKey's value for a decision of epoch.
+func FenceEpochValue(epoch uint64) string {
+	return strconv.FormatUint(fenceEpochBase+min(epoch, maxFenceEpoch), 10)
+}
+
+// ParseFenceEpoch reads FenceEpochKey's value: the epoch, and whether one
+// is recorded at all.
+func ParseFenceEpoch(v string) (uint64, bool) {
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < fenceEpochBase {
+		return 0, false
+	}
+	return n - fenceEpochBase, true
+}
 
 // FenceValue is FenceKey's value for a fenced or writable instance.
 func FenceValue(fenced bool) string {
@@ -113,7 +148,10 @@ func SyncRules(fenced bool) []string {
 const rdbSave = "3600 1 300 100 60 10000"
 
 // Live returns the settings that CONFIG SET can change on a running server,
-// with the values CONFIG GET reports for them.
+// with the values CONFIG GET reports for them. The fence (FenceKey,
+// FenceEpochKey and the sync rights) is not among them: on a running
+// server it has one owner, internal/redisctl, and only a fresh start reads
+// it from the rendered config.
 func (c Config) Live() map[string]string {
 	appendonly, save := "no", ""
 	switch c.Persistence {
@@ -128,7 +166,6 @@ func (c Config) Live() map[string]string {
 		"appendonly":       appendonly,
 		"save":             save,
 		"requirepass":      c.Password,
-		FenceKey:           FenceValue(c.Fenced),
 	}
 }
 
@@ -171,7 +208,8 @@ func (c Config) Render() string {
 	// all while a server loads, in which the password is a superuser's.
 	// (Not requirepass: a later default user line would reset it.)
 	w("user default on >%s ~* &* +@all %s", c.Password, ClientRules)
-	w("%s %s", FenceKey, live[FenceKey])
+	w("%s %s", FenceKey, FenceValue(c.Fenced))
+	w("%s %s", FenceEpochKey, FenceEpochValue(c.Epoch))
 	// The internal user survives client password changes, so replication and
 	// the agent never lock themselves out.
 	w("user %s on >%s ~* &* +@all %s", InternalUser, c.Secret, strings.Join(SyncRules(c.Fenced), " "))

@@ -33,7 +33,7 @@ func TestConfigValidate(t *testing.T) {
 			c.ProxyMin, c.ProxyMax, c.SentinelPort = 6400, 6999, 26379
 			c.Graphite, c.StatsInterval, c.CertLifetime = "carbon:2003", time.Second, time.Hour
 			c.ProxyTLSCert, c.ProxyTLSKey, c.APITLSCert, c.APITLSKey = "/no/cert", "/no/key", "/no/cert", "/no/key"
-			c.Memory, c.ProxyInputBudget, c.Lease = 1<<20, 1<<20, 100*time.Millisecond
+			c.Memory, c.ProxyInputBudget, c.Lease = 1<<20, 1<<20, 400*time.Millisecond
 			c.RedisServer = "/nonexistent/redis-server" // looked for by Prepare
 		}, ""},
 		{"bad id", func(c *Config) { c.ID = "a b" }, "invalid node id"},

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/redisctl"
 	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/state"
 	"github.com/marina-redis/marina/internal/topology"
@@ -129,7 +130,7 @@ func (c *Collector) sync(st *state.State) []*tracked {
 			if tr == nil {
 				timeout := min(c.interval(), 2*time.Second)
 				tr = &tracked{addr: addr, secret: pi.DB.Secret, hist: newHistory(c.interval()),
-					client: redis.NewClient(c.Redis.Internal(addr, pi.DB.Secret, timeout, 1))}
+					client: redisctl.Client(c.Redis, addr, pi.DB.Secret, timeout, 1)}
 				c.inst[pi.ID] = tr
 			}
 			tr.meta = Series{ID: pi.ID, DB: pi.DB.Name, Shard: pi.Shard, Node: c.Node, Role: pi.Role}
