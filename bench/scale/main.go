@@ -6,8 +6,10 @@
 // allocations per second). It prints figures beside their targets; it
 // asserts nothing, and exits non-zero only when it cannot run.
 //
-// The control plane alone (the FSM and the topology view fed with 10,000
-// databases on 100 nodes, without redis-servers) is not measured here yet.
+// First, the control plane alone (controlplane.go): the FSM and the
+// topology view fed with --cp-dbs databases on --cp-nodes nodes, without
+// redis-servers: apply latency, snapshot and restore, memory per database,
+// the cost of one state read. --control-plane-only stops there.
 package main
 
 import (
@@ -50,7 +52,19 @@ func main() {
 	flag.DurationVar(&o.readyTimeout, "ready-timeout", 10*time.Minute, "how long to wait for every instance to serve and sync")
 	flag.DurationVar(&o.settle, "settle", 5*time.Second, "wait before the at-rest window, once everything is ready")
 	flag.DurationVar(&o.rest, "rest", 30*time.Second, "at-rest window over which the leader's CPU and allocations are measured")
+	cpDBs := flag.Int("cp-dbs", 10000, "databases fed to the control plane alone")
+	cpNodes := flag.Int("cp-nodes", 100, "nodes of the control plane alone")
+	cpOnly := flag.Bool("control-plane-only", false, "measure the control plane alone, start no cluster")
 	flag.Parse()
+	if *cpDBs > 0 {
+		if err := controlPlane(*cpDBs, *cpNodes); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/scale: control plane:", err)
+			os.Exit(1)
+		}
+		if *cpOnly {
+			return
+		}
+	}
 	redis.SetLogger(quiet{})
 	// Ctrl-C (or SIGTERM) cancels the run; everything started is stopped
 	// and removed before exiting.

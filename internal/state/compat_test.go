@@ -146,3 +146,81 @@ func TestEventLogBounded(t *testing.T) {
 		t.Fatalf("since 0: %d", len(s))
 	}
 }
+
+// The placement index a run of commands keeps up to date equals the one
+// built from scratch, and it refuses what the full check refused.
+func TestPlacementIndexFollowsTheDatabases(t *testing.T) {
+	f := NewFSM()
+	idx := uint64(0)
+	apply := func(c Command) error {
+		idx++
+		return applyCmd(f, idx, c)
+	}
+	for _, id := range []string{"n1", "n2", "n3"} {
+		if err := apply(&UpsertNode{Node: testNode(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, name := range []string{"a", "b", "c", "d"} {
+		db := testDB(name, 7000+i)
+		db.ProxyPort = 6400 + i
+		if err := apply(&CreateDB{DB: db}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Unix(100, 0).UTC()
+	steps := []Command{
+		&DeleteDB{Name: "b"},
+		&Demote{ShardRef: ShardRef{Name: "a"}, From: "a-0-aaaaaa", Time: t0},
+		&Promote{ShardRef: ShardRef{Name: "a", Epoch: 1}, To: "a-0-bbbbbb", Time: t0},
+		&ReplaceInstance{ShardRef: ShardRef{Name: "a", Epoch: 1}, From: "a-0-aaaaaa", Add: &Instance{ID: "a-0-cccccc", Node: "n3", Port: 7001}},
+	}
+	for _, c := range steps {
+		if err := apply(c); err != nil {
+			t.Fatalf("%s: %v", c.Op(), err)
+		}
+	}
+	grown := testDB("c", 7002)
+	grown.ProxyPort, grown.Memory = 6402, 16<<20
+	if err := apply(&UpdateDB{DB: grown}); err != nil {
+		t.Fatal(err)
+	}
+	// b's ports and proxy port are free again; 7001 on n3 is a's now.
+	reuse := testDB("e", 7001)
+	reuse.ProxyPort = 6401
+	if err := apply(&CreateDB{DB: reuse}); err != nil {
+		t.Fatal(err)
+	}
+	taken := testDB("f", 7009)
+	taken.Shards[0].Instances[1].Node, taken.Shards[0].Instances[1].Port = "n3", 7001
+	if err := apply(&CreateDB{DB: taken}); err == nil || !strings.Contains(err.Error(), "port 7001 already used on node n3") {
+		t.Fatalf("taken port: %v", err)
+	}
+	proxy := testDB("g", 7010)
+	proxy.ProxyPort = 6402
+	if err := apply(&CreateDB{DB: proxy}); err == nil || !strings.Contains(err.Error(), "proxy port 6402 already used by c") {
+		t.Fatalf("taken proxy port: %v", err)
+	}
+	got, want := f.State().placed, buildPlacement(f.State().DBs)
+	for id, u := range got.nodes {
+		w := want.nodes[id]
+		if w == nil {
+			w = &nodeUse{}
+		}
+		if u.alloc != w.alloc || len(u.ports) != len(w.ports) {
+			t.Fatalf("node %s: alloc %d ports %v, rebuilt %d %v", id, u.alloc, u.ports, w.alloc, w.ports)
+		}
+		for p, db := range w.ports {
+			if u.ports[p] != db {
+				t.Fatalf("node %s port %d: %q, rebuilt %q", id, p, u.ports[p], db)
+			}
+		}
+	}
+	for k, b := range want.proxy {
+		for p, db := range b {
+			if got.proxyOwner(p) != db || len(got.proxy[k]) != len(b) {
+				t.Fatalf("proxy port %d: %q, rebuilt %q", p, got.proxyOwner(p), db)
+			}
+		}
+	}
+}

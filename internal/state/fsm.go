@@ -108,6 +108,7 @@ func (f *FSM) publish(idx uint64, next *State, evs []Event) {
 // state and returns the next state (cur itself when the command changed
 // nothing) and the events the command records. cur is never modified.
 func Step(cur *State, c Command) (*State, []Event, error) {
+	cur.placement() // before the copy, so the copy shares it
 	t := &txn{cur: cur, next: cur.shallow()}
 	if err := c.apply(t); err != nil {
 		return cur, nil, err
@@ -125,6 +126,7 @@ type txn struct {
 	dirty       bool
 	nodesCopied bool
 	dbsCopied   bool
+	placed      *placementWriter
 	events      []Event
 }
 
@@ -143,18 +145,30 @@ func (t *txn) putNode(n *Node) {
 }
 
 func (t *txn) putDB(db *Database) {
-	if !t.dbsCopied {
-		t.next.DBs, t.dbsCopied = maps.Clone(t.next.DBs), true
-	}
+	t.unplace(db.Name)
 	t.next.DBs[db.Name] = db
-	t.dirty = true
+	t.next.placed.add(db, t.placed)
 }
 
 func (t *txn) deleteDB(name string) {
+	t.unplace(name)
+	delete(t.next.DBs, name)
+}
+
+// unplace readies the databases and the placement index for a change of
+// one database, and takes that database's old placement out of the index.
+func (t *txn) unplace(name string) {
 	if !t.dbsCopied {
 		t.next.DBs, t.dbsCopied = maps.Clone(t.next.DBs), true
 	}
-	delete(t.next.DBs, name)
+	if t.placed == nil {
+		p := *t.next.placed
+		t.next.placed = &p
+		t.placed = &placementWriter{nodes: map[string]bool{}, buckets: map[int]bool{}}
+	}
+	if old, ok := t.next.DBs[name]; ok {
+		t.next.placed.remove(old, t.placed)
+	}
 	t.dirty = true
 }
 

@@ -23,6 +23,9 @@ type State struct {
 	// published: the events of the changes it holds are those up to it,
 	// so a reader pairs a state with its events without a race.
 	EventMark uint64 `json:"-"`
+	// placed indexes DBs (placement.go); built by the first Step that
+	// needs it and carried over, copied on write, by the next ones.
+	placed *placement
 }
 
 // CA is the cluster's certificate authority: the active CA signs node
@@ -69,6 +72,15 @@ func (s *State) Priority(node string) int {
 // New returns an empty state.
 func New() *State {
 	return &State{Nodes: map[string]*Node{}, DBs: map[string]*Database{}}
+}
+
+// placement returns the placement index, built on first use: a state
+// made by the FSM carries it from the state before.
+func (s *State) placement() *placement {
+	if s.placed == nil {
+		s.placed = buildPlacement(s.DBs)
+	}
+	return s.placed
 }
 
 // shallow returns a copy of the state's own fields: its maps and values
@@ -261,23 +273,35 @@ func (s *State) checkPlacement(db *Database) error {
 			return fmt.Errorf("database %s: shard %d has %d masters", db.Name, i, masters)
 		}
 	}
-	for name, other := range s.DBs {
-		if name == db.Name {
+	// What the other databases take, from the index: everything on these
+	// nodes minus what this database had before the change.
+	idx := s.placement()
+	if db.ProxyPort != 0 {
+		if owner := idx.proxyOwner(db.ProxyPort); owner != "" && owner != db.Name {
+			return fmt.Errorf("database %s: proxy port %d already used by %s", db.Name, db.ProxyPort, owner)
+		}
+	}
+	for np := range mine {
+		u, ok := idx.nodes[np.node]
+		if !ok {
 			continue
 		}
-		if db.ProxyPort != 0 && other.ProxyPort == db.ProxyPort {
-			return fmt.Errorf("database %s: proxy port %d already used by %s", db.Name, db.ProxyPort, name)
+		if owner, used := u.ports[np.port]; used && owner != db.Name {
+			return fmt.Errorf("database %s: port %d already used on node %s", db.Name, np.port, np.node)
 		}
-		for _, sh := range other.Shards {
+	}
+	if old, ok := s.DBs[db.Name]; ok {
+		for _, sh := range old.Shards {
 			for _, in := range sh.Instances {
-				if _, used := alloc[in.Node]; !used {
-					continue
+				if _, used := alloc[in.Node]; used {
+					alloc[in.Node] -= old.Memory
 				}
-				if mine[nodePort{in.Node, in.Port}] {
-					return fmt.Errorf("database %s: port %d already used on node %s", db.Name, in.Port, in.Node)
-				}
-				alloc[in.Node] += other.Memory
 			}
+		}
+	}
+	for id := range alloc {
+		if u, ok := idx.nodes[id]; ok {
+			alloc[id] += u.alloc
 		}
 	}
 	for _, id := range sortedKeys(alloc) {
