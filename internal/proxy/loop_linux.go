@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/resp"
 )
 
@@ -84,8 +83,8 @@ type loop struct {
 	// for that backend fail at once instead of each blocking the loop on a
 	// dial to a host that does not answer.
 	dialFailed map[string]dialFailure
-	// free holds finished requests for reuse: the hot path allocates none.
-	free []*request
+	// reqs holds finished requests for reuse: the hot path allocates none.
+	reqs requestPool
 	// tunnels: the pinned connections, for the connect timeout.
 	tunnels map[*lbackend]bool
 	// wakefd (an eventfd) wakes the loop from other goroutines: the
@@ -97,6 +96,76 @@ type loop struct {
 	readyMu sync.Mutex
 	ready   []tlsReady
 	pbuf    []byte
+}
+
+// client is one client connection of the event loop: its session (what
+// its commands mean) and the loop's bookkeeping for its socket.
+type client struct {
+	session
+	fd         int
+	in         []byte
+	inOff      int
+	out        []byte
+	closed     bool
+	closeAfter bool
+	lastActive time.Time
+	scratch    [][]byte
+	polling    uint32 // current epoll mask
+	dirty      bool   // listed for the loop's next write pass
+	// tunnel: the pinned backend connection the client's traffic is
+	// relayed to raw, once its session asked for one (pin).
+	tunnel *lbackend
+	// partial resumes checking an incomplete request; charged is what the
+	// client's input buffer holds of the node's Budget.
+	partial resp.CommandScanner
+	charged int64
+	// parked: waiting for the command table.
+	parked bool
+	// tls: the client's TLS session, driven by the loop (nil: plaintext).
+	tls *loopTLS
+}
+
+// loops is the event loop engine of one endpoint: one loop, or several
+// sharing the port (SO_REUSEPORT).
+type loops []*loop
+
+func startLoops(d *DB, r Route) (loops, error) {
+	var ls loops
+	addr := r.Addr
+	for i := 0; i < loopsPerDB(r); i++ {
+		lp, err := newLoop(d, addr)
+		if err != nil {
+			for _, o := range ls {
+				o.shutdown() // not running yet: only its sockets to close
+			}
+			return nil, err
+		}
+		if i == 0 {
+			addr = lp.addr // port 0: the others take the port the first got
+		}
+		ls = append(ls, lp)
+	}
+	for _, lp := range ls {
+		go lp.run()
+	}
+	return ls, nil
+}
+
+func (ls loops) addr() string { return ls[0].addr }
+func (ls loops) name() string { return "loop" }
+
+func (ls loops) wake() {
+	for _, lp := range ls {
+		lp.wake()
+	}
+}
+
+// close waits for the loops, which close everything of theirs once the
+// DB's context is cancelled.
+func (ls loops) close() {
+	for _, lp := range ls {
+		<-lp.done
+	}
 }
 
 // wake makes the loop look at its parked clients now.
@@ -121,56 +190,6 @@ func (l *loop) unpark() {
 		}
 	}
 }
-
-func (l *loop) newRequest() *request {
-	if n := len(l.free); n > 0 {
-		r := l.free[n-1]
-		l.free[n-1] = nil
-		l.free = l.free[:n-1]
-		return r
-	}
-	return &request{}
-}
-
-func (l *loop) freeRequest(r *request) {
-	if len(l.free) < 4096 {
-		*r = request{}
-		l.free = append(l.free, r)
-	}
-}
-
-type dialFailure struct {
-	at  time.Time
-	err error
-}
-
-// lbackend is a backend connection owned by the loop.
-type lbackend struct {
-	addr    string
-	fd      int
-	out     []byte
-	in      []byte
-	pending []*request
-	head    int
-	polling uint32 // current epoll mask
-	// tunnelOf is the client this connection is pinned to (raw relay);
-	// tunnelLogin: its AUTH answer has not been taken off the stream yet.
-	tunnelOf    *client
-	tunnelLogin bool
-	// unconfirmed: writes queued since the last WAIT (durability).
-	unconfirmed []*request
-	dirty       bool
-	dead        bool
-	scan        resp.Scanner // resumes a reply arriving in pieces
-	// connecting: a non-blocking connect in progress since dialed.
-	connecting bool
-	dialed     time.Time
-}
-
-// backendDeadline: the oldest request on a backend connection unanswered
-// this long fails the connection. Generous: a slow KEYS or a large SORT is
-// legitimate; a failover moves routes away from a dead master much sooner.
-const backendDeadline = 10 * time.Second
 
 // Backpressure: a client with this much unwritten output or this many
 // unanswered commands is not read from until it catches up; a pinned
@@ -198,30 +217,6 @@ func (l *loop) markB(b *lbackend) {
 		l.dirtyB = append(l.dirtyB, b)
 	}
 }
-
-func sockaddr(addr string) (unix.Sockaddr, int, error) {
-	host, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, 0, err
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil {
-		return nil, 0, err
-	}
-	ip := net.ParseIP(host)
-	if ip == nil {
-		return nil, 0, fmt.Errorf("not an IP address: %q", host)
-	}
-	if ip4 := ip.To4(); ip4 != nil {
-		sa := &unix.SockaddrInet4{Port: port}
-		copy(sa.Addr[:], ip4)
-		return sa, unix.AF_INET, nil
-	}
-	sa := &unix.SockaddrInet6{Port: port}
-	copy(sa.Addr[:], ip.To16())
-	return sa, unix.AF_INET6, nil
-}
-
 func newLoop(d *DB, addr string) (*loop, error) {
 	sa, family, err := sockaddr(addr)
 	if err != nil {
@@ -366,8 +361,8 @@ func (l *loop) addClient(fd int) *client {
 		unix.Close(fd)
 		return nil
 	}
-	c := &client{d: l.d, id: l.d.nextID.Add(1), lp: l, fd: fd, authed: l.d.topo.Load().route.Password == "", lastActive: time.Now(),
-		polling: unix.EPOLLIN | unix.EPOLLRDHUP}
+	c := &client{session: newSession(l.d), fd: fd, lastActive: time.Now(), polling: unix.EPOLLIN | unix.EPOLLRDHUP}
+	c.reqs = &l.reqs
 	l.clients[fd] = c
 	l.d.Stats.Connections.Add(1)
 	l.d.Stats.Accepted.Add(1)
@@ -453,7 +448,7 @@ func (l *loop) parse(c *client) {
 			c.closeAfter = true
 			break
 		}
-		if c.authed && len(args) > 0 && l.d.cmds.Load() == nil && (c.txn != nil || needsTable(args[0])) && l.d.ensureTable() {
+		if c.needsTableFirst(args) && l.d.ensureTable() {
 			// Not consumed: parsed again once the table is known.
 			c.parked = true
 			l.parked = append(l.parked, c)
@@ -471,12 +466,12 @@ func (l *loop) parse(c *client) {
 		l.d.Stats.Ops.Add(1)
 		before := len(c.pend)
 		c.dispatch(args)
-		c.raw = nil
-		if len(c.pend) > before {
-			// Latency counts from the pass in which the command arrived.
-			c.pend[len(c.pend)-1].start = l.now
-			c.pend[len(c.pend)-1].name = cmdName(args[0]) // interned for common commands: no allocation
+		for _, r := range c.takeQueued() {
+			r.owner = c
+			l.enqueue(r) // copies r.cmd: c.raw may point into c.in
 		}
+		c.raw = nil
+		c.stamp(before, l.now, args[0]) // latency counts from the pass in which the command arrived
 		if c.quit {
 			c.closeAfter = true
 		}
@@ -544,323 +539,6 @@ func (l *loop) charge(c *client) {
 	case d < 0:
 		b.give(-d)
 		c.charged = want
-	}
-}
-
-// connect starts a non-blocking connect to addr.
-func (l *loop) connect(addr string) (int, error) {
-	if tc := l.d.topo.Load().route.BackendTLS; tc != nil {
-		// redis-servers that speak TLS only: the loop talks to the
-		// plaintext side of a bridge that dials them.
-		return dialTLSBridge(addr, tc(addr))
-	}
-	sa, family, err := sockaddr(addr)
-	if err != nil {
-		return -1, err
-	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
-		unix.Close(fd)
-		return -1, fmt.Errorf("connect %s: %w", addr, err)
-	}
-	return fd, nil
-}
-
-// enqueue queues a request for a backend (dialled when first needed).
-func (l *loop) enqueue(addr string, r *request) {
-	b, err := l.backend(addr)
-	if err != nil {
-		r.err, r.finished = err, true
-		return
-	}
-	b.out = append(b.out, r.cmd...)
-	r.cmd = nil // copied; it may point into the client's input buffer
-	r.sent = l.now
-	b.pending = append(b.pending, r)
-	if r.write && l.d.topo.Load().route.Replicated {
-		r.held = true
-		b.unconfirmed = append(b.unconfirmed, r)
-	}
-	l.markB(b)
-}
-
-// confirm appends one WAIT after a backend's batch of writes: the writes
-// are answered only when it says a replica has them all.
-func (l *loop) confirm(b *lbackend) {
-	if len(b.unconfirmed) == 0 {
-		return
-	}
-	timeout := l.d.topo.Load().route.WaitTimeout
-	if timeout <= 0 {
-		timeout = time.Second
-	}
-	w := &request{cmd: resp.AppendCommand(nil, []byte("WAIT"), []byte("1"), []byte(strconv.FormatInt(timeout.Milliseconds(), 10))),
-		done: nop, waits: b.unconfirmed}
-	b.unconfirmed = nil
-	b.out = append(b.out, w.cmd...)
-	b.pending = append(b.pending, w)
-}
-
-// settle finishes the writes a WAIT held.
-func (l *loop) settle(w *request) {
-	n, ok := resp.Int(w.reply)
-	for _, r := range w.waits {
-		if r.err == nil && !resp.IsError(r.reply) && (!ok || n < 1 || w.err != nil) {
-			r.reply = resp.AppendError(nil, "NOREPLICAS the write was not confirmed by a replica in time (durability: replicated); it may or may not have been applied")
-			l.d.Stats.Errors.Add(1)
-		}
-		r.held, r.finished = false, true
-		if r.owner != nil && !r.owner.closed {
-			l.markC(r.owner)
-		}
-	}
-}
-
-func (l *loop) backend(addr string) (*lbackend, error) {
-	if b, ok := l.backends[addr]; ok {
-		return b, nil
-	}
-	if f, ok := l.dialFailed[addr]; ok && time.Since(f.at) < time.Second {
-		return nil, f.err
-	}
-	// Non-blocking connect: the loop never waits on a host that does not
-	// answer. AUTH is simply the first command of the connection's pipeline.
-	fd, err := l.connect(addr)
-	if err != nil {
-		l.dialFailed[addr] = dialFailure{at: time.Now(), err: err}
-		return nil, err
-	}
-	b := &lbackend{addr: addr, fd: fd, polling: unix.EPOLLIN | unix.EPOLLOUT, connecting: true, dialed: time.Now()}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: b.polling, Fd: int32(fd)}); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	login := &request{cmd: resp.AppendCommand(nil, []byte("AUTH"), []byte(redisconf.ProxyUser), []byte(l.d.topo.Load().route.Secret)),
-		done: nop, login: true}
-	b.out = append(b.out, login.cmd...)
-	b.pending = append(b.pending, login)
-	l.backends[addr] = b
-	l.byFD[fd] = b
-	return b, nil
-}
-
-// openTunnel gives c a backend connection of its own, logged in as the
-// proxy's restricted user (the client proved the database password already,
-// and gets data commands only, as through the shared connections), and
-// relays the pinning command and everything after it raw from now on. The
-// connect is non-blocking like the shared ones: AUTH goes first in the
-// pipeline and its answer is taken off the relayed stream.
-func (l *loop) openTunnel(c *client) {
-	t := l.d.topo.Load()
-	master := t.route.Shards[0].Master
-	fail := func(err error) {
-		c.pin = nil
-		c.answer(resp.AppendError(nil, "ERR backend unavailable: "+err.Error()))
-		c.closeAfter = true
-		l.markC(c)
-	}
-	if f, ok := l.dialFailed[master]; ok && time.Since(f.at) < time.Second {
-		fail(f.err)
-		return
-	}
-	fd, err := l.connect(master)
-	if err != nil {
-		fail(err)
-		return
-	}
-	b := &lbackend{addr: master, fd: fd, polling: unix.EPOLLIN | unix.EPOLLOUT, tunnelOf: c, connecting: true, dialed: l.now,
-		tunnelLogin: true}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: b.polling, Fd: int32(fd)}); err != nil {
-		unix.Close(fd)
-		fail(err)
-		return
-	}
-	l.byFD[fd] = b
-	l.tunnels[b] = true
-	c.tunnel = b
-	b.out = resp.AppendCommand(b.out, []byte("AUTH"), []byte(redisconf.ProxyUser), []byte(t.route.Secret))
-	b.out = append(append(b.out, c.pin...), c.in[c.inOff:]...)
-	c.pin, c.in, c.inOff = nil, nil, 0
-	l.markB(b)
-}
-
-// tunnelLoggedIn takes the AUTH answer off the front of a new tunnel's
-// input; false while it is incomplete or when the backend refused (the
-// client then gets the error and is closed).
-func (l *loop) tunnelLoggedIn(b *lbackend) bool {
-	end, err := b.scan.Scan(b.in)
-	if err == resp.ErrIncomplete {
-		return false
-	}
-	b.scan.Reset()
-	c := b.tunnelOf
-	if err != nil || resp.IsError(b.in[:end]) {
-		msg := "unreadable answer to AUTH"
-		if err == nil {
-			msg = "refused AUTH: " + trimCRLF(b.in[:end])
-		}
-		l.failBackend(b, fmt.Errorf("backend %s %s", b.addr, msg))
-		return false
-	}
-	b.tunnelLogin = false
-	c.out = append(c.out, b.in[end:]...)
-	b.in = nil
-	l.markC(c)
-	return true
-}
-
-func (l *loop) failBackend(b *lbackend, err error) {
-	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, b.fd, nil)
-	unix.Close(b.fd)
-	delete(l.byFD, b.fd)
-	b.dead = true
-	delete(l.tunnels, b)
-	if c := b.tunnelOf; c != nil {
-		// The pinned connection ended (QUIT, or the backend went away):
-		// so does the client's, once what was relayed is written. One that
-		// never got going says why.
-		if b.connecting || b.tunnelLogin {
-			c.out = resp.AppendError(c.out, "ERR backend unavailable: "+err.Error())
-		}
-		b.tunnelOf, c.tunnel = nil, nil
-		c.closeAfter = true
-		l.markC(c)
-		return
-	}
-	delete(l.backends, b.addr)
-	fail := func(r *request) {
-		r.err, r.finished, r.held = fmt.Errorf("backend %s: %w", b.addr, err), true, false
-		if r.owner != nil && !r.owner.closed {
-			l.markC(r.owner)
-		}
-	}
-	for _, r := range b.pending[b.head:] {
-		fail(r)
-		for _, h := range r.waits {
-			fail(h) // a held write whose confirmation is lost is not acknowledged
-		}
-	}
-	for _, r := range b.unconfirmed {
-		fail(r)
-	}
-	b.pending, b.head, b.unconfirmed = nil, 0, nil
-}
-
-func (l *loop) backendEvent(b *lbackend, events uint32) {
-	if b.connecting {
-		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
-			return
-		}
-		if soerr, err := unix.GetsockoptInt(b.fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || soerr != 0 {
-			if err == nil {
-				err = unix.Errno(soerr)
-			}
-			err = fmt.Errorf("connect %s: %w", b.addr, err)
-			l.dialFailed[b.addr] = dialFailure{at: time.Now(), err: err}
-			l.failBackend(b, err)
-			return
-		}
-		b.connecting = false
-		l.markB(b) // AUTH and whatever queued behind it can go now
-		return
-	}
-	if events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		n, err := rawRead(b.fd, l.rbuf)
-		if err == unix.EAGAIN {
-			return
-		}
-		if n <= 0 || err != nil {
-			if err == nil {
-				err = errors.New("connection closed")
-			}
-			l.failBackend(b, err)
-			return
-		}
-		if c := b.tunnelOf; c != nil {
-			if b.tunnelLogin {
-				b.in = append(b.in, l.rbuf[:n]...)
-				l.tunnelLoggedIn(b)
-				return
-			}
-			c.out = append(c.out, l.rbuf[:n]...)
-			l.markC(c)
-			return
-		}
-		b.in = append(b.in, l.rbuf[:n]...)
-		off := 0
-		for b.head < len(b.pending) {
-			end, err := b.scan.Scan(b.in[off:])
-			if err == resp.ErrIncomplete {
-				break
-			}
-			if err != nil {
-				l.failBackend(b, err)
-				return
-			}
-			b.scan.Reset()
-			reply := b.in[off : off+end]
-			r := b.pending[b.head]
-			b.pending[b.head] = nil
-			b.head++
-			off += len(reply)
-			if r.login {
-				if resp.IsError(reply) {
-					err := fmt.Errorf("backend %s refused AUTH: %s", b.addr, trimCRLF(reply))
-					l.dialFailed[b.addr] = dialFailure{at: time.Now(), err: err}
-					l.failBackend(b, err)
-					return
-				}
-				continue
-			}
-			if c := r.owner; c != nil && !c.closed && !r.held && r.waits == nil && len(c.pend) > 0 &&
-				c.pend[0].one == r && c.pend[0].merge == nil {
-				// The answer the client waits for next, as is: straight into its
-				// output, no copy kept.
-				if p := &c.pend[0]; !p.start.IsZero() {
-					l.d.lat.observe(time.Since(p.start), p.name)
-				}
-				c.out = append(c.out, reply...)
-				c.pend[0] = pending{}
-				c.pend = c.pend[1:]
-				l.markC(c)
-				// Nothing refers to r any more (not held, no WAIT, out of
-				// both queues): it is reused for the next command.
-				l.freeRequest(r)
-				continue
-			}
-			r.reply = append([]byte(nil), reply...)
-			if r.waits != nil {
-				r.finished = true
-				l.settle(r)
-				continue
-			}
-			if r.held {
-				continue // answered when its WAIT comes back
-			}
-			r.finished = true
-			if r.owner != nil && !r.owner.closed {
-				l.markC(r.owner)
-			}
-		}
-		rest := copy(b.in, b.in[off:])
-		b.in = b.in[:rest]
-		if cap(b.in) > 4<<20 && rest < 64<<10 {
-			b.in = append([]byte(nil), b.in...) // give back a peak's memory
-		}
-		switch {
-		case b.head == len(b.pending):
-			b.pending, b.head = b.pending[:0], 0
-		case b.head > len(b.pending)/2 && b.head > 1024:
-			b.pending = b.pending[:copy(b.pending, b.pending[b.head:])]
-			b.head = 0
-		}
-	}
-	if events&unix.EPOLLOUT != 0 {
-		l.markB(b)
 	}
 }
 

@@ -692,8 +692,8 @@ func TestSeveralLoops(t *testing.T) {
 	if n, err := px.DBSize(ctx).Result(); err != nil || n != 16 {
 		t.Fatalf("DBSIZE %d %v", n, err)
 	}
-	if len(d.lps) != 2 {
-		t.Fatalf("%d loops", len(d.lps))
+	if ls, ok := d.eng.(loops); !ok || len(ls) != 2 {
+		t.Fatalf("engine %T %v", d.eng, d.eng)
 	}
 }
 
