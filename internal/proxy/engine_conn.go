@@ -73,7 +73,11 @@ func (e *connEngine) accept() {
 		t := d.topo.Load()
 		if max := t.route.MaxClients; max > 0 && d.Stats.Connections.Load() >= int64(max) {
 			d.Stats.Rejected.Add(1)
-			_, _ = conn.Write([]byte("-ERR max number of clients reached\r\n"))
+			if t.route.TLS == nil {
+				// Not over TLS: that would be a handshake on the accepting
+				// goroutine, for a client refused anyway (as the loop does).
+				_, _ = conn.Write([]byte("-ERR max number of clients reached\r\n"))
+			}
 			conn.Close()
 			continue
 		}
@@ -126,6 +130,13 @@ func (c *connClient) serve() {
 			}
 			return
 		}
+		if max := c.r.MaxSize; max > 0 && inlineSize(args) > max {
+			// Only an inline command gets here this large (the reader bounds
+			// RESP ones by MaxSize): refused, as the event loop refuses it.
+			c.flush()
+			_, _ = c.conn.Write(resp.AppendError(nil, "ERR Protocol error: too big inline request"))
+			return
+		}
 		d.Stats.Ops.Add(1)
 		if c.needsTableFirst(args) {
 			_, _ = d.table(d.ctx) // dispatch says so when it failed
@@ -149,6 +160,16 @@ func (c *connClient) serve() {
 		}
 	}
 	c.flush()
+}
+
+// inlineSize is the length of the inline line args came from, give or
+// take quoting.
+func inlineSize(args [][]byte) int {
+	n := len(args) - 1
+	for _, a := range args {
+		n += len(a)
+	}
+	return n
 }
 
 // sendQueued batches what the last command queued per backend connection.
