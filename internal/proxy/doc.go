@@ -5,9 +5,10 @@
 //
 // The package has two halves. What a command means is decided by a
 // client's session, which never touches a socket; how bytes move is an
-// engine's business, which never looks inside a command. An engine reads
-// a command, calls session.dispatch, sends the backend requests the
-// session queued and writes the answers in order.
+// engine's business, which never decides what a command means. An engine
+// reads a command, calls session.dispatch, sends the backend requests the
+// session queued and writes the answers in order. (session_test.go
+// dispatches on a session with no engine and no socket at all.)
 //
 // What a command means:
 //
@@ -32,7 +33,9 @@
 //   - proxy.go: DB (one database's proxy): Listen, Update, Close; the
 //     engine interface, the DB's only view of an engine.
 //   - loop_linux.go: the event loop engine (default on Linux): one epoll
-//     loop owns the endpoint's client and backend sockets.
+//     loop owns the endpoint's client and backend sockets; its passes.
+//   - loop_client_linux.go: the loop's clients: accept, read, cut commands
+//     out of the input, dispatch, the input budget.
 //   - loop_backend_linux.go: the loop's backend connections.
 //   - loop_tunnel_linux.go: the loop's pinned connections.
 //   - loop_tls_linux.go: TLS clients driven by the loop.

@@ -79,8 +79,16 @@ func (e *endpoint) start(t *testing.T, shards ...string) (*DB, *redis.Client) {
 	return d, cl
 }
 
-// options adds the case's TLS settings to o.
+// slowMachine bounds a test client's reads: generous, since the tests
+// share a small machine (and -race) and assert answers, not timings.
+const slowMachine = 30 * time.Second
+
+// options adds the case's TLS settings to o, and a read timeout for a
+// loaded machine unless o has one.
 func (e *endpoint) options(o *redis.Options) *redis.Options {
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = slowMachine
+	}
 	if e.tls {
 		o.TLSConfig = e.clientTLS()
 	}
@@ -130,6 +138,6 @@ func testRoute(host string, shards ...string) Route {
 func (e *endpoint) raw(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	c := e.dial(t, addr)
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(slowMachine))
 	return c, bufio.NewReader(c)
 }
