@@ -54,12 +54,13 @@
 // Both engines serve every feature the same way (the tests run one
 // comparison suite on each, plaintext and TLS): the commands, pinned
 // connections on single-shard databases, durability replicated, fencing,
-// read/write split, TLS to clients and to redis-servers, client limits and
-// latency. What differs is how each protects itself, by construction:
+// read/write split, TLS to clients and to redis-servers, client limits,
+// latency and the slow log. What differs is how each protects itself:
 // only the loop serves an endpoint with several threads (Route.Loops),
-// charges the node's Budget for buffered input, stops reading clients that
-// do not read their answers, fails a backend silent for 10 s and does not
-// redial a failed one for a second, and applies the idle timeout to pinned
-// connections; the goroutine engine relies on its blocking reads and
-// writes for those.
+// charges the node's Budget for buffered input, stops reading a client
+// that does not read its answers, fails a backend silent for 10 s, does
+// not dial a failed backend again for a second (the goroutine engine dials
+// at each command, up to its 1 s timeout), and applies the idle timeout to
+// pinned connections. The goroutine engine serves where there is no epoll,
+// or when a Route asks for it; production on Linux runs the loop.
 package proxy

@@ -174,7 +174,8 @@ func inlineSize(args [][]byte) int {
 
 // sendQueued batches what the last command queued per backend connection.
 func (c *connClient) sendQueued() {
-	for _, r := range c.takeQueued() {
+	defer c.sent()
+	for _, r := range c.queued {
 		c.wg.Add(1)
 		r.done = c.wg.Done
 		bc := c.conns[r.addr]

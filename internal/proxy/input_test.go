@@ -74,7 +74,8 @@ func loggedIn(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 // The node's budget for incomplete client input: two clients each
 // sending the start of a large request; the one that would exceed the
 // budget is refused and closed, the other goes on, and the budget is
-// free again once they are gone.
+// free again once they are gone. The event loop charges the budget (doc.go),
+// so on the loop only.
 func TestInputBudget(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
 	d, _ := startProxy(t, host, backend(t, host))

@@ -175,10 +175,11 @@ func (l *loop) parse(c *client) {
 		l.d.Stats.Ops.Add(1)
 		before := len(c.pend)
 		c.dispatch(args)
-		for _, r := range c.takeQueued() {
+		for _, r := range c.queued {
 			r.owner = c
 			l.enqueue(r) // copies r.cmd: c.raw may point into c.in
 		}
+		c.sent()
 		c.raw = nil
 		c.stamp(before, l.now, args[0]) // latency counts from the pass in which the command arrived
 		if c.quit {

@@ -677,7 +677,8 @@ func TestLimitsAndStats(t *testing.T) {
 	})
 }
 
-// Several event loops share the port; each has its own backends.
+// Several event loops share the port; each has its own backends (the
+// event loop only).
 func TestSeveralLoops(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
 	b0, b1 := backend(t, host), backend(t, host)
@@ -856,6 +857,7 @@ func TestUnreachableBackendFailsFast(t *testing.T) {
 
 // A backend that accepts and logs in but then never answers (a host gone
 // silent) fails its requests after the deadline; other shards keep serving.
+// The event loop's own protection (doc.go), so on the loop only.
 func TestSilentBackendDeadline(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
 	good := backend(t, host)

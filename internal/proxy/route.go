@@ -38,11 +38,13 @@ type Route struct {
 	WaitTimeout time.Duration
 	// Loops is how many event loops serve the endpoint (default 1).
 	Loops int
-	// TLS, when set, makes the endpoint speak TLS to clients (the event
-	// loop serves them through a bridge, with every feature).
+	// TLS, when set, makes the endpoint speak TLS to clients, with every
+	// feature of a plaintext endpoint, on either engine.
 	TLS *tls.Config `json:"-"`
 	// Engine is "loop" (default on Linux: one epoll loop per database owns
-	// its client and backend sockets) or "goroutine" (a goroutine per client).
+	// its client and backend sockets) or "goroutine" (a goroutine per
+	// client; the only one elsewhere). Both serve the same commands and
+	// features; doc.go says how they differ.
 	Engine string
 	// Fenced, when set, says whether this node holds no lease: its masters
 	// take no writes then, and the proxy refuses writes to them at once

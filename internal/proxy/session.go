@@ -11,9 +11,9 @@ import (
 // engine moves its bytes: login, name, transaction, the pinning request
 // and the answers it is owed, in order. Meaning code (dispatch, conncmds,
 // txn, multikey) works on a session only; it never reads or writes a
-// socket. What it sends to backends it queues (send); the engine takes
-// the queue after each command (takeQueued) and delivers it its own way,
-// so the hot path has no interface call and no engine branch.
+// socket. What it sends to backends it queues (send); after each command
+// the engine delivers the queue its own way and empties it (sent), so the
+// hot path has no interface call and no engine branch.
 type session struct {
 	d      *DB
 	id     uint64
@@ -138,11 +138,11 @@ func (c *session) send(addr string, cmd []byte) *request {
 	return r
 }
 
-// takeQueued hands the engine what the last command queued, and forgets it.
-func (c *session) takeQueued() []*request {
-	q := c.queued
+// sent forgets what the last command queued, once the engine has taken
+// it (no reference kept: a request may hold a large reply).
+func (c *session) sent() {
+	clear(c.queued)
 	c.queued = c.queued[:0]
-	return q
 }
 
 // needsTableFirst says whether args cannot be dispatched before the
