@@ -13,27 +13,8 @@ import (
 	"github.com/marina-redis/marina/internal/resp"
 )
 
-// request is one command on its way to a backend. The reply (raw RESP) or
-// the error is set before done is called.
-type request struct {
-	cmd   []byte
-	reply []byte
-	err   error
-	done  func()
-	// Event loop engine: the client waiting for it, and whether the reply
-	// (or error) is in. Only the loop goroutine touches them.
-	owner    *client
-	finished bool
-	// Durability (loop engine): a write is held until a WAIT after it
-	// says a replica has it; wait is that WAIT, holding its writes.
-	write bool
-	held  bool
-	waits []*request
-	// login: the AUTH a new backend connection starts with (loop engine);
-	// an error reply fails the connection.
-	login bool
-	sent  time.Time // loop engine: when it was queued, for the deadline
-}
+// The goroutine engine's backend connections (the command table's fetch
+// uses them on both engines).
 
 // backendConn multiplexes many clients' commands over one connection.
 // Senders write themselves, combined: whoever finds no write in progress
@@ -57,10 +38,22 @@ type backendConn struct {
 var errBackendClosed = errors.New("backend connection closed")
 
 func dialBackend(ctx context.Context, addr, user, pw string, tc *tls.Config) (*backendConn, error) {
+	conn, rd, err := dialLogin(ctx, addr, user, pw, tc)
+	if err != nil {
+		return nil, err
+	}
+	b := &backendConn{addr: addr, conn: conn, inflight: make(chan *request, 1<<16), closed: make(chan struct{})}
+	go b.readLoop(rd)
+	return b, nil
+}
+
+// dialLogin connects to the redis-server at addr (over TLS when tc is
+// set) and logs in as user, before the connection carries any traffic.
+func dialLogin(ctx context.Context, addr, user, pw string, tc *tls.Config) (net.Conn, *resp.Reader, error) {
 	d := net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if t, ok := conn.(*net.TCPConn); ok {
 		_ = t.SetNoDelay(true)
@@ -72,30 +65,27 @@ func dialBackend(ctx context.Context, addr, user, pw string, tc *tls.Config) (*b
 		cancel()
 		if err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("TLS with %s: %w", addr, err)
+			return nil, nil, fmt.Errorf("TLS with %s: %w", addr, err)
 		}
 		conn = c
 	}
-	// Authenticate synchronously before the connection carries traffic.
 	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := conn.Write(resp.AppendCommand(nil, []byte("AUTH"), []byte(user), []byte(pw))); err != nil {
 		conn.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	rd := resp.NewReader(conn, 64<<10)
 	rep, err := rd.ReadReply(nil)
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	if resp.IsError(rep) {
 		conn.Close()
-		return nil, fmt.Errorf("backend %s refused AUTH: %s", addr, trimCRLF(rep))
+		return nil, nil, fmt.Errorf("backend %s refused AUTH: %s", addr, trimCRLF(rep))
 	}
 	_ = conn.SetDeadline(time.Time{})
-	b := &backendConn{addr: addr, conn: conn, inflight: make(chan *request, 1<<16), closed: make(chan struct{})}
-	go b.readLoop(rd)
-	return b, nil
+	return conn, rd, nil
 }
 
 func trimCRLF(b []byte) string {

@@ -1,9 +1,13 @@
 package proxy
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/resp"
@@ -197,3 +201,94 @@ func deniedSet() map[string]bool {
 }
 
 var crlf = []byte("\r\n")
+
+// The command table is learned once per endpoint from a backend, off the
+// event loop: ensureTable starts it in the background (the loop parks the
+// clients that need it), table fetches it in line (the goroutine engine).
+
+// ensureTable makes sure the command table is known or being learned in
+// the background, and says whether a client should wait for it (false:
+// it is known, or no backend answered a moment ago and the command gets
+// that error at once).
+func (d *DB) ensureTable() bool {
+	if d.cmds.Load() != nil {
+		return false
+	}
+	if last := d.tableFailed.Load(); last != 0 && time.Since(time.Unix(0, last)) < time.Second {
+		return false
+	}
+	if d.fetching.CompareAndSwap(false, true) {
+		go func() {
+			_, err := d.table(d.ctx)
+			if err != nil {
+				d.log.Warn("command table", "err", err)
+			}
+			d.fetching.Store(false)
+			d.eng.wake()
+		}()
+	}
+	return true
+}
+
+// needsTable says whether dispatching a command looks it up in the
+// command table (the proxy answers the others itself; see dispatch).
+func needsTable(name []byte) bool {
+	switch strings.ToLower(string(name)) {
+	case "auth", "hello", "quit", "ping", "echo", "select", "client":
+		return false
+	}
+	return true
+}
+
+// table is the command table for dispatch. A session never fetches it
+// itself: its engine has it learned before dispatching a command that
+// needs it (needsTableFirst), and gets this error when no backend answered.
+func (c *session) table() (cmdTable, error) {
+	if t := c.d.cmds.Load(); t != nil {
+		return *t, nil
+	}
+	return nil, errors.New("no backend answered COMMAND a moment ago; retry shortly")
+}
+
+// table returns the command table, learned from a backend on first use.
+func (d *DB) table(ctx context.Context) (cmdTable, error) {
+	if t := d.cmds.Load(); t != nil {
+		return *t, nil
+	}
+	if last := d.tableFailed.Load(); last != 0 && time.Since(time.Unix(0, last)) < time.Second {
+		return nil, errors.New("no backend answered COMMAND a moment ago; retry shortly")
+	}
+	topo := d.topo.Load()
+	var lastErr error
+	for _, sh := range topo.route.Shards {
+		for _, addr := range append([]string{sh.Master}, sh.Replicas...) {
+			if addr == "" {
+				continue
+			}
+			raw, err := d.roundTrip(ctx, addr, 0, resp.AppendCommand(nil, []byte("COMMAND")))
+			if err == nil {
+				var t cmdTable
+				if t, err = parseCommandTable(raw); err == nil {
+					d.cmds.Store(&t)
+					return t, nil
+				}
+			}
+			lastErr = err
+		}
+	}
+	d.tableFailed.Store(time.Now().UnixNano())
+	return nil, fmt.Errorf("no backend answered COMMAND: %v", lastErr)
+}
+
+func (d *DB) roundTrip(ctx context.Context, addr string, id uint64, cmd []byte) ([]byte, error) {
+	c, err := d.pool(addr).get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	r := &request{cmd: cmd, done: wg.Done}
+	c.send([]*request{r})
+	wg.Wait()
+	return r.reply, r.err
+}

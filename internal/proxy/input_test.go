@@ -27,49 +27,37 @@ func rawConn(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 }
 
 // Before AUTH a client gets Redis's own small limits (10 arguments of
-// 16 KiB), on both engines: the attack was one request of 512 MiB per
+// 16 KiB), on every engine: the attack was one request of 512 MiB per
 // connection, before any password.
 func TestUnauthenticatedRequestsAreSmall(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
 	b := backend(t, host)
-	for _, engine := range []string{"loop", "goroutine"} {
-		t.Run(engine, func(t *testing.T) {
-			d, _ := startProxy(t, host, b)
-			r := d.topo.Load().route
-			r.Engine = engine
-			if engine == "goroutine" {
-				d.Close()
-				var err error
-				if d, err = Listen(r, testutil.Logger()); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(d.Close)
+	onEngines(t, host, func(t *testing.T, e *endpoint) {
+		d, _ := e.start(t, b)
+		for _, c := range []struct{ in, want string }{
+			{"*11\r\n", "-ERR Protocol error: unauthenticated multibulk length"},
+			{"*2\r\n$3\r\nGET\r\n$16385\r\n", "-ERR Protocol error: unauthenticated bulk length"},
+			{"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", "-NOAUTH"},
+		} {
+			conn, rd := e.raw(t, d.Addr())
+			if _, err := conn.Write([]byte(c.in)); err != nil {
+				t.Fatal(err)
 			}
-			for _, c := range []struct{ in, want string }{
-				{"*11\r\n", "-ERR Protocol error: unauthenticated multibulk length"},
-				{"*2\r\n$3\r\nGET\r\n$16385\r\n", "-ERR Protocol error: unauthenticated bulk length"},
-				{"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", "-NOAUTH"},
-			} {
-				conn, rd := rawConn(t, d.Addr())
-				if _, err := conn.Write([]byte(c.in)); err != nil {
-					t.Fatal(err)
-				}
-				line, err := rd.ReadString('\n')
-				if err != nil || !strings.HasPrefix(line, c.want) {
-					t.Errorf("%q: %q %v, want %q", c.in, line, err, c.want)
-				}
+			line, err := rd.ReadString('\n')
+			if err != nil || !strings.HasPrefix(line, c.want) {
+				t.Errorf("%q: %q %v, want %q", c.in, line, err, c.want)
 			}
-			// Logged in, the same request is fine.
-			conn, rd := rawConn(t, d.Addr())
-			big := strings.Repeat("v", 20000)
-			fmt.Fprintf(conn, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n", len(testPW), testPW, len(big), big)
-			for _, want := range []string{"+OK", "+OK"} {
-				if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, want) {
-					t.Fatalf("after AUTH: %q %v", line, err)
-				}
+		}
+		// Logged in, the same request is fine.
+		conn, rd := e.raw(t, d.Addr())
+		big := strings.Repeat("v", 20000)
+		fmt.Fprintf(conn, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n", len(testPW), testPW, len(big), big)
+		for _, want := range []string{"+OK", "+OK"} {
+			if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, want) {
+				t.Fatalf("after AUTH: %q %v", line, err)
 			}
-		})
-	}
+		}
+	})
 }
 
 // loggedIn is a raw client of addr that has sent AUTH with the password.
@@ -86,7 +74,8 @@ func loggedIn(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
 // The node's budget for incomplete client input: two clients each
 // sending the start of a large request; the one that would exceed the
 // budget is refused and closed, the other goes on, and the budget is
-// free again once they are gone.
+// free again once they are gone. The event loop charges the budget (doc.go),
+// so on the loop only.
 func TestInputBudget(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
 	d, _ := startProxy(t, host, backend(t, host))
@@ -131,36 +120,38 @@ func TestInputBudget(t *testing.T) {
 // followed by the resumable scanner, then parsed once).
 func TestRequestInPieces(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
-	d, px := startProxy(t, host, backend(t, host))
-	r := d.topo.Load().route
-	r.MaxRequest = 64 << 20
-	d.Update(r)
-	conn, rd := rawConn(t, d.Addr())
-	var b strings.Builder
-	fmt.Fprintf(&b, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(testPW), testPW)
-	const n = 100000
-	fmt.Fprintf(&b, "*%d\r\n$4\r\nMSET\r\n", 2*n+1)
-	for i := 0; i < n; i++ {
-		k, v := fmt.Sprintf("key:%d", i), fmt.Sprint(i)
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n$%d\r\n%s\r\n", len(k), k, len(v), v)
-	}
-	in := b.String()
-	for len(in) > 0 {
-		m := min(len(in), 1000)
-		if _, err := conn.Write([]byte(in[:m])); err != nil {
-			all, _ := io.ReadAll(rd)
-			t.Fatalf("%v (answered %q)", err, all)
+	onEngines(t, host, func(t *testing.T, e *endpoint) {
+		d, px := e.start(t, backend(t, host))
+		r := d.topo.Load().route
+		r.MaxRequest = 64 << 20
+		d.Update(r)
+		conn, rd := e.raw(t, d.Addr())
+		var b strings.Builder
+		fmt.Fprintf(&b, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(testPW), testPW)
+		const n = 100000
+		fmt.Fprintf(&b, "*%d\r\n$4\r\nMSET\r\n", 2*n+1)
+		for i := 0; i < n; i++ {
+			k, v := fmt.Sprintf("key:%d", i), fmt.Sprint(i)
+			fmt.Fprintf(&b, "$%d\r\n%s\r\n$%d\r\n%s\r\n", len(k), k, len(v), v)
 		}
-		in = in[m:]
-	}
-	for i := 0; i < 2; i++ {
-		if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
-			t.Fatalf("reply %d: %q %v", i, line, err)
+		in := b.String()
+		for len(in) > 0 {
+			m := min(len(in), 1000)
+			if _, err := conn.Write([]byte(in[:m])); err != nil {
+				all, _ := io.ReadAll(rd)
+				t.Fatalf("%v (answered %q)", err, all)
+			}
+			in = in[m:]
 		}
-	}
-	if v, err := px.Get(context.Background(), "key:99999").Result(); err != nil || v != "99999" {
-		t.Fatalf("GET: %q %v", v, err)
-	}
+		for i := 0; i < 2; i++ {
+			if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+				t.Fatalf("reply %d: %q %v", i, line, err)
+			}
+		}
+		if v, err := px.Get(context.Background(), "key:99999").Result(); err != nil || v != "99999" {
+			t.Fatalf("GET: %q %v", v, err)
+		}
+	})
 }
 
 // The event loop never waits on a backend for the command table: while

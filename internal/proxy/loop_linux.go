@@ -11,9 +11,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/marina-redis/marina/internal/redisconf"
-	"github.com/marina-redis/marina/internal/resp"
 )
 
 const loopSupported = true
@@ -84,8 +81,8 @@ type loop struct {
 	// for that backend fail at once instead of each blocking the loop on a
 	// dial to a host that does not answer.
 	dialFailed map[string]dialFailure
-	// free holds finished requests for reuse: the hot path allocates none.
-	free []*request
+	// reqs holds finished requests for reuse: the hot path allocates none.
+	reqs requestPool
 	// tunnels: the pinned connections, for the connect timeout.
 	tunnels map[*lbackend]bool
 	// wakefd (an eventfd) wakes the loop from other goroutines: the
@@ -97,6 +94,49 @@ type loop struct {
 	readyMu sync.Mutex
 	ready   []tlsReady
 	pbuf    []byte
+}
+
+// loops is the event loop engine of one endpoint: one loop, or several
+// sharing the port (SO_REUSEPORT).
+type loops []*loop
+
+func startLoops(d *DB, r Route) (loops, error) {
+	var ls loops
+	addr := r.Addr
+	for i := 0; i < loopsPerDB(r); i++ {
+		lp, err := newLoop(d, addr)
+		if err != nil {
+			for _, o := range ls {
+				o.shutdown() // not running yet: only its sockets to close
+			}
+			return nil, err
+		}
+		if i == 0 {
+			addr = lp.addr // port 0: the others take the port the first got
+		}
+		ls = append(ls, lp)
+	}
+	for _, lp := range ls {
+		go lp.run()
+	}
+	return ls, nil
+}
+
+func (ls loops) addr() string { return ls[0].addr }
+func (ls loops) name() string { return "loop" }
+
+func (ls loops) wake() {
+	for _, lp := range ls {
+		lp.wake()
+	}
+}
+
+// close waits for the loops, which close everything of theirs once the
+// DB's context is cancelled.
+func (ls loops) close() {
+	for _, lp := range ls {
+		<-lp.done
+	}
 }
 
 // wake makes the loop look at its parked clients now.
@@ -121,56 +161,6 @@ func (l *loop) unpark() {
 		}
 	}
 }
-
-func (l *loop) newRequest() *request {
-	if n := len(l.free); n > 0 {
-		r := l.free[n-1]
-		l.free[n-1] = nil
-		l.free = l.free[:n-1]
-		return r
-	}
-	return &request{}
-}
-
-func (l *loop) freeRequest(r *request) {
-	if len(l.free) < 4096 {
-		*r = request{}
-		l.free = append(l.free, r)
-	}
-}
-
-type dialFailure struct {
-	at  time.Time
-	err error
-}
-
-// lbackend is a backend connection owned by the loop.
-type lbackend struct {
-	addr    string
-	fd      int
-	out     []byte
-	in      []byte
-	pending []*request
-	head    int
-	polling uint32 // current epoll mask
-	// tunnelOf is the client this connection is pinned to (raw relay);
-	// tunnelLogin: its AUTH answer has not been taken off the stream yet.
-	tunnelOf    *client
-	tunnelLogin bool
-	// unconfirmed: writes queued since the last WAIT (durability).
-	unconfirmed []*request
-	dirty       bool
-	dead        bool
-	scan        resp.Scanner // resumes a reply arriving in pieces
-	// connecting: a non-blocking connect in progress since dialed.
-	connecting bool
-	dialed     time.Time
-}
-
-// backendDeadline: the oldest request on a backend connection unanswered
-// this long fails the connection. Generous: a slow KEYS or a large SORT is
-// legitimate; a failover moves routes away from a dead master much sooner.
-const backendDeadline = 10 * time.Second
 
 // Backpressure: a client with this much unwritten output or this many
 // unanswered commands is not read from until it catches up; a pinned
@@ -198,30 +188,6 @@ func (l *loop) markB(b *lbackend) {
 		l.dirtyB = append(l.dirtyB, b)
 	}
 }
-
-func sockaddr(addr string) (unix.Sockaddr, int, error) {
-	host, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, 0, err
-	}
-	port, err := strconv.Atoi(p)
-	if err != nil {
-		return nil, 0, err
-	}
-	ip := net.ParseIP(host)
-	if ip == nil {
-		return nil, 0, fmt.Errorf("not an IP address: %q", host)
-	}
-	if ip4 := ip.To4(); ip4 != nil {
-		sa := &unix.SockaddrInet4{Port: port}
-		copy(sa.Addr[:], ip4)
-		return sa, unix.AF_INET, nil
-	}
-	sa := &unix.SockaddrInet6{Port: port}
-	copy(sa.Addr[:], ip.To16())
-	return sa, unix.AF_INET6, nil
-}
-
 func newLoop(d *DB, addr string) (*loop, error) {
 	sa, family, err := sockaddr(addr)
 	if err != nil {
@@ -334,534 +300,6 @@ func (l *loop) shutdown() {
 	unix.Close(l.lnfd)
 	unix.Close(l.wakefd)
 	unix.Close(l.epfd)
-}
-
-func (l *loop) accept() {
-	for {
-		fd, _, err := unix.Accept4(l.lnfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-		if err != nil {
-			return // EAGAIN: no more pending connections
-		}
-		t := l.d.topo.Load()
-		if max := t.route.MaxClients; max > 0 && l.d.Stats.Connections.Load() >= int64(max) {
-			l.d.Stats.Rejected.Add(1)
-			if t.route.TLS == nil {
-				_, _ = unix.Write(fd, []byte("-ERR max number of clients reached\r\n"))
-			}
-			unix.Close(fd)
-			continue
-		}
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-		if t.route.TLS != nil {
-			l.startTLS(fd, t.route.TLS) // the loop takes it over after the handshake
-			continue
-		}
-		l.addClient(fd)
-	}
-}
-
-// addClient starts serving a connected client socket.
-func (l *loop) addClient(fd int) *client {
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
-		unix.Close(fd)
-		return nil
-	}
-	c := &client{d: l.d, id: l.d.nextID.Add(1), lp: l, fd: fd, authed: l.d.topo.Load().route.Password == "", lastActive: time.Now(),
-		polling: unix.EPOLLIN | unix.EPOLLRDHUP}
-	l.clients[fd] = c
-	l.d.Stats.Connections.Add(1)
-	l.d.Stats.Accepted.Add(1)
-	return c
-}
-
-func (l *loop) closeClient(c *client) {
-	if c.closed {
-		return
-	}
-	c.closed = true
-	if c.tunnel != nil {
-		t := c.tunnel
-		c.tunnel, t.tunnelOf = nil, nil
-		_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, t.fd, nil)
-		unix.Close(t.fd)
-		delete(l.byFD, t.fd)
-		delete(l.tunnels, t)
-		t.dead = true
-	}
-	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
-	unix.Close(c.fd)
-	delete(l.clients, c.fd)
-	l.d.Stats.Connections.Add(-1)
-	if b := l.d.topo.Load().route.Input; b != nil && c.charged > 0 {
-		b.give(c.charged)
-		c.charged = 0
-	}
-	c.in = nil // a large buffer goes back to the allocator now
-}
-
-// clientData serves bytes a client sent (decrypted, for a TLS client).
-func (l *loop) clientData(c *client, data []byte) {
-	c.lastActive = l.now
-	if c.tunnel != nil {
-		c.tunnel.out = append(c.tunnel.out, data...)
-		l.markB(c.tunnel)
-		return
-	}
-	c.in = append(c.in, data...)
-	if !c.parked {
-		l.parse(c)
-	}
-}
-
-func (l *loop) clientEvent(c *client, events uint32) {
-	if events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 {
-		n, err := rawRead(c.fd, l.rbuf)
-		if err == unix.EAGAIN {
-			return
-		}
-		if n <= 0 || err != nil {
-			l.closeClient(c)
-			return
-		}
-		if c.tls != nil {
-			c.tls.io.in = append(c.tls.io.in, l.rbuf[:n]...)
-			l.tlsDrain(c)
-		} else {
-			l.clientData(c, l.rbuf[:n])
-		}
-	}
-	if events&unix.EPOLLOUT != 0 {
-		l.markC(c)
-	}
-}
-
-// parse routes every complete command in the client's input.
-func (l *loop) parse(c *client) {
-	t := l.d.topo.Load()
-	max := t.route.MaxRequest
-	for !c.closeAfter && c.pin == nil && c.tunnel == nil {
-		args, n, err := l.next(c, max)
-		if err == resp.ErrIncomplete {
-			if max > 0 && len(c.in)-c.inOff > max+(64<<10) {
-				c.answer(resp.AppendError(nil, "ERR Protocol error: request larger than the limit"))
-				c.closeAfter = true
-			}
-			break
-		}
-		if err != nil {
-			c.answer(resp.AppendError(nil, "ERR "+err.Error()))
-			c.closeAfter = true
-			break
-		}
-		if c.authed && len(args) > 0 && l.d.cmds.Load() == nil && (c.txn != nil || needsTable(args[0])) && l.d.ensureTable() {
-			// Not consumed: parsed again once the table is known.
-			c.parked = true
-			l.parked = append(l.parked, c)
-			break
-		}
-		if c.in[c.inOff] == '*' {
-			c.raw = c.in[c.inOff : c.inOff+n]
-		}
-		c.inOff += n
-		c.scratch = args
-		if len(args) == 0 {
-			c.raw = nil
-			continue
-		}
-		l.d.Stats.Ops.Add(1)
-		before := len(c.pend)
-		c.dispatch(args)
-		c.raw = nil
-		if len(c.pend) > before {
-			// Latency counts from the pass in which the command arrived.
-			c.pend[len(c.pend)-1].start = l.now
-			c.pend[len(c.pend)-1].name = cmdName(args[0]) // interned for common commands: no allocation
-		}
-		if c.quit {
-			c.closeAfter = true
-		}
-	}
-	// Keep the unparsed tail at the start of the buffer.
-	if c.inOff > 0 {
-		rest := copy(c.in, c.in[c.inOff:])
-		c.in = c.in[:rest]
-		c.inOff = 0
-		if cap(c.in) > 1<<20 && rest < 4096 {
-			c.in = append([]byte(nil), c.in...)
-		}
-	}
-	l.charge(c)
-	l.markC(c)
-}
-
-// next parses the client's next command. A complete one is parsed at
-// once; an incomplete one is followed by the resumable scanner as bytes
-// arrive and parsed once it is whole, so its cost stays linear in its
-// size. A client that has not logged in gets Redis's small limits.
-func (l *loop) next(c *client, max int) ([][]byte, int, error) {
-	rest, unauth := c.in[c.inOff:], !c.authed
-	if c.partial.Active() {
-		n, err := c.partial.Scan(rest, max, unauth)
-		if err != nil {
-			return nil, 0, err
-		}
-		c.partial.Reset()
-		rest = rest[:n]
-	}
-	args, n, err := resp.ParseCommandAs(rest, max, unauth, c.scratch[:0])
-	if err == resp.ErrIncomplete {
-		_, err = c.partial.Scan(rest, max, unauth)
-	}
-	return args, n, err
-}
-
-// freeInput is what a client may buffer without charging the node's budget.
-const freeInput = 4 << 10
-
-// charge keeps the node's input budget in step with what c holds; a
-// client that would exceed it is refused and closed.
-func (l *loop) charge(c *client) {
-	b := l.d.topo.Load().route.Input
-	if b == nil {
-		return
-	}
-	want := int64(len(c.in))
-	if want <= freeInput {
-		want = 0
-	}
-	switch d := want - c.charged; {
-	case d > 0:
-		if !b.take(d) {
-			c.answer(resp.AppendError(nil, "ERR marina: this node holds as much incomplete client input as it may (--proxy-input-budget): request refused"))
-			c.closeAfter = true
-			c.in, c.inOff = nil, 0
-			c.partial.Reset()
-			b.give(c.charged)
-			c.charged = 0
-			return
-		}
-		c.charged = want
-	case d < 0:
-		b.give(-d)
-		c.charged = want
-	}
-}
-
-// connect starts a non-blocking connect to addr.
-func (l *loop) connect(addr string) (int, error) {
-	if tc := l.d.topo.Load().route.BackendTLS; tc != nil {
-		// redis-servers that speak TLS only: the loop talks to the
-		// plaintext side of a bridge that dials them.
-		return dialTLSBridge(addr, tc(addr))
-	}
-	sa, family, err := sockaddr(addr)
-	if err != nil {
-		return -1, err
-	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return -1, err
-	}
-	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
-	if err := unix.Connect(fd, sa); err != nil && err != unix.EINPROGRESS {
-		unix.Close(fd)
-		return -1, fmt.Errorf("connect %s: %w", addr, err)
-	}
-	return fd, nil
-}
-
-// enqueue queues a request for a backend (dialled when first needed).
-func (l *loop) enqueue(addr string, r *request) {
-	b, err := l.backend(addr)
-	if err != nil {
-		r.err, r.finished = err, true
-		return
-	}
-	b.out = append(b.out, r.cmd...)
-	r.cmd = nil // copied; it may point into the client's input buffer
-	r.sent = l.now
-	b.pending = append(b.pending, r)
-	if r.write && l.d.topo.Load().route.Replicated {
-		r.held = true
-		b.unconfirmed = append(b.unconfirmed, r)
-	}
-	l.markB(b)
-}
-
-// confirm appends one WAIT after a backend's batch of writes: the writes
-// are answered only when it says a replica has them all.
-func (l *loop) confirm(b *lbackend) {
-	if len(b.unconfirmed) == 0 {
-		return
-	}
-	timeout := l.d.topo.Load().route.WaitTimeout
-	if timeout <= 0 {
-		timeout = time.Second
-	}
-	w := &request{cmd: resp.AppendCommand(nil, []byte("WAIT"), []byte("1"), []byte(strconv.FormatInt(timeout.Milliseconds(), 10))),
-		done: nop, waits: b.unconfirmed}
-	b.unconfirmed = nil
-	b.out = append(b.out, w.cmd...)
-	b.pending = append(b.pending, w)
-}
-
-// settle finishes the writes a WAIT held.
-func (l *loop) settle(w *request) {
-	n, ok := resp.Int(w.reply)
-	for _, r := range w.waits {
-		if r.err == nil && !resp.IsError(r.reply) && (!ok || n < 1 || w.err != nil) {
-			r.reply = resp.AppendError(nil, "NOREPLICAS the write was not confirmed by a replica in time (durability: replicated); it may or may not have been applied")
-			l.d.Stats.Errors.Add(1)
-		}
-		r.held, r.finished = false, true
-		if r.owner != nil && !r.owner.closed {
-			l.markC(r.owner)
-		}
-	}
-}
-
-func (l *loop) backend(addr string) (*lbackend, error) {
-	if b, ok := l.backends[addr]; ok {
-		return b, nil
-	}
-	if f, ok := l.dialFailed[addr]; ok && time.Since(f.at) < time.Second {
-		return nil, f.err
-	}
-	// Non-blocking connect: the loop never waits on a host that does not
-	// answer. AUTH is simply the first command of the connection's pipeline.
-	fd, err := l.connect(addr)
-	if err != nil {
-		l.dialFailed[addr] = dialFailure{at: time.Now(), err: err}
-		return nil, err
-	}
-	b := &lbackend{addr: addr, fd: fd, polling: unix.EPOLLIN | unix.EPOLLOUT, connecting: true, dialed: time.Now()}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: b.polling, Fd: int32(fd)}); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	login := &request{cmd: resp.AppendCommand(nil, []byte("AUTH"), []byte(redisconf.ProxyUser), []byte(l.d.topo.Load().route.Secret)),
-		done: nop, login: true}
-	b.out = append(b.out, login.cmd...)
-	b.pending = append(b.pending, login)
-	l.backends[addr] = b
-	l.byFD[fd] = b
-	return b, nil
-}
-
-// openTunnel gives c a backend connection of its own, logged in as the
-// proxy's restricted user (the client proved the database password already,
-// and gets data commands only, as through the shared connections), and
-// relays the pinning command and everything after it raw from now on. The
-// connect is non-blocking like the shared ones: AUTH goes first in the
-// pipeline and its answer is taken off the relayed stream.
-func (l *loop) openTunnel(c *client) {
-	t := l.d.topo.Load()
-	master := t.route.Shards[0].Master
-	fail := func(err error) {
-		c.pin = nil
-		c.answer(resp.AppendError(nil, "ERR backend unavailable: "+err.Error()))
-		c.closeAfter = true
-		l.markC(c)
-	}
-	if f, ok := l.dialFailed[master]; ok && time.Since(f.at) < time.Second {
-		fail(f.err)
-		return
-	}
-	fd, err := l.connect(master)
-	if err != nil {
-		fail(err)
-		return
-	}
-	b := &lbackend{addr: master, fd: fd, polling: unix.EPOLLIN | unix.EPOLLOUT, tunnelOf: c, connecting: true, dialed: l.now,
-		tunnelLogin: true}
-	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: b.polling, Fd: int32(fd)}); err != nil {
-		unix.Close(fd)
-		fail(err)
-		return
-	}
-	l.byFD[fd] = b
-	l.tunnels[b] = true
-	c.tunnel = b
-	b.out = resp.AppendCommand(b.out, []byte("AUTH"), []byte(redisconf.ProxyUser), []byte(t.route.Secret))
-	b.out = append(append(b.out, c.pin...), c.in[c.inOff:]...)
-	c.pin, c.in, c.inOff = nil, nil, 0
-	l.markB(b)
-}
-
-// tunnelLoggedIn takes the AUTH answer off the front of a new tunnel's
-// input; false while it is incomplete or when the backend refused (the
-// client then gets the error and is closed).
-func (l *loop) tunnelLoggedIn(b *lbackend) bool {
-	end, err := b.scan.Scan(b.in)
-	if err == resp.ErrIncomplete {
-		return false
-	}
-	b.scan.Reset()
-	c := b.tunnelOf
-	if err != nil || resp.IsError(b.in[:end]) {
-		msg := "unreadable answer to AUTH"
-		if err == nil {
-			msg = "refused AUTH: " + trimCRLF(b.in[:end])
-		}
-		l.failBackend(b, fmt.Errorf("backend %s %s", b.addr, msg))
-		return false
-	}
-	b.tunnelLogin = false
-	c.out = append(c.out, b.in[end:]...)
-	b.in = nil
-	l.markC(c)
-	return true
-}
-
-func (l *loop) failBackend(b *lbackend, err error) {
-	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, b.fd, nil)
-	unix.Close(b.fd)
-	delete(l.byFD, b.fd)
-	b.dead = true
-	delete(l.tunnels, b)
-	if c := b.tunnelOf; c != nil {
-		// The pinned connection ended (QUIT, or the backend went away):
-		// so does the client's, once what was relayed is written. One that
-		// never got going says why.
-		if b.connecting || b.tunnelLogin {
-			c.out = resp.AppendError(c.out, "ERR backend unavailable: "+err.Error())
-		}
-		b.tunnelOf, c.tunnel = nil, nil
-		c.closeAfter = true
-		l.markC(c)
-		return
-	}
-	delete(l.backends, b.addr)
-	fail := func(r *request) {
-		r.err, r.finished, r.held = fmt.Errorf("backend %s: %w", b.addr, err), true, false
-		if r.owner != nil && !r.owner.closed {
-			l.markC(r.owner)
-		}
-	}
-	for _, r := range b.pending[b.head:] {
-		fail(r)
-		for _, h := range r.waits {
-			fail(h) // a held write whose confirmation is lost is not acknowledged
-		}
-	}
-	for _, r := range b.unconfirmed {
-		fail(r)
-	}
-	b.pending, b.head, b.unconfirmed = nil, 0, nil
-}
-
-func (l *loop) backendEvent(b *lbackend, events uint32) {
-	if b.connecting {
-		if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
-			return
-		}
-		if soerr, err := unix.GetsockoptInt(b.fd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || soerr != 0 {
-			if err == nil {
-				err = unix.Errno(soerr)
-			}
-			err = fmt.Errorf("connect %s: %w", b.addr, err)
-			l.dialFailed[b.addr] = dialFailure{at: time.Now(), err: err}
-			l.failBackend(b, err)
-			return
-		}
-		b.connecting = false
-		l.markB(b) // AUTH and whatever queued behind it can go now
-		return
-	}
-	if events&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-		n, err := rawRead(b.fd, l.rbuf)
-		if err == unix.EAGAIN {
-			return
-		}
-		if n <= 0 || err != nil {
-			if err == nil {
-				err = errors.New("connection closed")
-			}
-			l.failBackend(b, err)
-			return
-		}
-		if c := b.tunnelOf; c != nil {
-			if b.tunnelLogin {
-				b.in = append(b.in, l.rbuf[:n]...)
-				l.tunnelLoggedIn(b)
-				return
-			}
-			c.out = append(c.out, l.rbuf[:n]...)
-			l.markC(c)
-			return
-		}
-		b.in = append(b.in, l.rbuf[:n]...)
-		off := 0
-		for b.head < len(b.pending) {
-			end, err := b.scan.Scan(b.in[off:])
-			if err == resp.ErrIncomplete {
-				break
-			}
-			if err != nil {
-				l.failBackend(b, err)
-				return
-			}
-			b.scan.Reset()
-			reply := b.in[off : off+end]
-			r := b.pending[b.head]
-			b.pending[b.head] = nil
-			b.head++
-			off += len(reply)
-			if r.login {
-				if resp.IsError(reply) {
-					err := fmt.Errorf("backend %s refused AUTH: %s", b.addr, trimCRLF(reply))
-					l.dialFailed[b.addr] = dialFailure{at: time.Now(), err: err}
-					l.failBackend(b, err)
-					return
-				}
-				continue
-			}
-			if c := r.owner; c != nil && !c.closed && !r.held && r.waits == nil && len(c.pend) > 0 &&
-				c.pend[0].one == r && c.pend[0].merge == nil {
-				// The answer the client waits for next, as is: straight into its
-				// output, no copy kept.
-				if p := &c.pend[0]; !p.start.IsZero() {
-					l.d.lat.observe(time.Since(p.start), p.name)
-				}
-				c.out = append(c.out, reply...)
-				c.pend[0] = pending{}
-				c.pend = c.pend[1:]
-				l.markC(c)
-				// Nothing refers to r any more (not held, no WAIT, out of
-				// both queues): it is reused for the next command.
-				l.freeRequest(r)
-				continue
-			}
-			r.reply = append([]byte(nil), reply...)
-			if r.waits != nil {
-				r.finished = true
-				l.settle(r)
-				continue
-			}
-			if r.held {
-				continue // answered when its WAIT comes back
-			}
-			r.finished = true
-			if r.owner != nil && !r.owner.closed {
-				l.markC(r.owner)
-			}
-		}
-		rest := copy(b.in, b.in[off:])
-		b.in = b.in[:rest]
-		if cap(b.in) > 4<<20 && rest < 64<<10 {
-			b.in = append([]byte(nil), b.in...) // give back a peak's memory
-		}
-		switch {
-		case b.head == len(b.pending):
-			b.pending, b.head = b.pending[:0], 0
-		case b.head > len(b.pending)/2 && b.head > 1024:
-			b.pending = b.pending[:copy(b.pending, b.pending[b.head:])]
-			b.head = 0
-		}
-	}
-	if events&unix.EPOLLOUT != 0 {
-		l.markB(b)
-	}
 }
 
 // flush writes every backend's queued commands, then every client's

@@ -4,22 +4,20 @@ package proxy
 
 import "errors"
 
+// Elsewhere than Linux only the goroutine engine exists (engine_conn.go);
+// these stand in for the event loop's types that shared code names.
+
 const loopSupported = false
 
-func loopsPerDB(Route) int { return 1 }
+type loops []*loop
 
-type loop struct {
-	addr string
-	done chan struct{}
-}
+type loop struct{}
 
-func newLoop(*DB, string) (*loop, error) { return nil, errors.New("event loop needs Linux") }
-func (l *loop) run()                     {}
-func (l *loop) enqueue(string, *request) {}
+func startLoops(*DB, Route) (loops, error) { return nil, errors.New("event loop needs Linux") }
+func (loops) addr() string                 { return "" }
+func (loops) name() string                 { return "loop" }
+func (loops) wake()                        {}
+func (loops) close()                       {}
 
-type lbackend struct{}
-
-type loopTLS struct{}
-
-func (l *loop) wake()     {}
-func (l *loop) shutdown() {}
+// client is the event loop's client; requests name it as their owner.
+type client struct{ closed bool }

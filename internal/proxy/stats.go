@@ -79,10 +79,7 @@ func (d *DB) Snapshot() Snapshot {
 	t := d.topo.Load()
 	s := Snapshot{DB: t.route.Name, Addr: d.Addr(), Ops: d.Stats.Ops.Load(), Errors: d.Stats.Errors.Load(),
 		Connections: d.Stats.Connections.Load(), Accepted: d.Stats.Accepted.Load(), Rejected: d.Stats.Rejected.Load(),
-		LatencyNs: d.lat.sum.Load(), Engine: "goroutine", Uptime: time.Since(d.started)}
-	if d.lp != nil {
-		s.Engine = "loop"
-	}
+		LatencyNs: d.lat.sum.Load(), Engine: d.eng.name(), Uptime: time.Since(d.started)}
 	for i := range d.lat.buckets {
 		s.Buckets = append(s.Buckets, d.lat.buckets[i].Load())
 	}
