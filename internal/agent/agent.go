@@ -85,6 +85,21 @@ type Agent struct {
 	fenceMu  sync.Mutex
 	fences   []Fence
 	fenceSeq int
+
+	// How many instances this node holds and remote masters it probes:
+	// the per-instance loops pace themselves by them (timing.Pace).
+	local, remote atomic.Int64
+}
+
+// probePace is how often each health probe, local or remote, runs.
+func (a *Agent) probePace() time.Duration {
+	return timing.Pace(a.cfg.ProbeInterval, int(a.local.Load()+a.remote.Load()), timing.ProbeBudget)
+}
+
+// resyncPace is how often each worker and fencer looks again without a
+// change (two loops per instance).
+func (a *Agent) resyncPace() time.Duration {
+	return timing.Pace(a.cfg.Interval, 2*int(a.local.Load()), timing.ResyncBudget)
 }
 
 func (a *Agent) signal() {
@@ -215,7 +230,10 @@ func (a *Agent) reconcile(ctx context.Context) {
 		return
 	}
 	want := a.desired(st)
-	a.probes.update(a.probeTargets(st))
+	targets := a.probeTargets(st)
+	a.local.Store(int64(len(want)))
+	a.remote.Store(int64(len(targets)))
+	a.probes.update(targets)
 	var gone []*worker
 	a.mu.Lock()
 	for id, w := range want {

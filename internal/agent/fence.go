@@ -29,7 +29,7 @@ func (wk *worker) fenceLoop(ctx context.Context, addr, secret string) {
 	c := redisctl.Client(wk.a.cfg.Redis, addr, secret, 300*time.Millisecond, 1)
 	defer c.Close()
 	// A periodic look catches a server restarted behind the agent's back.
-	t := time.NewTicker(wk.a.cfg.Interval)
+	t := time.NewTimer(wk.a.resyncPace())
 	defer t.Stop()
 	const firstRetry = 20 * time.Millisecond
 	retry := firstRetry
@@ -51,6 +51,7 @@ func (wk *worker) fenceLoop(ctx context.Context, addr, secret string) {
 		} else {
 			retry = firstRetry
 		}
+		t.Reset(wk.a.resyncPace())
 		select {
 		case <-ctx.Done():
 			return

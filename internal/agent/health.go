@@ -26,7 +26,7 @@ func startHealthProbe(wk *worker, addr, secret string) *healthProbe {
 		defer close(hp.done)
 		c := redisctl.Client(cfg.Redis, addr, secret, cfg.ProbeTimeout, 1)
 		defer c.Close()
-		t := time.NewTicker(cfg.ProbeInterval)
+		t := time.NewTimer(wk.a.probePace())
 		defer t.Stop()
 		for {
 			start := time.Now()
@@ -50,6 +50,7 @@ func startHealthProbe(wk *worker, addr, secret string) *healthProbe {
 				default:
 				}
 			}
+			t.Reset(wk.a.probePace())
 			select {
 			case <-ctx.Done():
 				return

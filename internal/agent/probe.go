@@ -111,7 +111,7 @@ func (l *probeLoop) run(ctx context.Context, a *Agent) {
 	defer close(l.done)
 	c := redisctl.Client(a.cfg.Redis, l.target.addr, l.target.secret, a.cfg.ProbeTimeout, 1)
 	defer c.Close()
-	t := time.NewTicker(a.cfg.ProbeInterval)
+	t := time.NewTimer(a.probePace())
 	defer t.Stop()
 	for {
 		start := time.Now()
@@ -130,6 +130,7 @@ func (l *probeLoop) run(ctx context.Context, a *Agent) {
 		if changed {
 			a.signal()
 		}
+		t.Reset(a.probePace())
 		select {
 		case <-ctx.Done():
 			return

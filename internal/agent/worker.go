@@ -185,7 +185,7 @@ func (wk *worker) run(parent context.Context) {
 	}()
 	defer func() { <-fenceDone }()
 
-	t := time.NewTicker(wk.a.cfg.Interval)
+	t := time.NewTimer(wk.a.resyncPace())
 	defer t.Stop()
 	for {
 		w = wk.get()
@@ -208,6 +208,7 @@ func (wk *worker) run(parent context.Context) {
 		if next == stateAgain {
 			continue
 		}
+		t.Reset(wk.a.resyncPace())
 		if !wk.wait(ctx, l, t.C) {
 			return
 		}

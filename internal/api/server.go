@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 
@@ -113,6 +114,10 @@ func (s *Server) Handler() http.Handler {
 		// `authorization: {credentials: TOKEN}` in the scrape config.
 		mux.Handle("GET /metrics", s.auth(s.Metrics))
 	}
+	// This process's Go profiles, for finding where a node's CPU goes
+	// (docs/operations.md); behind the token like everything else.
+	mux.Handle("GET /debug/pprof/", s.auth(http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/profile", s.auth(http.HandlerFunc(pprof.Profile)))
 	if s.Console != nil {
 		mux.Handle("/", s.Console)
 	}

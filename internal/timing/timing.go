@@ -178,3 +178,24 @@ func (t Timing) Validate() error {
 	}
 	return nil
 }
+
+// Per-node budgets of the agent's per-instance loops, in runs per second
+// over all of a node's instances. Below them each loop runs at its base
+// interval (fast failure detection on small nodes); above them the loops
+// slow down together, so that hundreds of instances on one host leave
+// Raft and the API their share of the CPU. With the defaults a node keeps
+// 100ms health probes up to 20 instances and probes each once a second at
+// 200 instances.
+const (
+	ProbeBudget  = 200 // health probes of local instances, and of remote masters
+	ResyncBudget = 50  // periodic looks of workers and fencers without a change
+)
+
+// Pace is how often one of n loops that share a budget of perSecond runs
+// runs: base, or n/perSecond seconds when that is longer.
+func Pace(base time.Duration, n, perSecond int) time.Duration {
+	if perSecond <= 0 || n <= 0 {
+		return base
+	}
+	return max(base, time.Duration(n)*time.Second/time.Duration(perSecond))
+}

@@ -90,3 +90,24 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestPace(t *testing.T) {
+	cases := []struct {
+		base      time.Duration
+		n, budget int
+		want      time.Duration
+	}{
+		{100 * time.Millisecond, 1, ProbeBudget, 100 * time.Millisecond},
+		{100 * time.Millisecond, 20, ProbeBudget, 100 * time.Millisecond},
+		{100 * time.Millisecond, 40, ProbeBudget, 200 * time.Millisecond},
+		{100 * time.Millisecond, 200, ProbeBudget, time.Second},
+		{time.Second, 200, ResyncBudget, 4 * time.Second},
+		{time.Second, 0, ResyncBudget, time.Second},
+		{time.Second, 10, 0, time.Second},
+	}
+	for _, c := range cases {
+		if got := Pace(c.base, c.n, c.budget); got != c.want {
+			t.Errorf("Pace(%v, %d, %d) = %v, want %v", c.base, c.n, c.budget, got, c.want)
+		}
+	}
+}
