@@ -205,6 +205,7 @@ func (a *Agent) desired(st *state.State) map[string]want {
 			MaxMemory: pi.DB.Memory, Policy: pi.DB.Eviction, Persistence: pi.DB.Persistence,
 			Password: pi.DB.Password, Secret: pi.DB.Secret, TLS: a.cfg.TLSFiles,
 		}
+		c.Socket = redisconf.SocketPath(c.Dir)
 		sh := pi.DB.Shards[pi.Shard]
 		if pi.Role == state.RoleReplica {
 			if m, ok := sh.Master(); ok {

@@ -1,7 +1,10 @@
 package redisconf
 
 import (
+	"context"
 	"crypto/tls"
+	"net"
+	"os"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,6 +17,11 @@ import (
 type Dialer struct {
 	// TLS is the client configuration for the server at addr (nil: plaintext).
 	TLS func(addr string) *tls.Config
+	// Socket, when set, names the Unix socket of the server at addr if it
+	// is one of this node's ("" otherwise): a dial goes there while the
+	// socket exists (servers started before it had one are reached at
+	// addr).
+	Socket func(addr string) string
 }
 
 // Internal returns options for the internal user of the server at addr:
@@ -23,6 +31,18 @@ func (d *Dialer) Internal(addr, secret string, timeout time.Duration, pool int) 
 		MaxRetries: -1, PoolSize: pool, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout}
 	if d != nil && d.TLS != nil {
 		o.TLSConfig = d.TLS(addr)
+	}
+	if d != nil && d.Socket != nil {
+		network := redis.NewDialer(o)
+		o.Dialer = func(ctx context.Context, netw, a string) (net.Conn, error) {
+			if p := d.Socket(addr); p != "" {
+				if _, err := os.Stat(p); err == nil {
+					nd := net.Dialer{Timeout: timeout}
+					return nd.DialContext(ctx, "unix", p)
+				}
+			}
+			return network(ctx, netw, a)
+		}
 	}
 	return o
 }

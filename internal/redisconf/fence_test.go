@@ -211,3 +211,48 @@ func TestReplicaNeverFallsBackToSync(t *testing.T) {
 		t.Fatalf("replica's replication id %q, master's %q", rid, mid)
 	}
 }
+
+// The node's own clients reach a server through its Unix socket when it
+// has one: the TCP port here is one nobody listens on, so only the socket
+// can answer; a server without a socket is reached at its address.
+func TestDialerPrefersTheLocalSocket(t *testing.T) {
+	host := testutil.LoopbackHosts(t, 1)[0]
+	base := Config{MaxMemory: 8 << 20, Policy: "noeviction", Persistence: state.PersistNone, Password: "password1", Secret: "secret-123"}
+	tcpOnly := startRendered(t, host, base)
+	c := base
+	c.Dir, c.Port, c.Bind = t.TempDir(), testutil.FreePort(t, host), host
+	c.Socket = SocketPath(c.Dir)
+	if !strings.Contains(c.Render(), "unixsocket "+filepath.Join(c.Dir, "redis.sock")+"\nunixsocketperm 700\n") {
+		t.Fatalf("no socket in the config:\n%s", c.Render())
+	}
+	conf := filepath.Join(c.Dir, "redis.conf")
+	if err := os.WriteFile(conf, []byte(c.Render()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("redis-server", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	unreachable := fmt.Sprintf("%s:%d", host, testutil.FreePort(t, host))
+	d := &Dialer{Socket: func(a string) string {
+		if a == unreachable {
+			return c.Socket
+		}
+		return ""
+	}}
+	ctx := context.Background()
+	viaSocket := redis.NewClient(d.Internal(unreachable, "secret-123", time.Second, 1))
+	defer viaSocket.Close()
+	testutil.WaitFor(t, 5*time.Second, "ping over the socket", func() error { return viaSocket.Ping(ctx).Err() })
+	// The socket logs in as the internal user like any connection.
+	if who, err := viaSocket.Do(ctx, "ACL", "WHOAMI").Text(); err != nil || who != InternalUser {
+		t.Fatalf("whoami %q %v", who, err)
+	}
+	if st, err := os.Stat(c.Socket); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("socket mode: %v %v", st, err)
+	}
+	viaTCP := redis.NewClient(d.Internal(tcpOnly, "secret-123", time.Second, 1))
+	defer viaTCP.Close()
+	testutil.WaitFor(t, 5*time.Second, "ping over TCP", func() error { return viaTCP.Ping(ctx).Err() })
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -115,7 +116,7 @@ func assemble(cfg Config) (*Node, error) {
 	n.Proxies = &proxy.Manager{Node: cfg.ID, Src: n.FSM, Log: log,
 		Limits: proxy.Limits{MaxClients: cfg.ProxyMaxClients, MaxRequest: cfg.ProxyMaxRequest, Idle: cfg.ProxyIdle, TLS: cfg.proxyTLS,
 			Fenced: n.Agent.Fenced, Input: &proxy.Budget{Max: cfg.ProxyInputBudget}, Redis: dialer}}
-	n.Stats = &stats.Collector{Redis: dialer, Node: cfg.ID, Src: n.FSM, Interval: cfg.StatsInterval, Log: log}
+	n.Stats = &stats.Collector{Redis: local, Node: cfg.ID, Src: n.FSM, Interval: cfg.StatsInterval, Log: log}
 	if cfg.Graphite != "" {
 		n.Stats.OnSample, n.closeGraphite = n.graphiteSink()
 	}
@@ -136,7 +137,7 @@ func assemble(cfg Config) (*Node, error) {
 // files its redis-servers serve. All nil without --redis-tls.
 func (n *Node) redisTLS() (dialer, local *redisconf.Dialer, files *redisconf.TLSFiles) {
 	if !n.cfg.RedisTLS {
-		return nil, nil, nil
+		return nil, &redisconf.Dialer{Socket: n.socketOf}, nil
 	}
 	// A redis-server's certificate is its node's: checked by address.
 	dialer = &redisconf.Dialer{TLS: func(addr string) *tls.Config { return n.id.DialerTLS(addr) }}
@@ -147,10 +148,29 @@ func (n *Node) redisTLS() (dialer, local *redisconf.Dialer, files *redisconf.TLS
 			return n.id.LocalTLS(addr)
 		}
 		return n.id.DialerTLS(addr)
-	}}
+	}, Socket: n.socketOf}
 	files = &redisconf.TLSFiles{Cert: filepath.Join(n.tlsDir(), pki.CertFile), Key: filepath.Join(n.tlsDir(), pki.KeyFile),
 		CA: filepath.Join(n.tlsDir(), pki.CAFile)}
 	return dialer, local, files
+}
+
+// socketOf is the Unix socket of this node's redis-server at addr, ""
+// when addr is not one of this node's (redisconf.Dialer.Socket).
+func (n *Node) socketOf(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host != n.cfg.Bind {
+		return ""
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return ""
+	}
+	for _, pi := range n.FSM.State().InstancesOn(n.cfg.ID) {
+		if pi.Port == p {
+			return redisconf.SocketPath(filepath.Join(n.cfg.DataDir, "instances", pi.ID))
+		}
+	}
+	return ""
 }
 
 // serveAPI serves the HTTP API, the console and /metrics on the node's

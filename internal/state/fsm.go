@@ -116,6 +116,7 @@ func Step(cur *State, c Command) (*State, []Event, error) {
 	if !t.dirty {
 		return cur, t.events, nil
 	}
+	t.next.publish()
 	return t.next, t.events, nil
 }
 
@@ -245,6 +246,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer f.mu.Unlock()
 	f.events.reset(data.Events, data.LastEvent)
 	st.EventMark = f.events.Last()
+	st.publish()
 	f.st.Store(st)
 	f.index.Store(data.Index)
 	f.changed.fire()

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -26,6 +27,21 @@ type State struct {
 	// placed indexes DBs (placement.go); built by the first Step that
 	// needs it and carried over, copied on write, by the next ones.
 	placed *placement
+	// views holds what is derived from a published state, computed once
+	// on first use (nil on states built by hand, which compute each time).
+	views *views
+}
+
+// views are sorted listings of a published state: it never changes, so
+// neither do they, and every reader shares them.
+type views struct {
+	nodeIDs func() []string
+	dbNames func() []string
+}
+
+// publish readies a state that will not change again for sharing.
+func (s *State) publish() {
+	s.views = &views{nodeIDs: sync.OnceValue(s.sortedNodeIDs), dbNames: sync.OnceValue(s.sortedDBNames)}
 }
 
 // CA is the cluster's certificate authority: the active CA signs node
@@ -87,6 +103,7 @@ func (s *State) placement() *placement {
 // are shared, and replaced, never written, by whoever changes the copy.
 func (s *State) shallow() *State {
 	c := *s
+	c.views = nil
 	return &c
 }
 
@@ -134,8 +151,15 @@ func (d *Database) Clone() *Database {
 	return &c
 }
 
-// NodeIDs returns node ids sorted.
+// NodeIDs returns node ids sorted; the slice may be shared: read it only.
 func (s *State) NodeIDs() []string {
+	if s.views != nil {
+		return s.views.nodeIDs()
+	}
+	return s.sortedNodeIDs()
+}
+
+func (s *State) sortedNodeIDs() []string {
 	ids := make([]string, 0, len(s.Nodes))
 	for id := range s.Nodes {
 		ids = append(ids, id)
@@ -144,8 +168,16 @@ func (s *State) NodeIDs() []string {
 	return ids
 }
 
-// DBNames returns database names sorted.
+// DBNames returns database names sorted; the slice may be shared: read it
+// only.
 func (s *State) DBNames() []string {
+	if s.views != nil {
+		return s.views.dbNames()
+	}
+	return s.sortedDBNames()
+}
+
+func (s *State) sortedDBNames() []string {
 	names := make([]string, 0, len(s.DBs))
 	for n := range s.DBs {
 		names = append(names, n)
