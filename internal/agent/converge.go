@@ -37,7 +37,11 @@ var errRestart = errors.New("config change needs a restart")
 // writer, and the order with the fence needs none: a replica is always
 // fenced, a promoted master stays fenced until its fencer lifts it, and a
 // demoted one is read-only as soon as it follows its new master.
-func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
+//
+// users: also (re)write the ACL users, once per process: its rendered
+// config has them from the start, but servers started before these rules
+// get them here.
+func (wk *worker) converge(ctx context.Context, c *redis.Client, w want, users bool) error {
 	cctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	// The fence is not among the live settings: it is the fencer's alone
@@ -82,18 +86,19 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want) error {
 		}
 		wk.a.log.Info("applied config", "instance", w.id, "key", k)
 	}
-	// Clients (default user) and the proxy run data commands only. Applied
-	// here too so servers started before these rules get them.
-	restrict := append([]any{"ACL", "SETUSER", "default"}, splitAny(redisconf.ClientRules)...)
-	if err := c.Do(cctx, restrict...).Err(); err != nil {
-		return fmt.Errorf("acl setuser default: %w", err)
-	}
-	// resetpass: servers from before the proxy had a password of its own
-	// also accepted the internal secret for it.
-	proxyUser := append([]any{"ACL", "SETUSER", redisconf.ProxyUser, "on", "resetpass", ">" + redisconf.ProxySecret(w.conf.Secret), "~*", "&*", "+@all"},
-		splitAny(redisconf.ClientRules)...)
-	if err := c.Do(cctx, append(proxyUser, "-reset")...).Err(); err != nil {
-		return fmt.Errorf("acl setuser proxy: %w", err)
+	if users {
+		// Clients (default user) and the proxy run data commands only.
+		restrict := append([]any{"ACL", "SETUSER", "default"}, splitAny(redisconf.ClientRules)...)
+		if err := c.Do(cctx, restrict...).Err(); err != nil {
+			return fmt.Errorf("acl setuser default: %w", err)
+		}
+		// resetpass: servers from before the proxy had a password of its
+		// own also accepted the internal secret for it.
+		proxyUser := append([]any{"ACL", "SETUSER", redisconf.ProxyUser, "on", "resetpass", ">" + redisconf.ProxySecret(w.conf.Secret), "~*", "&*", "+@all"},
+			splitAny(redisconf.ClientRules)...)
+		if err := c.Do(cctx, append(proxyUser, "-reset")...).Err(); err != nil {
+			return fmt.Errorf("acl setuser proxy: %w", err)
+		}
 	}
 	info, err := c.Info(cctx, "replication", "memory", "clients").Result()
 	if err != nil {

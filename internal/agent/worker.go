@@ -151,6 +151,13 @@ type life struct {
 	// hang follows a server that must take no writes and does not answer,
 	// until it answers, is fenced or is killed (hang.go).
 	hang *hangWatch
+	// Converging is paced: at once when the desired configuration changed
+	// (dirty) or a process was (re)started or adopted, else once per
+	// resyncPace; the other wake-ups (hang checks every 50ms, probes,
+	// timers) must not each cost the server a round of commands.
+	dirty     bool
+	converged time.Time
+	aclPID    int // the process whose ACL users converge last set
 }
 
 // state is where the process is now.
@@ -225,7 +232,7 @@ func (wk *worker) wait(ctx context.Context, l *life, tick <-chan time.Time) bool
 	if l.probe != nil {
 		probed = l.probe.changed
 	}
-	d := wk.a.cfg.Interval
+	d := wk.a.resyncPace()
 	if !l.crashedAt.IsZero() || l.hang != nil {
 		d = holdRecheck // a held restart or a hang being judged: look often
 	}
@@ -236,6 +243,7 @@ func (wk *worker) wait(ctx context.Context, l *life, tick <-chan time.Time) bool
 	case <-ctx.Done():
 		return false
 	case <-wk.nudge:
+		l.dirty = true
 	case <-tick:
 	case <-exited:
 	case <-probed:
@@ -366,7 +374,11 @@ func (wk *worker) running(ctx context.Context, l *life, w want) runState {
 	if st := wk.status(); !st.Healthy && !st.FailingSince.IsZero() {
 		return stateWait // unresponsive: converging would only block on timeouts
 	}
-	if err := wk.converge(ctx, l.client, w); err != nil && ctx.Err() == nil {
+	fresh := l.aclPID != l.p.pid
+	if !l.dirty && !fresh && time.Since(l.converged) < wk.a.resyncPace() {
+		return stateWait
+	}
+	if err := wk.converge(ctx, l.client, w, fresh); err != nil && ctx.Err() == nil {
 		if errors.Is(err, errRestart) {
 			l.log.Info("restarting redis-server to apply config", "reason", err)
 			l.p.stop(ctx, syscall.SIGTERM, saveGrace)
@@ -374,7 +386,9 @@ func (wk *worker) running(ctx context.Context, l *life, w want) runState {
 			return stateAgain
 		}
 		wk.setStatus(func(s *Status) { s.Error = err.Error() })
+		return stateWait
 	}
+	l.dirty, l.converged, l.aclPID = false, time.Now(), l.p.pid
 	return stateWait
 }
 
