@@ -52,6 +52,7 @@ func main() {
 	flag.DurationVar(&o.readyTimeout, "ready-timeout", 10*time.Minute, "how long to wait for every instance to serve and sync")
 	flag.DurationVar(&o.settle, "settle", 5*time.Second, "wait before the at-rest window, once everything is ready")
 	flag.DurationVar(&o.rest, "rest", 30*time.Second, "at-rest window over which the leader's CPU and allocations are measured")
+	flag.DurationVar(&o.saturate, "saturate", 30*time.Second, "then the host's CPUs saturated this long (redis-benchmark through an endpoint, busy loops): leader changes counted; 0 skips it")
 	cpDBs := flag.Int("cp-dbs", 10000, "databases fed to the control plane alone")
 	cpNodes := flag.Int("cp-nodes", 100, "nodes of the control plane alone")
 	cpOnly := flag.Bool("control-plane-only", false, "measure the control plane alone, start no cluster")
@@ -92,6 +93,7 @@ type options struct {
 	poll, retryFor       time.Duration
 	readyTimeout         time.Duration
 	settle, rest         time.Duration
+	saturate             time.Duration
 }
 
 // Port layout of the cluster under a base port B (marina up's, with the
@@ -698,6 +700,14 @@ func run(ctx context.Context, o options) error {
 	allocBytes := (m2["go_memstats_alloc_bytes_total"] - m1["go_memstats_alloc_bytes_total"] - scrapeBytes) / window.Seconds()
 	leaderRSS := rssMiB(leaderPid)
 
+	var sat saturation
+	if o.saturate > 0 && len(dbs) > 0 {
+		fmt.Printf("  saturating the CPUs for %v (redis-benchmark -P 16 through %s's endpoint, busy loops)\n", o.saturate, dbs[0].Name)
+		if sat, err = saturate(ctx, o.saturate, dbs[0], w, cl.dir); err != nil {
+			return fmt.Errorf("saturation: %w", err)
+		}
+	}
+
 	// One more poll after the window, then the counts.
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	st2, err := w.c.Status(pctx)
@@ -761,6 +771,12 @@ func run(ctx context.Context, o options) error {
 		{"leader allocations at rest", fmt.Sprintf("%.0f/s, %.1f KiB/s (one /metrics scrape: %.0f allocations)", mallocs, allocBytes/1024, scrapeMallocs), ""},
 		{"leader memory", fmt.Sprintf("RSS %.0f MiB, heap in use %.0f MiB, %.0f goroutines", leaderRSS, m2["go_memstats_heap_inuse_bytes"]/(1<<20), m2["go_goroutines"]), ""},
 		{"followers CPU at rest", strings.Join(followers, ", "), ""},
+	}
+	if sat.window > 0 {
+		rows = append(rows,
+			row{fmt.Sprintf("CPUs saturated (%v): leader changes", sat.window), fmt.Sprintf("%d (elections %d, polls without a leader %d)", sat.changes, sat.elections, sat.noLeader), "0"},
+			row{"  redis-servers killed meanwhile", strconv.Itoa(sat.killed), "0"},
+			row{"  load through the endpoint", sat.rps, ""})
 	}
 	w.mu.Unlock()
 	fmt.Println()

@@ -32,7 +32,7 @@ type process struct {
 // keeps Raft, the heartbeats and the fencers (the control plane, which
 // decides failovers) ahead of hundreds of redis-servers, as a kubelet's
 // reservation does.
-const RedisNice = 5
+const RedisNice = 10
 
 // startProcess runs redis-server as a child in its own process group, so a
 // signal to the agent's terminal or group does not reach the data plane,

@@ -19,7 +19,10 @@ type Timing struct {
 	// Heartbeat: each node reports to the leader this often, and each
 	// acknowledged report renews its agent's lease (250ms; no flag).
 	Heartbeat time.Duration
-	// ElectionTimeout: Raft heartbeat and election timeout (--raft-timeout, 500ms).
+	// ElectionTimeout: Raft heartbeat and election timeout (--raft-timeout,
+	// 1s). Chosen for loaded hosts: at 500ms a 2-core host saturated by
+	// a few hundred redis-servers lost its leader again and again
+	// (bench/scale); a leader's node that dies is noticed 0.5s later.
 	ElectionTimeout time.Duration
 	// NodeDownAfter: a node whose reports stop this long is marked down
 	// (--node-down-after, 5s).
@@ -79,7 +82,7 @@ const minDuration = 100 * time.Millisecond
 func Defaults() Timing {
 	return Timing{
 		Heartbeat:       250 * time.Millisecond,
-		ElectionTimeout: 500 * time.Millisecond,
+		ElectionTimeout: time.Second,
 		NodeDownAfter:   5 * time.Second,
 		DownAfter:       time.Second,
 		Lease:           800 * time.Millisecond,

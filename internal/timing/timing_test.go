@@ -39,7 +39,7 @@ func TestDerived(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	d := Defaults()
 	// The values the flags' help and the docs name.
-	want := Timing{Heartbeat: 250 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, NodeDownAfter: 5 * time.Second,
+	want := Timing{Heartbeat: 250 * time.Millisecond, ElectionTimeout: time.Second, NodeDownAfter: 5 * time.Second,
 		DownAfter: time.Second, Lease: 800 * time.Millisecond, MaxLinkDown: 10 * time.Second, HealAfter: time.Minute,
 		CrashHold: 5 * time.Second, ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 300 * time.Millisecond,
 		FlapMax: 3, FlapWindow: time.Hour, FlapDelay: 10 * time.Second, FlapDelayMax: 5 * time.Minute}
