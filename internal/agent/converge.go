@@ -17,6 +17,7 @@ import (
 	"github.com/marina-redis/marina/internal/redisctl"
 	"github.com/marina-redis/marina/internal/resp"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 func asRedisError(err error, target *redis.Error) bool { return errors.As(err, target) }
@@ -130,9 +131,8 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want, users b
 		s.Role = f["role"]
 		if s.Role == "slave" {
 			s.Role = state.RoleReplica
-			s.LinkUp = f["master_link_status"] == "up"
-			s.SyncInProgress = f["master_sync_in_progress"] == "1"
-			s.Offset, _ = strconv.ParseInt(f["slave_repl_offset"], 10, 64)
+			link := topology.LinkFrom(f)
+			s.LinkUp, s.SyncInProgress, s.Offset = link.Up, link.Syncing, link.Offset
 		} else {
 			s.LinkUp = true
 			s.SyncInProgress = false

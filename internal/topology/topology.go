@@ -98,8 +98,10 @@ type Link struct {
 }
 
 // ParseLink reads a replica's link from INFO replication.
-func ParseLink(info string) Link {
-	f := resp.ParseInfo(info)
+func ParseLink(info string) Link { return LinkFrom(resp.ParseInfo(info)) }
+
+// LinkFrom reads a replica's link from INFO fields already parsed.
+func LinkFrom(f map[string]string) Link {
 	l := Link{Replica: f["role"] == "slave", Up: f["master_link_status"] == "up", Syncing: f["master_sync_in_progress"] == "1"}
 	if f["master_host"] != "" {
 		l.MasterAddr = net.JoinHostPort(f["master_host"], f["master_port"])
