@@ -61,6 +61,35 @@ type Cluster struct {
 	verified   atomic.Int64
 	stopVerify context.CancelFunc
 	verifyDone sync.WaitGroup
+	// caughtUp is the term in which a barrier last completed (CaughtUp).
+	caughtUp atomic.Value
+}
+
+// CaughtUp waits until this leader has applied every entry committed before
+// its term (a Raft barrier, once per term), so a decision taken from its
+// state (a placement, a port) cannot miss the last changes of the leader
+// before it: after a leadership change, the next create would otherwise
+// pick the port an earlier one just took, and be refused.
+func (c *Cluster) CaughtUp(ctx context.Context) error {
+	if !c.IsLeader() {
+		return ErrNotLeader
+	}
+	term := c.Raft.Stats()["term"]
+	if t, _ := c.caughtUp.Load().(string); t == term {
+		return nil
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if err := c.Raft.Barrier(timeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return err
+	}
+	c.caughtUp.Store(term)
+	return nil
 }
 
 // Open starts Raft with the stores in cfg.DataDir/raft.

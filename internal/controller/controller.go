@@ -111,6 +111,21 @@ func New(cl *cluster.Cluster, fsm *state.FSM, downAfter time.Duration, log *slog
 	return c
 }
 
+// caughtUp makes sure the state decisions are taken from holds every
+// change an earlier leader committed (cluster.CaughtUp).
+func (c *Controller) caughtUp(ctx context.Context) error {
+	if c.cl == nil {
+		return nil // tests of decisions without Raft
+	}
+	if err := c.cl.CaughtUp(ctx); err != nil {
+		if errors.Is(err, cluster.ErrNotLeader) {
+			return errf(NotLeader, "this node is not the leader (any more); nothing was changed")
+		}
+		return errf(Unavailable, "catching up with the log before deciding: %v; nothing was changed", err)
+	}
+	return nil
+}
+
 func (c *Controller) apply(ctx context.Context, cmd state.Command) (uint64, error) {
 	idx, err := c.cl.Apply(ctx, cmd)
 	var ae *state.ApplyError
@@ -155,6 +170,9 @@ func (c *Controller) CreateDB(ctx context.Context, spec state.Spec) (*state.Data
 	}
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
+	if err := c.caughtUp(ctx); err != nil {
+		return nil, 0, err
+	}
 	st := c.fsm.State()
 	if _, ok := st.DBs[spec.Name]; ok {
 		return nil, 0, errf(Conflict, "database %s already exists", spec.Name)
@@ -199,6 +217,9 @@ type Update struct {
 func (c *Controller) UpdateDB(ctx context.Context, name string, u Update) (*state.Database, uint64, error) {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
+	if err := c.caughtUp(ctx); err != nil {
+		return nil, 0, err
+	}
 	st := c.fsm.State()
 	old, ok := st.DBs[name]
 	if !ok {
