@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -122,19 +121,15 @@ func TestClientRulesFromTheFirstReply(t *testing.T) {
 }
 
 // startRendered runs a redis-server from the config Marina renders for c
-// (a fresh port and dir on host filled in) and returns its address.
+// (a fresh port, and a fresh dir unless c has one, on host filled in) and
+// returns its address.
 func startRendered(t *testing.T, host string, c Config) string {
 	t.Helper()
-	c.Port, c.Bind, c.Dir = testutil.FreePort(t, host), host, t.TempDir()
-	conf := filepath.Join(c.Dir, "redis.conf")
-	if err := os.WriteFile(conf, []byte(c.Render()), 0o600); err != nil {
-		t.Fatal(err)
+	c.Port, c.Bind = testutil.FreePort(t, host), host
+	if c.Dir == "" {
+		c.Dir = t.TempDir()
 	}
-	cmd := exec.Command("redis-server", conf)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	testutil.StartRedis(t, c.Dir, c.Render())
 	return fmt.Sprintf("%s:%d", host, c.Port)
 }
 
@@ -220,20 +215,12 @@ func TestDialerPrefersTheLocalSocket(t *testing.T) {
 	base := Config{MaxMemory: 8 << 20, Policy: "noeviction", Persistence: state.PersistNone, Password: "password1", Secret: "secret-123"}
 	tcpOnly := startRendered(t, host, base)
 	c := base
-	c.Dir, c.Port, c.Bind = t.TempDir(), testutil.FreePort(t, host), host
+	c.Dir = t.TempDir()
 	c.Socket = SocketPath(c.Dir)
 	if !strings.Contains(c.Render(), "unixsocket "+filepath.Join(c.Dir, "redis.sock")+"\nunixsocketperm 700\n") {
 		t.Fatalf("no socket in the config:\n%s", c.Render())
 	}
-	conf := filepath.Join(c.Dir, "redis.conf")
-	if err := os.WriteFile(conf, []byte(c.Render()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("redis-server", conf)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	startRendered(t, host, c)
 	unreachable := fmt.Sprintf("%s:%d", host, testutil.FreePort(t, host))
 	d := &Dialer{Socket: func(a string) string {
 		if a == unreachable {

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -152,18 +149,7 @@ func TestStaleWriterCannotUndo(t *testing.T) {
 // port and dir on host filled in) and returns its address.
 func start(t *testing.T, host string, c redisconf.Config) string {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Fatal("redis-server not installed")
-	}
 	c.Port, c.Bind, c.Dir = testutil.FreePort(t, host), host, t.TempDir()
-	conf := filepath.Join(c.Dir, "redis.conf")
-	if err := os.WriteFile(conf, []byte(c.Render()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("redis-server", conf)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	testutil.StartRedis(t, c.Dir, c.Render())
 	return fmt.Sprintf("%s:%d", host, c.Port)
 }
