@@ -27,26 +27,17 @@ type process struct {
 	err     error         // exit status, valid after exited is closed
 }
 
-// RedisNice is how much nicer than the agent a redis-server runs. It
-// changes nothing while the host has CPU to spare; on a saturated host it
-// keeps Raft, the heartbeats and the fencers (the control plane, which
-// decides failovers) ahead of hundreds of redis-servers, as a kubelet's
-// reservation does.
-const RedisNice = 10
-
 // startProcess runs redis-server as a child in its own process group, so a
-// signal to the agent's terminal or group does not reach the data plane,
-// RedisNice nicer than the agent.
+// signal to the agent's terminal or group does not reach the data plane.
+// It runs at the agent's priority: niced redis-servers (tried: 5, then 10)
+// answered probes and fences so late on a saturated host that the agents
+// killed them and the leader failed them over (bench/scale at 100
+// databases: 131 kills, 70 failovers).
 func startProcess(bin, conf string) (*process, error) {
 	cmd := exec.Command(bin, conf)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	// Before redis-server starts its threads, which inherit it. The raw
-	// syscall reports 20 - nice.
-	if raw, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0); err == nil {
-		_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, min(20-raw+RedisNice, 19))
 	}
 	p := &process{pid: cmd.Process.Pid, started: time.Now(), exited: make(chan struct{})}
 	go func() {
