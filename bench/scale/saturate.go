@@ -78,7 +78,8 @@ func saturate(ctx context.Context, d time.Duration, db api.DB, w *leaderWatch, d
 	return s, nil
 }
 
-var rpsRE = regexp.MustCompile(`(SET|GET): (?:rps=)?([0-9.]+)`)
+// Progress lines of -l -q: "SET: rps=12345.0 (overall: 12000.1) avg_msec=...".
+var rpsRE = regexp.MustCompile(`(SET|GET): rps=[0-9.]+ \(overall: ([0-9.]+)\)`)
 
 func orDash(s string) string {
 	if s == "" {
