@@ -25,7 +25,6 @@ import (
 	"github.com/marina-redis/marina/internal/pki"
 	"github.com/marina-redis/marina/internal/state"
 	"github.com/marina-redis/marina/internal/stats"
-	"github.com/marina-redis/marina/internal/topology"
 )
 
 // Headers used between nodes.
@@ -337,9 +336,6 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, ack)
 }
-
-// HostPort joins a node address and port.
-func HostPort(host string, port int) string { return topology.HostPort(host, port) }
 
 // events lists recent events, oldest first; ?db= filters, ?since= skips ids.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {

@@ -23,6 +23,7 @@ import (
 	"github.com/marina-redis/marina/internal/pki"
 	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/testutil"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 const testToken = "test-token-0123456789"
@@ -66,7 +67,7 @@ func newTestClusterOn(t *testing.T, hosts []string, memory int64, mod func(i int
 			StopInstancesOnExit: true, ElectionTimeout: 500 * time.Millisecond, NodeDownAfter: 3 * time.Second,
 			Heartbeat: 200 * time.Millisecond, Logger: testutil.Logger().With("test", t.Name()), RaftLog: testutil.RaftLog(), Out: &strings.Builder{}}
 		if i > 0 {
-			cfg.Join, cfg.CACert = api.HostPort(hosts[0], 7000), filepath.Join(root, "n1", "tls", "ca.pem")
+			cfg.Join, cfg.CACert = topology.HostPort(hosts[0], 7000), filepath.Join(root, "n1", "tls", "ca.pem")
 		}
 		if mod != nil {
 			mod(i, &cfg)

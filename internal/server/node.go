@@ -30,6 +30,7 @@ import (
 	"github.com/marina-redis/marina/internal/sentinel"
 	"github.com/marina-redis/marina/internal/state"
 	"github.com/marina-redis/marina/internal/stats"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 // Node is a running `marina server`.
@@ -76,7 +77,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.run()
-	n.log.Info("node started", "http", n.ln.Addr().String(), "raft", api.HostPort(cfg.Bind, cfg.RaftPort))
+	n.log.Info("node started", "http", n.ln.Addr().String(), "raft", topology.HostPort(cfg.Bind, cfg.RaftPort))
 	return n, nil
 }
 
@@ -93,12 +94,12 @@ func assemble(cfg Config) (*Node, error) {
 	if err := n.id.Load(cfg.DataDir); err != nil && !errors.Is(err, pki.ErrNoCertificate) {
 		return nil, fmt.Errorf("TLS material in %s: %w", n.tlsDir(), err)
 	}
-	ln, err := net.Listen("tcp", api.HostPort(cfg.Bind, cfg.HTTPPort))
+	ln, err := net.Listen("tcp", topology.HostPort(cfg.Bind, cfg.HTTPPort))
 	if err != nil {
 		return nil, fmt.Errorf("HTTP listener: %w", err)
 	}
 	n.ln = ln
-	n.Raft, err = cluster.Open(cluster.Config{ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: api.HostPort(cfg.Bind, cfg.RaftPort),
+	n.Raft, err = cluster.Open(cluster.Config{ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: topology.HostPort(cfg.Bind, cfg.RaftPort),
 		ElectionTimeout: cfg.ElectionTimeout, LogOutput: cfg.RaftLog, Logger: log, Identity: n.id}, n.FSM)
 	if err != nil {
 		ln.Close()
@@ -122,7 +123,7 @@ func assemble(cfg Config) (*Node, error) {
 	}
 	n.serveAPI()
 	if cfg.SentinelPort != 0 {
-		n.Sentinel, err = sentinel.Listen(sentinel.Config{Addr: api.HostPort(cfg.Bind, cfg.SentinelPort), NodeID: cfg.ID, Src: n.FSM,
+		n.Sentinel, err = sentinel.Listen(sentinel.Config{Addr: topology.HostPort(cfg.Bind, cfg.SentinelPort), NodeID: cfg.ID, Src: n.FSM,
 			HashToken: api.HashToken, DownAfter: cfg.DownAfter, Log: log, TLS: n.sentinelTLS()})
 		if err != nil {
 			n.closeBase()
@@ -257,10 +258,10 @@ func (n *Node) goRun(f func()) {
 // self is this node as it registers itself.
 func (n *Node) self() state.Node {
 	c := n.cfg
-	self := state.Node{ID: c.ID, Addr: c.Bind, RaftAddr: api.HostPort(c.Bind, c.RaftPort), HTTPAddr: api.HostPort(c.Bind, c.HTTPPort),
+	self := state.Node{ID: c.ID, Addr: c.Bind, RaftAddr: topology.HostPort(c.Bind, c.RaftPort), HTTPAddr: topology.HostPort(c.Bind, c.HTTPPort),
 		Memory: c.Memory, Zone: c.Zone, PortMin: c.PortMin, PortMax: c.PortMax, ProxyMin: c.ProxyMin, ProxyMax: c.ProxyMax}
 	if c.SentinelPort != 0 {
-		self.SentinelAddr = api.HostPort(c.Bind, c.SentinelPort)
+		self.SentinelAddr = topology.HostPort(c.Bind, c.SentinelPort)
 	}
 	return self
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/marina-redis/marina/internal/redisconf"
 	"github.com/marina-redis/marina/internal/state"
 	"github.com/marina-redis/marina/internal/testutil"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 // attackerStream is a Raft stream layer that dials with the attacker's
@@ -85,7 +86,7 @@ func TestRaftRefusesStrangers(t *testing.T) {
 	}
 	tc.waitReady(c, "victim-db")
 	f := (tc.leader() + 1) % 3
-	target := api.HostPort(tc.cfgs[f].Bind, 7001)
+	target := topology.HostPort(tc.cfgs[f].Bind, 7001)
 	before := tc.nodes[f].Raft.Raft.Stats()
 
 	// A CA of the attacker's, with a certificate that names a member.
@@ -302,7 +303,7 @@ func TestNoSecretsOnTheWire(t *testing.T) {
 	}
 
 	// The control: a secret sent in clear on a watched port is found.
-	ln, err := net.Listen("tcp", api.HostPort(hosts[0], control))
+	ln, err := net.Listen("tcp", topology.HostPort(hosts[0], control))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +429,7 @@ func TestStrangerIsRefusedEverywhere(t *testing.T) {
 			t.Fatalf("node %d: listening on %v only", i+1, ports)
 		}
 		for _, p := range ports {
-			addr := api.HostPort(h, p)
+			addr := topology.HostPort(h, p)
 			switch {
 			case p == 7000:
 				hc := tc.httpClient()
@@ -555,7 +556,7 @@ func TestRedisTLSBetweenHosts(t *testing.T) {
 	}
 	var sentinels []string
 	for _, h := range hosts {
-		sentinels = append(sentinels, api.HostPort(h, 7009))
+		sentinels = append(sentinels, topology.HostPort(h, 7009))
 	}
 	fc := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "sec-0", SentinelAddrs: sentinels, SentinelPassword: password,
 		Password: password, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, TLSConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})

@@ -16,6 +16,7 @@ import (
 	"github.com/marina-redis/marina/internal/api"
 	"github.com/marina-redis/marina/internal/sentinel"
 	"github.com/marina-redis/marina/internal/testutil"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 const testSentinelPort = 7002
@@ -63,7 +64,7 @@ func TestSentinel(t *testing.T) {
 	two := tc.waitReady(c, "two")
 	var addrs []string
 	for i, nd := range tc.nodes {
-		want := api.HostPort(tc.cfgs[i].Bind, testSentinelPort)
+		want := topology.HostPort(tc.cfgs[i].Bind, testSentinelPort)
 		if nd.Sentinel == nil || nd.Sentinel.Addr() != want {
 			t.Fatalf("node %d sentinel endpoint %v, want %s", i+1, nd.Sentinel, want)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/marina-redis/marina/internal/controller"
 	"github.com/marina-redis/marina/internal/pki"
 	"github.com/marina-redis/marina/internal/state"
+	"github.com/marina-redis/marina/internal/topology"
 )
 
 // caKeyFile holds a bootstrapping node's new CA key until the CA is in the
@@ -89,7 +90,7 @@ func (n *Node) requestCert(ctx context.Context, c *client.Client) error {
 // selfClient talks to this node's own API as this node (its answers are
 // forwarded to the leader as needed).
 func (n *Node) selfClient() *client.Client {
-	return client.New(api.HostPort(n.cfg.Bind, n.cfg.HTTPPort), n.cfg.Token, n.id.ClientTLS(n.cfg.ID))
+	return client.New(topology.HostPort(n.cfg.Bind, n.cfg.HTTPPort), n.cfg.Token, n.id.ClientTLS(n.cfg.ID))
 }
 
 // peerClient talks to another node's API, checked to be that node.
