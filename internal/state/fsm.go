@@ -106,7 +106,9 @@ func (f *FSM) publish(idx uint64, next *State, evs []Event) {
 
 // Step is the pure transition function: it checks a command against the
 // state and returns the next state (cur itself when the command changed
-// nothing) and the events the command records. cur is never modified.
+// nothing) and the events the command records. cur's data is never
+// modified; only its derived placement index is built, once, if it has
+// none yet (by the FSM's single writer, or a test's own state).
 func Step(cur *State, c Command) (*State, []Event, error) {
 	cur.placement() // before the copy, so the copy shares it
 	t := &txn{cur: cur, next: cur.shallow()}
