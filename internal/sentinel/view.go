@@ -155,8 +155,6 @@ func instAddr(st *state.State, in state.Instance) (string, int) {
 	return "", in.Port
 }
 
-func nodeDown(st *state.State, id string) bool { return topology.NodeDown(st, id) }
-
 // Sentinel is another node's sentinel endpoint.
 type Sentinel struct {
 	NodeID string
@@ -190,7 +188,7 @@ func Status(st *state.State, db *state.Database, shard int) string {
 	switch {
 	case !ok:
 		return "odown"
-	case nodeDown(st, m.Node):
+	case topology.NodeDown(st, m.Node):
 		return "sdown"
 	}
 	return "ok"
@@ -270,7 +268,7 @@ func ReplicaFields(st *state.State, env Env, db *state.Database, shard int) [][]
 		}
 		host, port := instAddr(st, r)
 		flags, link := "slave", "ok"
-		if nodeDown(st, r.Node) {
+		if topology.NodeDown(st, r.Node) {
 			flags, link = "slave,s_down", "err"
 		} else if !mok {
 			link = "err"

@@ -83,7 +83,8 @@ const MaxReadLag = time.Second
 const NeverSynced = time.Duration(1 << 62)
 
 // Link is a replica's replication link as its INFO replication reports it:
-// the one reading of those fields.
+// the one reading of those fields (which replica to promote is
+// failover.Choose's decision, from these).
 type Link struct {
 	Replica    bool // role:slave
 	MasterAddr string
@@ -131,13 +132,6 @@ func (l Link) InSync() bool { return l.Replica && l.Up && !l.Syncing }
 // ServesReads: in sync and heard from its master within MaxReadLag, so a
 // read there is at most that stale.
 func (l Link) ServesReads() bool { return l.InSync() && l.LastIO <= MaxReadLag }
-
-// Promotable: the replica may be promoted in place of a failed master at
-// oldMaster: it followed it, is not in a full sync, and (unless forced) its
-// link has been down no longer than maxLinkDown.
-func (l Link) Promotable(oldMaster string, maxLinkDown time.Duration, force bool) bool {
-	return l.Follows(oldMaster) && !l.Syncing && (force || l.DownFor <= maxLinkDown)
-}
 
 // Follows says whether the replica replicates from addr.
 func (l Link) Follows(addr string) bool { return l.Replica && l.MasterAddr == addr }

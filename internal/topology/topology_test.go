@@ -27,8 +27,8 @@ func TestLink(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			l := ParseLink(c.info)
-			if l.InSync() != c.inSync || l.ServesReads() != c.reads || l.Promotable("10.0.0.1:7001", 10*time.Second, false) != c.promote || l.DownFor != c.downFor {
-				t.Fatalf("%+v: in sync %v reads %v promotable %v", l, l.InSync(), l.ServesReads(), l.Promotable("10.0.0.1:7001", 10*time.Second, false))
+			if l.InSync() != c.inSync || l.ServesReads() != c.reads || (l.Follows("10.0.0.1:7001") && !l.Syncing && l.DownFor <= 10*time.Second) != c.promote || l.DownFor != c.downFor {
+				t.Fatalf("%+v: in sync %v reads %v follows %v", l, l.InSync(), l.ServesReads(), l.Follows("10.0.0.1:7001"))
 			}
 		})
 	}
