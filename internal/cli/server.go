@@ -97,7 +97,7 @@ func (a *app) serverCmd() *cobra.Command {
 	f.DurationVar(&cfg.DownAfter, "down-after", 0, fmt.Sprintf("a master failing this long, seen by its node and another, fails over (default %v)", td.DownAfter))
 	f.DurationVar(&cfg.Lease, "lease", 0, fmt.Sprintf("an agent without a confirmed leader's word this long fences its masters; longer than the %v heartbeat (default %v; the leader waits it out plus %v before promoting)",
 		td.Heartbeat, td.Lease, timing.FenceMargin))
-	f.DurationVar(&cfg.MaxLinkDown, "max-link-down", 0, fmt.Sprintf("replicas whose link is down longer are not promoted (default %v)", td.MaxLinkDown))
+	f.DurationVar(&cfg.MaxLinkDown, "max-link-down", 0, fmt.Sprintf("replicas whose link went down longer than this before their master failed are not promoted (default %v)", td.MaxLinkDown))
 	f.IntVar(&cfg.FlapMax, "flap-max", 0, fmt.Sprintf("flap damping: this many failovers of one shard within --flap-window start at once, further ones are spaced by --flap-delay (default %d)", td.FlapMax))
 	f.DurationVar(&cfg.FlapWindow, "flap-window", 0, fmt.Sprintf("flap damping: the failovers of a shard older than this no longer count (default %v)", td.FlapWindow))
 	f.DurationVar(&cfg.FlapDelay, "flap-delay", 0, fmt.Sprintf("flap damping: a failover beyond --flap-max within the window starts no earlier than this after the shard's previous one, doubling with each further one (default %v)", td.FlapDelay))

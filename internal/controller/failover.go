@@ -158,7 +158,8 @@ func (c *Controller) failoverPass(ctx context.Context) {
 			if !ok {
 				continue
 			}
-			failed, reason := failover.Failed(c.observe(st, m, reports, now), now, c.foCfg.DownAfter)
+			obs := c.observe(st, m, reports, now)
+			failed, reason := failover.Failed(obs, now, c.foCfg.DownAfter)
 			if !failed {
 				continue
 			}
@@ -174,7 +175,8 @@ func (c *Controller) failoverPass(ctx context.Context) {
 				continue
 			}
 			c.log.Warn("master failed: demoting", "db", name, "shard", sh.Index, "master", m.ID, "reason", reason)
-			if _, err := c.apply(ctx, &state.Demote{ShardRef: state.ShardRef{Name: name, Shard: sh.Index, Epoch: sh.Epoch}, From: m.ID, Time: now.UTC(), Reason: reason}); err != nil {
+			if _, err := c.apply(ctx, &state.Demote{ShardRef: state.ShardRef{Name: name, Shard: sh.Index, Epoch: sh.Epoch}, From: m.ID, Time: now.UTC(),
+				FailedSince: obs.Since(now).UTC(), Reason: reason}); err != nil {
 				c.log.Warn("demote", "db", name, "shard", sh.Index, "err", err)
 				continue
 			}
@@ -259,11 +261,16 @@ func (c *Controller) tryPromote(ctx context.Context, st *state.State, db *state.
 		cand := c.candidate(ctx, st, db, in, oldAddr, reports, now)
 		cands = append(cands, cand)
 	}
-	best, err := failover.Choose(cands, c.foCfg.MaxLinkDown, false)
+	failedSince := sh.Pending.FailedSince
+	if failedSince.IsZero() {
+		failedSince = sh.Pending.Since
+	}
+	maxLinkDown := failover.LinkDownAllowed(c.foCfg.MaxLinkDown, failedSince, now)
+	best, err := failover.Choose(cands, maxLinkDown, false)
 	if err != nil {
 		// No replica has the data (e.g. none ever synced): if the demoted
 		// master is back and fenced, it is the best copy there is.
-		if oc, ok := c.oldMasterCandidate(ctx, st, db, old); ok {
+		if oc, ok := c.oldMasterCandidate(ctx, st, db, old, maxLinkDown); ok {
 			best, err = oc, nil
 		}
 	}
@@ -284,7 +291,7 @@ func (c *Controller) tryPromote(ctx context.Context, st *state.State, db *state.
 
 // oldMasterCandidate asks a demoted master, restarted fenced by its agent,
 // whether it serves as a master; it counts as fully in sync with itself.
-func (c *Controller) oldMasterCandidate(ctx context.Context, st *state.State, db *state.Database, old state.Instance) (failover.Candidate, bool) {
+func (c *Controller) oldMasterCandidate(ctx context.Context, st *state.State, db *state.Database, old state.Instance, maxLinkDown time.Duration) (failover.Candidate, bool) {
 	addr := topology.Addr(st, old)
 	if addr == "" {
 		return failover.Candidate{}, false
@@ -297,7 +304,7 @@ func (c *Controller) oldMasterCandidate(ctx context.Context, st *state.State, db
 	}
 	off, _ := strconv.ParseInt(resp.ParseInfo(info)["master_repl_offset"], 10, 64)
 	cand := failover.Candidate{ID: old.ID, Reachable: true, Following: true, Offset: off, Priority: st.Priority(old.Node)}
-	got, err := failover.Choose([]failover.Candidate{cand}, c.foCfg.MaxLinkDown, false)
+	got, err := failover.Choose([]failover.Candidate{cand}, maxLinkDown, false)
 	return got, err == nil
 }
 

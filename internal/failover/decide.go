@@ -52,6 +52,31 @@ func Failed(o Observation, now time.Time, downAfter time.Duration) (bool, string
 	return false, ""
 }
 
+// Since is when the master began to fail, as far as o tells (now if it
+// does not: a crash is seen as it happens).
+func (o Observation) Since(now time.Time) time.Time {
+	t := now
+	for _, s := range []time.Time{o.LocalFailingSince, o.NodeSilentSince} {
+		if !s.IsZero() && s.Before(t) {
+			t = s
+		}
+	}
+	return t
+}
+
+// LinkDownAllowed is how long a replica's link may have been down for it
+// to be promoted: maxLinkDown before the master began to fail, plus all
+// the time since (redis-sentinel counts it so too). A replica whose link
+// went down with its master has the master's data however long the
+// failover waited (for flap damping, for the lease); one whose link was
+// down long before has not.
+func LinkDownAllowed(maxLinkDown time.Duration, failedSince, now time.Time) time.Duration {
+	if failedSince.IsZero() || failedSince.After(now) {
+		return maxLinkDown
+	}
+	return maxLinkDown + now.Sub(failedSince)
+}
+
 func countSince(ts []time.Time, now time.Time, d time.Duration, any bool) int {
 	n := 0
 	for _, t := range ts {

@@ -74,6 +74,36 @@ func TestChoose(t *testing.T) {
 	}
 }
 
+// A failover held (flap damping) does not age its replicas out: the link
+// allowance counts from when the master began to fail.
+func TestLinkDownAllowed(t *testing.T) {
+	now := time.Unix(1000, 0)
+	const maxDown = 10 * time.Second
+	cases := []struct {
+		name      string
+		o         Observation
+		linkDown  time.Duration // the replica's, at promotion
+		promotion bool
+	}{
+		{"link went down with the master, failover held 20s", Observation{LocalFailingSince: now.Add(-21 * time.Second)}, 21 * time.Second, true},
+		{"link down 5s before the master failed, held 20s", Observation{LocalFailingSince: now.Add(-20 * time.Second)}, 25 * time.Second, true},
+		{"link down 15s before the master failed", Observation{LocalFailingSince: now.Add(-20 * time.Second)}, 35 * time.Second, false},
+		{"node silent: from its silence", Observation{NodeSilentSince: now.Add(-30 * time.Second), LocalFailingSince: now.Add(-time.Second)}, 35 * time.Second, true},
+		{"a crash, seen now", Observation{Crashed: true}, 11 * time.Second, false},
+	}
+	for _, c := range cases {
+		allowed := LinkDownAllowed(maxDown, c.o.Since(now), now)
+		r := Candidate{ID: "r1", Reachable: true, Following: true, Priority: 100, LinkDownFor: c.linkDown}
+		_, err := Choose([]Candidate{r}, allowed, false)
+		if (err == nil) != c.promotion {
+			t.Errorf("%s: allowed %s, err %v, want promotion %v", c.name, allowed, err, c.promotion)
+		}
+	}
+	if got := LinkDownAllowed(maxDown, time.Time{}, now); got != maxDown {
+		t.Errorf("no failure time: %s", got)
+	}
+}
+
 func TestDampingSpacing(t *testing.T) {
 	d := Damping{Free: 3, Window: time.Hour, Delay: 10 * time.Second, MaxDelay: 5 * time.Minute}
 	// The documented schedule (docs/failover.md#flap-damping), k earlier

@@ -351,6 +351,8 @@ type Demote struct {
 	To     string    `json:"to,omitempty"`
 	Reason string    `json:"reason,omitempty"`
 	Time   time.Time `json:"time,omitempty"`
+	// FailedSince: when the master began to fail (Pending.FailedSince).
+	FailedSince time.Time `json:"failed_since,omitempty"`
 }
 
 func (*Demote) Op() string { return OpDemote }
@@ -369,7 +371,7 @@ func (c *Demote) apply(t *txn) error {
 		}
 		old.Role = RoleReplica
 		sh.Epoch++
-		sh.Pending = &Pending{Since: c.Time, Old: c.From, Reason: c.Reason}
+		sh.Pending = &Pending{Since: c.Time, FailedSince: c.FailedSince, Old: c.From, Reason: c.Reason}
 		*ev = Event{Time: c.Time, DB: c.Name, Shard: c.Shard, Reason: c.Reason,
 			Type: "failover-started", Instance: old.ID, Node: old.Node, Epoch: sh.Epoch}
 		if c.Kind == KindSwitchover {

@@ -124,11 +124,15 @@ type Shard struct {
 // Pending describes a failover in progress, or a planned switchover
 // between its two steps (Kind "switchover", To the replica it promotes).
 type Pending struct {
-	Since  time.Time `json:"since"`
-	Old    string    `json:"old"` // the demoted master
-	Reason string    `json:"reason"`
-	Kind   string    `json:"kind,omitempty"`
-	To     string    `json:"to,omitempty"`
+	Since time.Time `json:"since"`
+	// FailedSince: when the master began to fail, before any flap
+	// damping held the failover (zero: Since). A replica's link counts
+	// as down too long only if it went down well before then.
+	FailedSince time.Time `json:"failed_since,omitempty"`
+	Old         string    `json:"old"` // the demoted master
+	Reason      string    `json:"reason"`
+	Kind        string    `json:"kind,omitempty"`
+	To          string    `json:"to,omitempty"`
 }
 
 // KindSwitchover marks the steps of a planned switchover in commands and
