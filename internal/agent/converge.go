@@ -48,8 +48,8 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want, users b
 	// The fence is not among the live settings: it is the fencer's alone
 	// (fence.go, through redisctl), so converging a stale view never lifts it.
 	live := w.conf.Live()
-	keys := make([]any, 0, len(live)+2)
-	keys = append(keys, "CONFIG", "GET")
+	keys := make([]any, 0, len(live)+3)
+	keys = append(keys, "CONFIG", "GET", "hz")
 	for k := range live {
 		keys = append(keys, k)
 	}
@@ -101,11 +101,18 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want, users b
 			return fmt.Errorf("acl setuser proxy: %w", err)
 		}
 	}
-	info, err := c.Info(cctx, "replication", "memory", "clients").Result()
+	info, err := c.Info(cctx, "replication", "memory", "clients", "keyspace").Result()
 	if err != nil {
 		return fmt.Errorf("info: %w", err)
 	}
 	f := resp.ParseInfo(info)
+	// The cron's frequency follows the keyspace (redisconf.Hz).
+	if hz := strconv.Itoa(redisconf.Hz(resp.Expires(f))); got["hz"] != hz {
+		if err := c.ConfigSet(cctx, "hz", hz).Err(); err != nil {
+			return fmt.Errorf("config set hz: %w", err)
+		}
+		wk.a.log.Debug("applied config", "instance", w.id, "key", "hz", "value", hz)
+	}
 	switch {
 	case w.role == state.RoleMaster && f["role"] == "slave":
 		// Promoted: it stays fenced until the fencer lifts the fence.

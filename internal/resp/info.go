@@ -1,6 +1,9 @@
 package resp
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // ParseInfo reads the "field:value" lines of an INFO reply; section
 // headers ("# Replication") and blank lines are skipped.
@@ -13,4 +16,22 @@ func ParseInfo(s string) map[string]string {
 		}
 	}
 	return out
+}
+
+// Expires sums the keys with a TTL over the databases of an INFO keyspace
+// section ("db0:keys=10,expires=3,avg_ttl=0").
+func Expires(f map[string]string) int64 {
+	var n int64
+	for k, v := range f {
+		if !strings.HasPrefix(k, "db") {
+			continue
+		}
+		for _, kv := range strings.Split(v, ",") {
+			if x, ok := strings.CutPrefix(kv, "expires="); ok {
+				e, _ := strconv.ParseInt(x, 10, 64)
+				n += e
+			}
+		}
+	}
+	return n
 }
