@@ -100,6 +100,12 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want, users b
 		if err := c.Do(cctx, append(proxyUser, "-reset")...).Err(); err != nil {
 			return fmt.Errorf("acl setuser proxy: %w", err)
 		}
+		// Replicas log in as the replication user (the fencer's), not as
+		// the internal one; servers from before it let the internal one sync.
+		internal := append([]any{"ACL", "SETUSER", redisconf.InternalUser}, splitAny(redisconf.InternalRules)...)
+		if err := c.Do(cctx, internal...).Err(); err != nil {
+			return fmt.Errorf("acl setuser internal: %w", err)
+		}
 	}
 	info, err := c.Info(cctx, "replication", "memory", "clients", "keyspace").Result()
 	if err != nil {

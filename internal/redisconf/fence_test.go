@@ -15,8 +15,9 @@ import (
 	"github.com/marina-redis/marina/internal/testutil"
 )
 
-// A fenced server refuses writes and refuses to be a sync source for the
-// internal user replicas log in as; an unfenced one does both.
+// A fenced server refuses writes and refuses the replication user's login
+// (no sync source); an unfenced one does both. The internal user never
+// syncs.
 func TestFenceOnRealRedis(t *testing.T) {
 	host := testutil.LoopbackHosts(t, 1)[0]
 	for _, fenced := range []bool{true, false} {
@@ -25,15 +26,22 @@ func TestFenceOnRealRedis(t *testing.T) {
 		ctx := context.Background()
 		client := redis.NewClient(&redis.Options{Addr: addr, Password: "password1", Protocol: 2, DisableIdentity: true})
 		internal := redis.NewClient(&redis.Options{Addr: addr, Username: InternalUser, Password: "secret-123", Protocol: 2, DisableIdentity: true})
+		repl := redis.NewClient(&redis.Options{Addr: addr, Username: ReplUser, Password: ReplSecret("secret-123"), Protocol: 2, DisableIdentity: true, MaxRetries: -1})
 		testutil.WaitFor(t, 5*time.Second, "redis up", func() error { return client.Ping(ctx).Err() })
 		werr := client.Set(ctx, "k", "v", 0).Err()
-		serr := internal.Do(ctx, "PSYNC", "?", "-1").Err()
+		if err := internal.Do(ctx, "PSYNC", "?", "-1").Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+			t.Errorf("fenced=%v: the internal user's PSYNC answered %v, want NOPERM", fenced, err)
+		}
+		if err := repl.Get(ctx, "k").Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") && !strings.Contains(err.Error(), "WRONGPASS") {
+			t.Errorf("fenced=%v: the replication user read a key: %v", fenced, err)
+		}
+		serr := repl.Do(ctx, "PSYNC", "?", "-1").Err()
 		if fenced {
 			if werr == nil || !strings.Contains(werr.Error(), "NOREPLICAS") {
 				t.Errorf("fenced: write answered %v, want NOREPLICAS", werr)
 			}
-			if serr == nil || !strings.Contains(serr.Error(), "NOPERM") {
-				t.Errorf("fenced: PSYNC answered %v, want NOPERM", serr)
+			if serr == nil || !strings.Contains(serr.Error(), "WRONGPASS") {
+				t.Errorf("fenced: the replication user's login answered %v, want WRONGPASS", serr)
 			}
 		} else {
 			if werr != nil {
@@ -45,6 +53,7 @@ func TestFenceOnRealRedis(t *testing.T) {
 		}
 		client.Close()
 		internal.Close()
+		repl.Close()
 	}
 }
 
@@ -133,32 +142,17 @@ func startRendered(t *testing.T, host string, c Config) string {
 	return fmt.Sprintf("%s:%d", host, c.Port)
 }
 
-// A replica whose PSYNC is refused by a fenced master falls back to SYNC at
-// once; if the fence lifted in between, that link's offsets stay one byte
-// apart for good and WAIT never counts the replica (durability replicated
-// then refuses every write). The internal user never has SYNC, so the
-// fallback is refused too and the replica retries PSYNC.
-func TestReplicaNeverFallsBackToSync(t *testing.T) {
+// A fenced master is no sync source, and its replicas do not spin: the
+// replication user is off, so a replica's AUTH fails and Redis tries again
+// at its next replication cron (a refused PSYNC would make it fall back to
+// SYNC and, refused again, reconnect at once, as fast as the host allows).
+// SYNC itself is never allowed: a link that fell back to it would count its
+// offsets one byte apart from the master's for good, and WAIT would never
+// count the replica. Once the fence lifts, the replica links with PSYNC.
+func TestReplicaOfAFencedMaster(t *testing.T) {
 	hosts := testutil.LoopbackHosts(t, 2)
 	base := Config{MaxMemory: 8 << 20, Policy: "noeviction", Persistence: state.PersistNone, Password: "password1", Secret: "secret-123"}
 	ctx := testutil.Ctx(t, 30*time.Second)
-	for _, fenced := range []bool{true, false} {
-		m := base
-		m.Fenced = fenced
-		addr := startRendered(t, hosts[0], m)
-		internal := redis.NewClient(&redis.Options{Addr: addr, Username: InternalUser, Password: "secret-123", Protocol: 2, DisableIdentity: true, MaxRetries: -1})
-		testutil.WaitFor(t, 5*time.Second, "redis up", func() error { return internal.Ping(ctx).Err() })
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := internal.Do(sctx, "SYNC").Err()
-		cancel()
-		if err == nil || !strings.Contains(err.Error(), "NOPERM") {
-			t.Errorf("fenced=%v: SYNC answered %v, want NOPERM", fenced, err)
-		}
-		internal.Close()
-	}
-
-	// The replay: the replica knocks on a fenced master, the fence lifts,
-	// and the link that comes up counts offsets as the master does.
 	m := base
 	m.Fenced = true
 	maddr := startRendered(t, hosts[0], m)
@@ -169,18 +163,55 @@ func TestReplicaNeverFallsBackToSync(t *testing.T) {
 	replica := redis.NewClient(&redis.Options{Addr: raddr, Username: InternalUser, Password: "secret-123", Protocol: 2, DisableIdentity: true})
 	defer master.Close()
 	defer replica.Close()
-	testutil.WaitFor(t, 5*time.Second, "replica refused by the fenced master", func() error {
-		log, err := master.Do(ctx, "ACL", "LOG").Result()
+	// Refused logins of the replication user, as the master's ACL log
+	// counts them (one entry, its count growing).
+	refused := func() (int64, error) {
+		log, err := master.Do(ctx, "ACL", "LOG").Slice()
 		if err != nil {
-			return err
+			return 0, err
 		}
-		if !strings.Contains(fmt.Sprint(log), "psync") {
-			return fmt.Errorf("no refused PSYNC in the ACL log yet")
+		var n int64
+		for _, e := range log {
+			f := map[string]any{}
+			if l, ok := e.([]any); ok {
+				for i := 0; i+1 < len(l); i += 2 {
+					f[fmt.Sprint(l[i])] = l[i+1]
+				}
+			}
+			if f["username"] == ReplUser && f["reason"] == "auth" {
+				c, _ := f["count"].(int64)
+				n += c
+			}
+		}
+		return n, nil
+	}
+	var first int64
+	testutil.WaitFor(t, 5*time.Second, "the replica refused by the fenced master", func() error {
+		var err error
+		if first, err = refused(); err != nil || first == 0 {
+			return fmt.Errorf("no refused login in the ACL log yet (%v)", err)
 		}
 		return nil
 	})
-	args := []any{"ACL", "SETUSER", InternalUser}
-	for _, rule := range SyncRules(false) {
+	// Redis's replication cron allows one attempt a second: three more
+	// take two seconds at least (a spinning replica makes them within
+	// milliseconds). A slow host only makes them slower.
+	start := time.Now()
+	testutil.WaitFor(t, 20*time.Second, "three more attempts", func() error {
+		n, err := refused()
+		if err != nil || n < first+3 {
+			return fmt.Errorf("%d refused logins (%v)", n, err)
+		}
+		return nil
+	})
+	if took := time.Since(start); took < 1500*time.Millisecond {
+		t.Fatalf("three refused logins within %s: the replica spins", took)
+	}
+
+	// The fence lifts (as redisctl.ApplyFence does it): the replica links
+	// with PSYNC and its offsets are the master's.
+	args := []any{"ACL", "SETUSER", ReplUser}
+	for _, rule := range ReplRules(false) {
 		args = append(args, rule)
 	}
 	if _, err := master.TxPipelined(ctx, func(p redis.Pipeliner) error {

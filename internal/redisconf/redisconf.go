@@ -15,8 +15,40 @@ import (
 	"github.com/marina-redis/marina/internal/state"
 )
 
-// InternalUser is the ACL user agents and replication log in as.
+// InternalUser is the ACL user Marina's agents and leader log in as: all
+// commands but the replication handshake's SYNC and PSYNC.
 const InternalUser = "marina"
+
+// InternalRules are the internal user's rules after its password.
+const InternalRules = "~* &* +@all -sync -psync"
+
+// ReplUser is the ACL user replicas log in to their master as: the
+// handshake's commands only. The fence turns it off (ReplRules), so a
+// fenced server is no sync source: a replica's AUTH fails and Redis tries
+// again at its next replication cron, a second later. (The fence used to
+// deny PSYNC instead; a replica refused PSYNC falls back to SYNC and,
+// refused again, reconnects at once: the replicas of fenced masters then
+// spun in that loop, hundreds of handshakes a second that starved a
+// loaded host, whose control plane then lost its leader, which fenced
+// more masters.)
+const ReplUser = "marina-repl"
+
+// ReplSecret is the marina-repl user's password, derived from the
+// database's internal secret as ProxySecret is.
+func ReplSecret(secret string) string { return derive(secret, ReplUser) }
+
+// ReplRules are the replication user's rules after its password: on or
+// off by the fence, the handshake's commands only. SYNC, the pre-PSYNC
+// protocol, is never allowed: a link that falls back to it counts its
+// offset from -1 for its whole life, one byte behind the master, so WAIT
+// (and durability replicated) never sees the replica catch up.
+func ReplRules(fenced bool) []string {
+	onOff := "on"
+	if fenced {
+		onOff = "off"
+	}
+	return []string{onOff, "-@all", "+ping", "+replconf", "+psync"}
+}
 
 // ProxyUser is the ACL user of the proxy's backend connections: all data
 // commands, nothing that reconfigures or stops the server, switches
@@ -27,9 +59,11 @@ const ProxyUser = "marina-proxy"
 // database's internal secret (HMAC-SHA256): the proxy, and the HAProxy
 // file that holds it, can log in for data commands only, and knowing it
 // reveals nothing of the internal user's secret.
-func ProxySecret(secret string) string {
+func ProxySecret(secret string) string { return derive(secret, ProxyUser) }
+
+func derive(secret, user string) string {
 	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(ProxyUser))
+	m.Write([]byte(user))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
@@ -61,7 +95,7 @@ type Config struct {
 	Secret      string // the internal user's password
 	ReplicaOf   string // host:port of the master, empty for a master
 	// Fenced makes a master refuse writes (min-replicas-to-write set out of
-	// reach) and replication syncs (the internal user loses SYNC and PSYNC):
+	// reach) and replication syncs (the replication user is off):
 	// demoted masters, masters whose agent lost the leader, and replicas.
 	Fenced bool
 	// Epoch is the shard's epoch the fence decision was taken in, recorded
@@ -147,19 +181,6 @@ func FenceValue(fenced bool) string {
 	return "0"
 }
 
-// SyncRules are the internal user's replication rights: a fenced instance
-// is no sync source (see Config.Fenced). SYNC, the pre-PSYNC protocol, is
-// never allowed: a replica whose PSYNC is refused falls back to SYNC at
-// once, and if the fence lifted in between, that link counts its offset
-// from -1 for its whole life, one byte behind the master, so WAIT (and
-// durability replicated) never sees the replica catch up.
-func SyncRules(fenced bool) []string {
-	if fenced {
-		return []string{"-sync", "-psync"}
-	}
-	return []string{"-sync", "+psync"}
-}
-
 // Hz is the server's cron frequency (Redis's hz): Redis's default, 10,
 // where keys expire (the cron reclaims expired keys, each run allowed a
 // share of its period: at hz 1 one run could take 250 ms), and 1
@@ -188,7 +209,7 @@ const rdbSave = "3600 1 300 100 60 10000"
 
 // Live returns the settings that CONFIG SET can change on a running server,
 // with the values CONFIG GET reports for them. The fence (FenceKey,
-// FenceEpochKey and the sync rights) is not among them: on a running
+// FenceEpochKey and the replication user) is not among them: on a running
 // server it has one owner, internal/redisctl, and only a fresh start reads
 // it from the rendered config.
 func (c Config) Live() map[string]string {
@@ -205,6 +226,8 @@ func (c Config) Live() map[string]string {
 		"appendonly":       appendonly,
 		"save":             save,
 		"requirepass":      c.Password,
+		"masteruser":       ReplUser,
+		"masterauth":       ReplSecret(c.Secret),
 	}
 }
 
@@ -258,10 +281,11 @@ func (c Config) Render() string {
 	w("%s %s", FenceEpochKey, FenceEpochValue(c.Epoch))
 	// The internal user survives client password changes, so replication and
 	// the agent never lock themselves out.
-	w("user %s on >%s ~* &* +@all %s", InternalUser, c.Secret, strings.Join(SyncRules(c.Fenced), " "))
+	w("user %s on >%s %s", InternalUser, c.Secret, InternalRules)
+	w("user %s >%s %s", ReplUser, ReplSecret(c.Secret), strings.Join(ReplRules(c.Fenced), " "))
 	w("user %s on >%s ~* &* +@all %s -reset", ProxyUser, ProxySecret(c.Secret), ClientRules)
-	w("masteruser %s", InternalUser)
-	w("masterauth %s", c.Secret)
+	w("masteruser %s", live["masteruser"])
+	w("masterauth %s", live["masterauth"])
 	// Disk-based full syncs: after a diskless one, Redis 7.0 starts the
 	// command stream only at the replica's next periodic ACK, so a replica
 	// shows "link up" yet receives nothing for up to a second, and a

@@ -18,7 +18,8 @@ func TestRender(t *testing.T) {
 	}{
 		{"master none", func(c *Config) { c.Persistence = state.PersistNone },
 			[]string{"port 7001", "bind 127.0.0.2", "maxmemory 67108864", "maxmemory-policy allkeys-lru", "appendonly no", `save ""`,
-				"user default on >clientpw1 ~* &* +@all " + ClientRules, "user marina on >sekrit123 ~* &* +@all -sync +psync", "masteruser marina", "masterauth sekrit123", "protected-mode yes"},
+				"user default on >clientpw1 ~* &* +@all " + ClientRules, "user marina on >sekrit123 ~* &* +@all -sync -psync",
+				"user marina-repl >" + ReplSecret("sekrit123") + " on -@all +ping +replconf +psync", "masteruser marina-repl", "masterauth " + ReplSecret("sekrit123"), "protected-mode yes"},
 			[]string{"\nreplicaof "}}, // the directive, not the denied command
 		{"replica aof", func(c *Config) { c.Persistence = state.PersistAOF; c.ReplicaOf = "127.0.0.3:7002" },
 			[]string{"appendonly yes", "replicaof 127.0.0.3 7002"}, nil},

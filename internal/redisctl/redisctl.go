@@ -1,5 +1,5 @@
 // Package redisctl is the one owner of the live settings Marina changes on
-// a running redis-server: its fence (writes and sync rights), its role, and
+// a running redis-server: its fence (writes and the replication user), its role, and
 // the client Marina's own components reach it with. The agent (its fencer
 // and converge loop) and the leader (its direct fence of a silent node's
 // demoted master, its switchover checks) both go through it, so the rule
@@ -75,6 +75,10 @@ type Recorded struct {
 	// rendered before the epoch was recorded has none.
 	Epoch uint64
 	Known bool
+	// Partial: the fence's parts disagree (the replication user's on/off
+	// is not what the switch says, or it is missing: a server from before
+	// that user). The decision is applied again, whole.
+	Partial bool
 }
 
 // Verdict is what Order decides for a new decision.
@@ -109,7 +113,7 @@ func Order(cur Recorded, next Fence) Verdict {
 		return Apply // nothing to compare with: record the epoch
 	case next.Epoch < cur.Epoch:
 		return Stale
-	case next.Epoch > cur.Epoch || next.Fenced != cur.Fenced:
+	case next.Epoch > cur.Epoch || next.Fenced != cur.Fenced || cur.Partial:
 		return Apply
 	default:
 		return Same
@@ -122,32 +126,56 @@ var ErrStale = errors.New("fence decision of an older epoch than the server's")
 
 // ReadFence returns the fence the server carries.
 func ReadFence(ctx context.Context, c *redis.Client) (Recorded, error) {
-	got, err := c.Do(ctx, "CONFIG", "GET", redisconf.FenceKey, redisconf.FenceEpochKey).Result()
-	if err != nil {
-		return Recorded{}, fmt.Errorf("fence: config get: %w", err)
+	var conf, user *redis.Cmd
+	_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		conf = p.Do(ctx, "CONFIG", "GET", redisconf.FenceKey, redisconf.FenceEpochKey)
+		user = p.Do(ctx, "ACL", "GETUSER", redisconf.ReplUser)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Recorded{}, fmt.Errorf("fence: %w", err)
 	}
-	m := map[string]string{}
-	switch v := got.(type) {
+	if conf.Err() != nil {
+		return Recorded{}, fmt.Errorf("fence: config get: %w", conf.Err())
+	}
+	r := recorded(pairs(conf.Val()))
+	on, exists := false, user.Err() == nil
+	if exists {
+		flags, _ := pairs(user.Val())["flags"].([]any)
+		for _, f := range flags {
+			on = on || f == "on"
+		}
+	}
+	r.Partial = !exists || on == r.Fenced
+	return r, nil
+}
+
+// pairs reads a RESP2 list of alternating keys and values, or a RESP3 map.
+func pairs(v any) map[string]any {
+	m := map[string]any{}
+	switch v := v.(type) {
 	case []any:
 		for i := 0; i+1 < len(v); i += 2 {
-			m[fmt.Sprint(v[i])] = fmt.Sprint(v[i+1])
+			m[fmt.Sprint(v[i])] = v[i+1]
 		}
 	case map[any]any:
 		for k, x := range v {
-			m[fmt.Sprint(k)] = fmt.Sprint(x)
+			m[fmt.Sprint(k)] = x
 		}
 	}
-	return recorded(m), nil
+	return m
 }
 
-func recorded(m map[string]string) Recorded {
-	r := Recorded{Fenced: m[redisconf.FenceKey] != redisconf.FenceValue(false) && m[redisconf.FenceKey] != ""}
-	r.Epoch, r.Known = redisconf.ParseFenceEpoch(m[redisconf.FenceEpochKey])
+func recorded(m map[string]any) Recorded {
+	fence, _ := m[redisconf.FenceKey].(string)
+	epoch, _ := m[redisconf.FenceEpochKey].(string)
+	r := Recorded{Fenced: fence != redisconf.FenceValue(false) && fence != ""}
+	r.Epoch, r.Known = redisconf.ParseFenceEpoch(epoch)
 	return r
 }
 
 // ApplyFence brings the server's fence to f if Order allows it: the fence
-// switch, the epoch and the internal user's sync rights in one MULTI, so a
+// switch, the epoch and the replication user's on/off in one MULTI, so a
 // server is never left half-fenced. It returns the fence the server
 // carries afterwards; ErrStale (with the server's newer fence) when f is
 // older than it.
@@ -162,8 +190,11 @@ func ApplyFence(ctx context.Context, c *redis.Client, f Fence) (Recorded, error)
 	case Stale:
 		return cur, fmt.Errorf("%w: epoch %d, server at %d", ErrStale, f.Epoch, cur.Epoch)
 	}
-	acl := []any{"ACL", "SETUSER", redisconf.InternalUser}
-	for _, r := range redisconf.SyncRules(f.Fenced) {
+	// The user is (re)created whole: a server from before it has none. Its
+	// password derives from the database's secret, which c (a Client of
+	// the internal user) logs in with.
+	acl := []any{"ACL", "SETUSER", redisconf.ReplUser, "reset", ">" + redisconf.ReplSecret(c.Options().Password)}
+	for _, r := range redisconf.ReplRules(f.Fenced) {
 		acl = append(acl, r)
 	}
 	_, err = c.TxPipelined(ctx, func(p redis.Pipeliner) error {

@@ -78,13 +78,15 @@ func TestStaleWriterCannotUndo(t *testing.T) {
 		}
 		return err == nil
 	}
+	// A replica's login and PSYNC, as the replication user.
 	syncable := func() bool {
 		sctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		err := agent.Do(sctx, "PSYNC", "?", "-1").Err()
-		agent.Close() // PSYNC turns the connection into a replication link
-		agent = Client(nil, addr, "secret-123", time.Second, 1)
-		return err == nil || !strings.Contains(err.Error(), "NOPERM")
+		repl := redis.NewClient(&redis.Options{Addr: addr, Username: redisconf.ReplUser, Password: redisconf.ReplSecret("secret-123"),
+			Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+		defer repl.Close() // PSYNC turns the connection into a replication link
+		err := repl.Do(sctx, "PSYNC", "?", "-1").Err()
+		return err == nil || !strings.Contains(err.Error(), "NOPERM") && !strings.Contains(err.Error(), "WRONGPASS")
 	}
 	check := func(what string, wantWritable bool, wantEpoch uint64) {
 		t.Helper()
@@ -142,6 +144,26 @@ func TestStaleWriterCannotUndo(t *testing.T) {
 	check("lifted again in epoch 3", true, 3)
 	if ok, err := Writable(ctx, leader); err != nil || !ok {
 		t.Fatalf("Writable: %v %v", ok, err)
+	}
+
+	// A fence whose parts disagree (a server from before the replication
+	// user has none) is read as partial and the same decision applied
+	// again, whole.
+	if err := leader.Do(ctx, "ACL", "DELUSER", redisconf.ReplUser).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := ReadFence(ctx, leader); err != nil || !r.Partial {
+		t.Fatalf("without the replication user: %+v %v, want partial", r, err)
+	}
+	if syncable() {
+		t.Fatal("a sync source without the replication user")
+	}
+	if _, err := ApplyFence(ctx, agent, Fence{Fenced: false, Epoch: 3}); err != nil {
+		t.Fatal(err)
+	}
+	check("the same lift again, whole", true, 3)
+	if r, _ := ReadFence(ctx, leader); r.Partial {
+		t.Fatalf("still partial: %+v", r)
 	}
 }
 
