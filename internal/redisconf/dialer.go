@@ -24,11 +24,20 @@ type Dialer struct {
 	Socket func(addr string) string
 }
 
+// internalBuffer sizes each buffer of an internal client's connections.
+const internalBuffer = 8 << 10
+
 // Internal returns options for the internal user of the server at addr:
 // timeout bounds dialling, reading and writing, pool is the pool size.
 func (d *Dialer) Internal(addr, secret string, timeout time.Duration, pool int) *redis.Options {
+	// Small buffers: Marina's own commands and replies are small (INFO is a
+	// few KiB), and a node holds several of these connections per instance;
+	// go-redis's defaults (32 KiB each way, 128 KiB for the pipeline pool's)
+	// made them most of a node's heap with hundreds of instances.
 	o := &redis.Options{Addr: addr, Username: InternalUser, Password: secret, Protocol: 2, DisableIdentity: true,
-		MaxRetries: -1, PoolSize: pool, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout}
+		MaxRetries: -1, PoolSize: pool, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
+		ReadBufferSize: internalBuffer, WriteBufferSize: internalBuffer,
+		PipelineReadBufferSize: internalBuffer, PipelineWriteBufferSize: internalBuffer, PipelinePoolSize: 1}
 	if d != nil && d.TLS != nil {
 		o.TLSConfig = d.TLS(addr)
 	}

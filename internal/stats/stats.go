@@ -302,19 +302,30 @@ func Merge(series []Series, interval time.Duration, masterOnly bool) ([]Point, [
 	return out, views
 }
 
-// ring is a fixed-size circular buffer of points, oldest first.
+// ring is a circular buffer of up to size points, oldest first. It grows
+// as points come (a node tracks hundreds of instances, most of them new:
+// a day of coarse points each, allocated up front, was most of its heap).
 type ring struct {
 	buf  []Point
+	size int
 	next int
 	full bool
 }
 
-func newRing(n int) *ring { return &ring{buf: make([]Point, max(n, 1))} }
+func newRing(n int) *ring { return &ring{size: max(n, 1)} }
 
 func (r *ring) add(p Point) {
+	if !r.full && r.next == len(r.buf) {
+		if len(r.buf) == cap(r.buf) {
+			grown := make([]Point, len(r.buf), min(r.size, max(16, 2*cap(r.buf))))
+			copy(grown, r.buf)
+			r.buf = grown
+		}
+		r.buf = r.buf[:len(r.buf)+1]
+	}
 	r.buf[r.next] = p
 	r.next++
-	if r.next == len(r.buf) {
+	if r.next == r.size {
 		r.next, r.full = 0, true
 	}
 }

@@ -162,6 +162,21 @@ func TestRingAndHistory(t *testing.T) {
 	if got := r.between(t0.Add(3*time.Second), t0.Add(3*time.Second)); len(got) != 1 || got[0].Keys != 3 {
 		t.Fatalf("between bounds inclusive: %+v", got)
 	}
+	// A large ring grows as points come, never past its size, and keeps
+	// the newest in order once it wraps.
+	big := newRing(100)
+	for i := 0; i < 250; i++ {
+		big.add(Point{T: t0.Add(time.Duration(i) * time.Second), Keys: int64(i)})
+		if i == 20 && cap(big.buf) >= 100 {
+			t.Fatalf("21 points took a buffer of %d", cap(big.buf))
+		}
+		if n := len(big.between(t0, t0.Add(time.Hour))); n != min(i+1, 100) {
+			t.Fatalf("after %d points: %d kept", i+1, n)
+		}
+	}
+	if got := big.between(t0, t0.Add(time.Hour)); got[0].Keys != 150 || got[99].Keys != 249 || cap(big.buf) != 100 {
+		t.Fatalf("wrapped ring: first %d last %d cap %d", got[0].Keys, got[99].Keys, cap(big.buf))
+	}
 
 	// Ten minutes of 5s points: the coarse ring gets one averaged point per
 	// completed minute.
