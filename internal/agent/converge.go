@@ -63,14 +63,8 @@ func (wk *worker) converge(ctx context.Context, c *redis.Client, w want, users b
 		return fmt.Errorf("config get: %w", err)
 	}
 	got := map[string]string{}
-	if m, ok := res.(map[any]any); ok {
-		for k, v := range m {
-			got[fmt.Sprint(k)] = fmt.Sprint(v)
-		}
-	} else if l, ok := res.([]any); ok {
-		for i := 0; i+1 < len(l); i += 2 {
-			got[fmt.Sprint(l[i])] = fmt.Sprint(l[i+1])
-		}
+	for k, v := range resp.Pairs(res) {
+		got[k] = fmt.Sprint(v)
 	}
 	for k, v := range live {
 		if got[k] == v {

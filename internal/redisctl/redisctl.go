@@ -41,6 +41,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/marina-redis/marina/internal/redisconf"
+	"github.com/marina-redis/marina/internal/resp"
 )
 
 // Client returns a client of the internal user of the server at addr, with
@@ -138,32 +139,16 @@ func ReadFence(ctx context.Context, c *redis.Client) (Recorded, error) {
 	if conf.Err() != nil {
 		return Recorded{}, fmt.Errorf("fence: config get: %w", conf.Err())
 	}
-	r := recorded(pairs(conf.Val()))
+	r := recorded(resp.Pairs(conf.Val()))
 	on, exists := false, user.Err() == nil
 	if exists {
-		flags, _ := pairs(user.Val())["flags"].([]any)
+		flags, _ := resp.Pairs(user.Val())["flags"].([]any)
 		for _, f := range flags {
 			on = on || f == "on"
 		}
 	}
 	r.Partial = !exists || on == r.Fenced
 	return r, nil
-}
-
-// pairs reads a RESP2 list of alternating keys and values, or a RESP3 map.
-func pairs(v any) map[string]any {
-	m := map[string]any{}
-	switch v := v.(type) {
-	case []any:
-		for i := 0; i+1 < len(v); i += 2 {
-			m[fmt.Sprint(v[i])] = v[i+1]
-		}
-	case map[any]any:
-		for k, x := range v {
-			m[fmt.Sprint(k)] = x
-		}
-	}
-	return m
 }
 
 func recorded(m map[string]any) Recorded {

@@ -1,6 +1,7 @@
 package resp
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -34,4 +35,21 @@ func Expires(f map[string]string) int64 {
 		}
 	}
 	return n
+}
+
+// Pairs reads a reply of keys and values (CONFIG GET, ACL GETUSER): a
+// RESP2 list of alternating keys and values, or a RESP3 map.
+func Pairs(v any) map[string]any {
+	m := map[string]any{}
+	switch v := v.(type) {
+	case []any:
+		for i := 0; i+1 < len(v); i += 2 {
+			m[fmt.Sprint(v[i])] = v[i+1]
+		}
+	case map[any]any:
+		for k, x := range v {
+			m[fmt.Sprint(k)] = x
+		}
+	}
+	return m
 }

@@ -18,3 +18,21 @@ func TestExpires(t *testing.T) {
 		}
 	}
 }
+
+func TestPairs(t *testing.T) {
+	for _, v := range []any{
+		[]any{"maxmemory", "100", "flags", []any{"on"}},
+		map[any]any{"maxmemory": "100", "flags": []any{"on"}},
+	} {
+		m := Pairs(v)
+		if m["maxmemory"] != "100" || len(m["flags"].([]any)) != 1 || len(m) != 2 {
+			t.Errorf("%v: %v", v, m)
+		}
+	}
+	if m := Pairs([]any{"odd"}); len(m) != 0 {
+		t.Errorf("a key without a value: %v", m)
+	}
+	if m := Pairs(nil); len(m) != 0 {
+		t.Errorf("nil: %v", m)
+	}
+}
