@@ -315,7 +315,7 @@ type ring struct {
 func newRing(n int) *ring { return &ring{size: max(n, 1)} }
 
 func (r *ring) add(p Point) {
-	if !r.full && r.next == len(r.buf) {
+	if !r.full { // next == len(buf): one more slot
 		if len(r.buf) == cap(r.buf) {
 			grown := make([]Point, len(r.buf), min(r.size, max(16, 2*cap(r.buf))))
 			copy(grown, r.buf)
